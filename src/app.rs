@@ -1,0 +1,183 @@
+//! Wiring: `App::build` opens the store, migrates, applies the configured
+//! pipelines and aliases, binds the listeners; `run_until_stopped` serves
+//! until the token fires, then finishes in-flight work and stops.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::ingest::{DirectoryHandle, Intake, Processor};
+use crate::smtp::{self, SmtpContext};
+use crate::store::{self, Store};
+
+/// A built, bound, not yet running service.
+pub struct App {
+    settings: Settings,
+    store: Arc<dyn Store>,
+    directory: DirectoryHandle,
+    smtp: TcpListener,
+    http: TcpListener,
+}
+
+impl App {
+    /// Opens and migrates the database, applies `[[pipelines]]`/`[[aliases]]`,
+    /// and binds both listeners (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated, the bootstrap fails, or a
+    /// listener cannot bind.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let directory = Arc::new(RwLock::new(Arc::new(
+            store.load_directory().await.context("loading aliases")?,
+        )));
+        let smtp = TcpListener::bind(settings.smtp.listen)
+            .await
+            .with_context(|| format!("binding SMTP listener on {}", settings.smtp.listen))?;
+        let http = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
+        Ok(Self {
+            settings,
+            store,
+            directory,
+            smtp,
+            http,
+        })
+    }
+
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp.local_addr().unwrap_or(self.settings.smtp.listen)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.settings.http.listen)
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// Serves SMTP and HTTP and processes stored mail until `shutdown` fires.
+    /// Then: stop accepting, let sessions in DATA finish, commit what intake
+    /// holds, finish the processing batch in hand.
+    ///
+    /// # Errors
+    /// The HTTP server failing.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let stored = Arc::new(Notify::new());
+        let intake_stop = CancellationToken::new();
+        let (intake, intake_task) = Intake::start(
+            Arc::clone(&self.store),
+            self.settings.intake.clone(),
+            Arc::clone(&stored),
+            intake_stop.clone(),
+        );
+
+        let processor = Processor::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.directory),
+            self.settings.processing.batch_max_messages,
+        );
+        let processor_stop = CancellationToken::new();
+        let processor_task = tokio::spawn(processor.run(
+            Arc::clone(&stored),
+            Duration::from_secs(self.settings.processing.poll_interval_secs.max(1)),
+            processor_stop.clone(),
+        ));
+
+        tracing::info!(smtp = %self.smtp_addr(), http = %self.http_addr(), "emailin listening");
+
+        let ctx = Arc::new(SmtpContext {
+            settings: self.settings.smtp.clone(),
+            intake,
+            directory: Arc::clone(&self.directory),
+        });
+        let smtp_task = tokio::spawn(smtp::serve(
+            self.smtp,
+            ctx,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+
+        let router = api::router(ApiState {
+            store: Arc::clone(&self.store),
+        });
+        let http_shutdown = shutdown.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(self.http, router)
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await
+        });
+
+        shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        let _ = smtp_task.await;
+        tracker.close();
+        tracker.wait().await;
+        // Sessions are gone, so nothing new reaches intake; drain and stop it.
+        intake_stop.cancel();
+        let _ = intake_task.await;
+        processor_stop.cancel();
+        let _ = processor_task.await;
+        http_task
+            .await
+            .context("HTTP task")?
+            .context("HTTP server")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Connects, migrates and bootstraps the configured database.
+///
+/// # Errors
+/// Connection, migration or bootstrap failure, with context.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = store::connect(&settings.database)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&settings.database.url)))?;
+    store.migrate().await.context("running migrations")?;
+    store
+        .bootstrap(&settings.pipelines, &settings.aliases)
+        .await
+        .context("applying configured pipelines and aliases")?;
+    Ok(store)
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_the_password_only() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

@@ -1,0 +1,261 @@
+//! The commands of the `emailin` binary, as library functions so tests run
+//! exactly what an operator runs.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::app::{App, open_store};
+use crate::config::Settings;
+use crate::domain::EmailAddress;
+use crate::ingest::{Envelope, InboundMessage, Intake, Processor, Source, mbox};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "emailin",
+    version,
+    about = "Turns email into sales and support pipeline records"
+)]
+pub struct Cli {
+    /// TOML configuration file (defaults are built in; EMAILIN__SECTION__KEY overrides).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the SMTP listener, the processor and the HTTP API.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Validate the configuration and print it (secrets redacted), then exit.
+    CheckConfig,
+    /// Exit 0 when the running service answers /healthz with 200.
+    Healthcheck,
+    /// Run stored messages through processing again (default: the failed ones).
+    Replay {
+        /// Only messages with this status (pending, processed, ignored, failed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this inbound message.
+        #[arg(long)]
+        id: Option<Uuid>,
+    },
+    /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
+    Ingest {
+        /// Files: one message each, or mbox files with many.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The alias they are delivered to.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command fails with, with context for the operator.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref()).context("invalid configuration")?;
+    crate::telemetry::init(settings.log.format);
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let mut shown = settings.clone();
+            shown.database.url = crate::app::redact_url(&shown.database.url);
+            println!("{}", toml_like(&shown)?);
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::Healthcheck => healthcheck(settings.http.listen).await,
+        Command::Replay { status, id } => {
+            let status = match (status, id) {
+                (None, None) => Some("failed".to_string()),
+                (s, _) => s,
+            };
+            let store = open_store(&settings).await?;
+            let reset = store.reset_for_replay(status.as_deref(), id).await?;
+            let processed = process_pending(&store, &settings).await?;
+            println!("replayed {reset} message(s); processed {processed}");
+            print_counts(store.as_ref()).await
+        }
+        Command::Ingest { files, to } => {
+            let store = open_store(&settings).await?;
+            let report = ingest_files(&store, &settings, &files, &to).await?;
+            println!(
+                "stored {} message(s) from {} file(s)",
+                report.stored.len(),
+                files.len()
+            );
+            print_counts(store.as_ref()).await
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    app.run_until_stopped(shutdown).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn toml_like(settings: &Settings) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(settings)?)
+}
+
+async fn print_counts(store: &dyn Store) -> anyhow::Result<()> {
+    for (status, n) in store.inbound_counts().await? {
+        println!("{status:>10}: {n}");
+    }
+    Ok(())
+}
+
+/// What `ingest` stored.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    /// (file, inbound id) for every message stored, in order.
+    pub stored: Vec<(PathBuf, Uuid)>,
+}
+
+/// Stores every message in `files` through intake (source `import`,
+/// recipient `to`), then processes everything pending.
+///
+/// # Errors
+/// `to` is not an enabled alias, a file cannot be read, or storage fails.
+pub async fn ingest_files(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    files: &[PathBuf],
+    to: &str,
+) -> anyhow::Result<IngestReport> {
+    let directory = store.load_directory().await?;
+    if !directory.accepts(to) {
+        bail!("{to} is not an enabled alias");
+    }
+    let to = EmailAddress::parse(to)?.to_string();
+    let stop = CancellationToken::new();
+    let (intake, writer) = Intake::start(
+        Arc::clone(store),
+        settings.intake.clone(),
+        Arc::new(Notify::new()),
+        stop.clone(),
+    );
+    let mut report = IngestReport::default();
+    let result = submit_files(&intake, files, &to, &mut report).await;
+    drop(intake);
+    let _ = writer.await;
+    result?;
+    process_pending(store, settings).await?;
+    Ok(report)
+}
+
+async fn submit_files(
+    intake: &Intake,
+    files: &[PathBuf],
+    to: &str,
+    report: &mut IngestReport,
+) -> anyhow::Result<()> {
+    for file in files {
+        let data = read_file(file)?;
+        for raw in mbox::split(&data) {
+            let envelope = Envelope {
+                rcpt_to: vec![to.to_string()],
+                ..Envelope::default()
+            };
+            let id = intake
+                .submit(InboundMessage::new(Source::Import, envelope, raw))
+                .await
+                .with_context(|| format!("storing a message from {}", file.display()))?;
+            report.stored.push((file.clone(), id));
+        }
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Processes everything pending and returns how many messages were handled.
+///
+/// # Errors
+/// A store error that stopped processing.
+pub async fn process_pending(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<usize> {
+    let directory = Arc::new(RwLock::new(Arc::new(store.load_directory().await?)));
+    let processor = Processor::new(
+        Arc::clone(store),
+        directory,
+        settings.processing.batch_max_messages,
+    );
+    Ok(processor.drain().await?)
+}
+
+/// Asks the service listening on `listen` for `/healthz`.
+///
+/// # Errors
+/// No connection, a timeout, or a status other than 200.
+pub async fn healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(5), check)
+        .await
+        .context("health check timed out")?
+        .with_context(|| format!("cannot reach {addr}"))?;
+    let status_line = response.split(|&b| b == b'\n').next().unwrap_or_default();
+    if status_line.starts_with(b"HTTP/1.1 200") {
+        println!("healthy");
+        Ok(())
+    } else {
+        bail!("unhealthy: {}", String::from_utf8_lossy(status_line).trim())
+    }
+}

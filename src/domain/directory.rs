@@ -1,0 +1,80 @@
+//! The routing directory: pipelines, their stages, and the aliases that feed
+//! them, as one immutable snapshot loaded from the store.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{EmailAddress, StageKind};
+
+#[derive(Debug, Clone)]
+pub struct StageEntry {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: StageKind,
+    pub position: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineEntry {
+    pub id: Uuid,
+    pub name: String,
+    /// Ordered by position.
+    pub stages: Vec<StageEntry>,
+}
+
+impl PipelineEntry {
+    /// Where new records start: the first open stage.
+    pub fn first_open_stage(&self) -> Option<&StageEntry> {
+        self.stages.iter().find(|s| s.kind == StageKind::Open)
+    }
+
+    pub fn stage(&self, id: Uuid) -> Option<&StageEntry> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AliasEntry {
+    pub id: Uuid,
+    pub address: EmailAddress,
+    pub name: String,
+    pub pipeline_id: Uuid,
+    pub owner_id: Option<Uuid>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub reopen_on_reply: bool,
+    /// closed stage id → open stage id
+    pub reopen: HashMap<Uuid, Uuid>,
+}
+
+/// Everything routing needs, without I/O.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub pipelines: HashMap<Uuid, PipelineEntry>,
+    pub aliases: HashMap<EmailAddress, AliasEntry>,
+}
+
+impl Directory {
+    /// The enabled alias that receives mail for `address`, ignoring a `+tag`,
+    /// with the tag.
+    pub fn alias_for<'a, 'b>(
+        &'a self,
+        address: &'b EmailAddress,
+    ) -> Option<(&'a AliasEntry, Option<&'b str>)> {
+        let (base, tag) = address.base_and_tag();
+        self.aliases
+            .get(&base)
+            .filter(|a| a.enabled)
+            .map(|alias| (alias, tag))
+    }
+
+    /// Whether mail to `address` is accepted at all (the RCPT check).
+    pub fn accepts(&self, address: &str) -> bool {
+        EmailAddress::parse(address).is_ok_and(|a| self.alias_for(&a).is_some())
+    }
+
+    pub fn pipeline(&self, id: Uuid) -> Option<&PipelineEntry> {
+        self.pipelines.get(&id)
+    }
+}

@@ -1,0 +1,39 @@
+//! Validated types without I/O: addresses, stage kinds, Message-IDs.
+//!
+//! Everything here is pure and cheap; parsing an input into one of these
+//! types is the only way to obtain it, so code further in can trust it.
+
+mod address;
+mod directory;
+mod message_id;
+
+pub use address::{AddressError, EmailAddress};
+pub use directory::{AliasEntry, Directory, PipelineEntry, StageEntry};
+pub use message_id::{normalize_message_id, synthetic_message_id};
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a stage counts as work in progress or as finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    Open,
+    Closed,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Open => "open",
+            StageKind::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(StageKind::Open),
+            "closed" => Some(StageKind::Closed),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The one struct every source hands to intake.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Smtp,
+    Imap,
+    Import,
+    Api,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Smtp => "smtp",
+            Source::Imap => "imap",
+            Source::Import => "import",
+            Source::Api => "api",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "smtp" => Ok(Source::Smtp),
+            "imap" => Ok(Source::Imap),
+            "import" => Ok(Source::Import),
+            "api" => Ok(Source::Api),
+            other => Err(format!("unknown source {other:?}")),
+        }
+    }
+}
+
+/// The SMTP envelope, or its equivalent for other sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// MAIL FROM; `None` or empty for the null sender `<>`.
+    pub mail_from: Option<String>,
+    /// RCPT TO addresses as the client gave them (already checked against aliases).
+    pub rcpt_to: Vec<String>,
+    pub client_ip: Option<String>,
+    pub helo: Option<String>,
+    pub tls: bool,
+}
+
+/// A message as received: the exact bytes and the envelope.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub source: Source,
+    pub envelope: Envelope,
+    pub raw: Vec<u8>,
+    /// Hex SHA-256 of `raw`, computed by the source's own task so the
+    /// intake writer does no per-byte work.
+    pub sha256: String,
+}
+
+impl InboundMessage {
+    pub fn new(source: Source, envelope: Envelope, raw: Vec<u8>) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&raw));
+        Self {
+            source,
+            envelope,
+            raw,
+            sha256,
+        }
+    }
+}

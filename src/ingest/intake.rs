@@ -1,0 +1,128 @@
+//! Intake: make raw messages durable, many per transaction (group commit).
+//!
+//! Every source calls [`Intake::submit`] and acknowledges its sender only
+//! when it returns `Ok`: by then the bytes are committed. One writer task
+//! owns the write path: it takes everything that queued up while the
+//! previous commit ran (bounded by count and bytes), commits it in one
+//! transaction, then answers every waiting caller. Under load one fsync
+//! carries hundreds of messages; with a single sender a batch is one message
+//! and nothing waits for a timer.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::InboundMessage;
+use crate::config::IntakeSettings;
+use crate::store::Store;
+
+/// Why a message could not be stored; the sender should retry later.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntakeError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("intake is shutting down")]
+    ShuttingDown,
+}
+
+type Reply = oneshot::Sender<Result<Uuid, IntakeError>>;
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<(InboundMessage, Reply)>,
+}
+
+impl Intake {
+    /// Starts the writer task. `stored` is notified after every commit so the
+    /// processor wakes up. The task ends when every handle is dropped or
+    /// `shutdown` fires, after answering what it already took.
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: IntakeSettings,
+        stored: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let capacity = settings.batch_max_messages.max(1) * 4;
+        let (tx, rx) = mpsc::channel(capacity);
+        let task = tokio::spawn(writer(store, settings, rx, stored, shutdown));
+        (Self { tx }, task)
+    }
+
+    /// Stores `message` durably and returns its inbound id.
+    ///
+    /// # Errors
+    /// [`IntakeError`] when the commit failed or intake is stopping; nothing
+    /// of the message was kept, so the sender must be told to retry.
+    pub async fn submit(&self, message: InboundMessage) -> Result<Uuid, IntakeError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((message, reply))
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        answer.await.map_err(|_| IntakeError::ShuttingDown)?
+    }
+}
+
+async fn writer(
+    store: Arc<dyn Store>,
+    settings: IntakeSettings,
+    mut rx: mpsc::Receiver<(InboundMessage, Reply)>,
+    stored: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let max_messages = settings.batch_max_messages.max(1);
+    let mut batch: Vec<(InboundMessage, Reply)> = Vec::with_capacity(max_messages);
+    loop {
+        // Wait for the first message, then take whatever else is already queued.
+        let first = tokio::select! {
+            biased;
+            msg = rx.recv() => msg,
+            () = shutdown.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut bytes = first.0.raw.len();
+        batch.push(first);
+        while batch.len() < max_messages && bytes < settings.batch_max_bytes {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes += next.0.raw.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+
+        let messages: Vec<&InboundMessage> = batch.iter().map(|(m, _)| m).collect();
+        let result = store.insert_inbound(&messages).await;
+        match result {
+            Ok(ids) => {
+                metrics_batch(batch.len(), bytes);
+                for ((_, reply), id) in batch.drain(..).zip(ids) {
+                    // The caller may have gone (client disconnected): the message
+                    // is stored all the same and will be processed.
+                    let _ = reply.send(Ok(id));
+                }
+                stored.notify_one();
+            }
+            Err(err) => {
+                tracing::error!(error = %err, messages = batch.len(), "intake commit failed");
+                let err = IntakeError::Unavailable(err.to_string());
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+    // Refuse what is still queued so its senders retry instead of hanging.
+    rx.close();
+    while let Ok((_, reply)) = rx.try_recv() {
+        let _ = reply.send(Err(IntakeError::ShuttingDown));
+    }
+}
+
+fn metrics_batch(messages: usize, bytes: usize) {
+    tracing::debug!(messages, bytes, "message_stored batch committed");
+}

@@ -1,0 +1,24 @@
+//! THE path every message takes, whatever its source.
+//!
+//! `intake` makes the raw bytes durable (and only then may a source
+//! acknowledge); `process` turns stored messages into records: parse → route
+//! → contact → thread → apply, writing an outcome on every raw row. Sender
+//! classification (auto-replies, bounces, authentication) slots in between
+//! parse and route. This module never sees SMTP, IMAP or HTTP types.
+
+mod inbound;
+mod intake;
+pub mod mbox;
+mod outcome;
+mod parse;
+mod process;
+mod route;
+mod thread;
+
+pub use inbound::{Envelope, InboundMessage, Source};
+pub use intake::{Intake, IntakeError};
+pub use outcome::{IgnoreReason, Outcome, PipelineResult};
+pub use parse::{ParseError, ParsedMail, parse};
+pub use process::{DirectoryHandle, Processor};
+pub use route::{REPLY_TOKEN_TAG, Route, route};
+pub use thread::{ThreadKey, subject_tag, thread_keys};

@@ -1,0 +1,134 @@
+//! Outcomes: what processing made of a stored message, as written on its row.
+//!
+//! Statuses are a closed set: `pending`, `processed`, `ignored`, `failed`
+//! (`quarantined` arrives with sender authentication).
+
+use crate::store::OutcomeRow;
+
+/// Why a stored message produced nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// The same Message-ID was already applied in every pipeline it reaches.
+    Duplicate,
+    /// No enabled alias among its recipients (e.g. disabled after RCPT).
+    NoAlias,
+    /// No header could be read.
+    Unparseable,
+}
+
+impl IgnoreReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoreReason::Duplicate => "duplicate",
+            IgnoreReason::NoAlias => "no-alias",
+            IgnoreReason::Unparseable => "unparseable",
+        }
+    }
+}
+
+/// What happened in one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineResult {
+    Created {
+        record: i64,
+    },
+    Appended {
+        record: i64,
+        reopened: bool,
+    },
+    Duplicate {
+        record: i64,
+    },
+    /// A replay of a message this row already applied.
+    AlreadyApplied,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Processed(Vec<PipelineResult>),
+    Ignored(IgnoreReason),
+    Failed(String),
+}
+
+impl Outcome {
+    /// Collapses per-pipeline results: all duplicates is `ignored: duplicate`.
+    pub fn from_results(results: Vec<PipelineResult>) -> Self {
+        if results
+            .iter()
+            .all(|r| matches!(r, PipelineResult::Duplicate { .. }))
+        {
+            Outcome::Ignored(IgnoreReason::Duplicate)
+        } else {
+            Outcome::Processed(results)
+        }
+    }
+
+    pub fn to_row(&self) -> OutcomeRow {
+        match self {
+            Outcome::Processed(results) => {
+                let parts: Vec<String> = results
+                    .iter()
+                    .map(|r| match r {
+                        PipelineResult::Created { record } => format!("created #{record}"),
+                        PipelineResult::Appended {
+                            record,
+                            reopened: true,
+                        } => {
+                            format!("appended to #{record}, reopened")
+                        }
+                        PipelineResult::Appended {
+                            record,
+                            reopened: false,
+                        } => {
+                            format!("appended to #{record}")
+                        }
+                        PipelineResult::Duplicate { record } => format!("duplicate of #{record}"),
+                        PipelineResult::AlreadyApplied => "already applied".into(),
+                    })
+                    .collect();
+                OutcomeRow {
+                    status: "processed",
+                    outcome: format!("processed: {}", parts.join("; ")),
+                    error: None,
+                }
+            }
+            Outcome::Ignored(reason) => OutcomeRow {
+                status: "ignored",
+                outcome: format!("ignored: {}", reason.as_str()),
+                error: None,
+            },
+            Outcome::Failed(error) => OutcomeRow {
+                status: "failed",
+                outcome: "failed".into(),
+                error: Some(error.clone()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_duplicates_is_ignored() {
+        let o = Outcome::from_results(vec![PipelineResult::Duplicate { record: 1 }]);
+        assert_eq!(o.to_row().outcome, "ignored: duplicate");
+        assert_eq!(o.to_row().status, "ignored");
+    }
+
+    #[test]
+    fn mixed_results_are_processed_and_listed() {
+        let o = Outcome::from_results(vec![
+            PipelineResult::Created { record: 3 },
+            PipelineResult::Appended {
+                record: 1,
+                reopened: true,
+            },
+        ]);
+        assert_eq!(
+            o.to_row().outcome,
+            "processed: created #3; appended to #1, reopened"
+        );
+    }
+}

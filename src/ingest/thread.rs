@@ -1,0 +1,116 @@
+//! Thread: the ordered keys that may place a message in an existing record.
+//!
+//! Order (DESIGN.md), first hit wins: reply token in a recipient address,
+//! In-Reply-To, References newest first, `[#ref]` tag in the subject. The
+//! lookups themselves happen in `process`, always within one pipeline.
+
+use super::ParsedMail;
+
+/// One way a message may name the record it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadKey {
+    Token(String),
+    InReplyTo(String),
+    References(String),
+    SubjectTag(i64),
+}
+
+/// The rule name stored on a message that matched no key.
+pub const NEW_RECORD_RULE: &str = "new";
+
+impl ThreadKey {
+    /// The rule name stored on the message.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ThreadKey::Token(_) => "reply-token",
+            ThreadKey::InReplyTo(_) => "in-reply-to",
+            ThreadKey::References(_) => "references",
+            ThreadKey::SubjectTag(_) => "subject-tag",
+        }
+    }
+
+    /// The value it matched on, stored next to the rule.
+    pub fn value(&self) -> String {
+        match self {
+            ThreadKey::Token(v) | ThreadKey::InReplyTo(v) | ThreadKey::References(v) => v.clone(),
+            ThreadKey::SubjectTag(n) => format!("[#{n}]"),
+        }
+    }
+}
+
+/// The keys to try for `mail`, in order, without repeats.
+pub fn thread_keys(token: Option<&str>, mail: &ParsedMail) -> Vec<ThreadKey> {
+    let mut keys = Vec::new();
+    if let Some(token) = token {
+        keys.push(ThreadKey::Token(token.to_string()));
+    }
+    if let Some(id) = &mail.in_reply_to {
+        keys.push(ThreadKey::InReplyTo(id.clone()));
+    }
+    for id in mail.references.iter().rev() {
+        if mail.in_reply_to.as_ref() != Some(id) && *id != mail.message_id {
+            keys.push(ThreadKey::References(id.clone()));
+        }
+    }
+    if let Some(n) = mail.subject.as_deref().and_then(subject_tag) {
+        keys.push(ThreadKey::SubjectTag(n));
+    }
+    keys
+}
+
+/// The record number in the first `[#<digits>]` of a subject.
+pub fn subject_tag(subject: &str) -> Option<i64> {
+    let mut rest = subject;
+    while let Some(start) = rest.find("[#") {
+        let after = &rest[start + 2..];
+        let digits: &str = &after[..after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len())];
+        if !digits.is_empty()
+            && after[digits.len()..].starts_with(']')
+            && let Ok(n) = digits.parse()
+        {
+            return Some(n);
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse;
+
+    #[test]
+    fn subject_tag_finds_the_first_well_formed_tag() {
+        assert_eq!(subject_tag("Re: Quote [#42]"), Some(42));
+        assert_eq!(subject_tag("[#x] then [#7] and [#8]"), Some(7));
+        assert_eq!(subject_tag("[#] [#12 no close"), None);
+        assert_eq!(subject_tag("[#99999999999999999999999]"), None);
+    }
+
+    #[test]
+    fn keys_follow_the_design_order() {
+        let raw = b"From: a@b.c\r\nMessage-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\n\
+References: <m0@x> <m1@x> <m2@x>\r\nSubject: Re: hi [#5]\r\n\r\nx\r\n";
+        let mail = parse(raw).unwrap();
+        let keys = thread_keys(Some("tok"), &mail);
+        assert_eq!(
+            keys,
+            [
+                ThreadKey::Token("tok".into()),
+                ThreadKey::InReplyTo("m2@x".into()),
+                ThreadKey::References("m1@x".into()),
+                ThreadKey::References("m0@x".into()),
+                ThreadKey::SubjectTag(5),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fresh_message_has_no_keys() {
+        let mail = parse(b"From: a@b.c\r\nSubject: Hello\r\n\r\nx\r\n").unwrap();
+        assert!(thread_keys(None, &mail).is_empty());
+    }
+}

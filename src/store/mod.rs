@@ -1,0 +1,163 @@
+//! Storage: the only place SQL lives.
+//!
+//! [`Store`] is what the rest of the service sees; [`Tx`] is one processing
+//! transaction. Both are implemented once, in `sql.rs`, for SQLite (the
+//! embedded default) and PostgreSQL (many replicas, one database): the SQL is
+//! written for both dialects, and each backend supplies only how it connects,
+//! migrates and begins a write. No policy lives here: which record a message
+//! joins, or whether a stage reopens, is decided in `ingest`.
+
+mod postgres;
+mod sql;
+mod sqlite;
+mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::config::{AliasConfig, DatabaseSettings, PipelineConfig};
+use crate::domain::Directory;
+use crate::ingest::InboundMessage;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// What can go wrong below the service.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unreadable row: {0}")]
+    Corrupt(String),
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
+    BadUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Opens the database named by `settings.url` (without migrating it).
+///
+/// # Errors
+/// [`StoreError::BadUrl`] for an unknown scheme, or the connection error.
+pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Arc<dyn Store>> {
+    let url = settings.url.as_str();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(settings).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(settings).await?))
+    } else {
+        Err(StoreError::BadUrl(url.to_string()))
+    }
+}
+
+/// The service's view of the database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates or updates pipelines, stages, users (alias owners), aliases and
+    /// reopen rules by name/address. Never deletes anything.
+    async fn bootstrap(
+        &self,
+        pipelines: &[PipelineConfig],
+        aliases: &[AliasConfig],
+    ) -> StoreResult<()>;
+
+    /// Loads every pipeline, stage and alias, for routing and RCPT checks.
+    async fn load_directory(&self) -> StoreResult<Directory>;
+
+    /// Stores raw messages in ONE transaction and returns their ids in order.
+    /// When this returns `Ok`, every message is durable; on `Err`, none is.
+    async fn insert_inbound(&self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>>;
+
+    /// Begins a processing transaction. On PostgreSQL it holds the processing
+    /// lock, so replicas apply messages one batch at a time in arrival order.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+
+    /// Puts stored messages back to `pending` so processing runs again; by id,
+    /// by status, or both. Returns how many rows were reset.
+    async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64>;
+
+    /// Counts inbound rows per status.
+    async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Page<RecordView>>;
+    async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>>;
+    async fn find_contact(&self, email: &str) -> StoreResult<Option<ContactView>>;
+    async fn list_inbound(&self, filter: &InboundFilter) -> StoreResult<Page<InboundView>>;
+    async fn get_inbound(&self, id: Uuid) -> StoreResult<Option<InboundView>>;
+    async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>>;
+}
+
+/// One processing transaction. Dropping it without [`Tx::commit`] rolls back.
+///
+/// `savepoint` / `release` / `rollback_to_savepoint` bracket one message, so
+/// a failing message is undone alone and the rest of the batch commits.
+#[async_trait]
+pub trait Tx: Send {
+    /// Stored messages waiting for processing, oldest first.
+    async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>>;
+
+    async fn savepoint(&mut self) -> StoreResult<()>;
+    async fn release_savepoint(&mut self) -> StoreResult<()>;
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
+
+    async fn record_by_token(
+        &mut self,
+        pipeline: Uuid,
+        token: &str,
+    ) -> StoreResult<Option<RecordState>>;
+    async fn record_by_message_id(
+        &mut self,
+        pipeline: Uuid,
+        message_id: &str,
+    ) -> StoreResult<Option<RecordState>>;
+    async fn record_by_number(
+        &mut self,
+        pipeline: Uuid,
+        number: i64,
+    ) -> StoreResult<Option<RecordState>>;
+
+    /// Whether this inbound row already produced a message in this pipeline
+    /// (a replay of something already applied).
+    async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool>;
+
+    /// Finds the contact with this (lower-cased) address or creates it.
+    async fn upsert_contact(&mut self, email: &str, name: &str) -> StoreResult<Uuid>;
+
+    async fn insert_record(&mut self, record: &NewRecord) -> StoreResult<RecordState>;
+
+    /// Stores a message, its attachments and its Message-ID in the thread index.
+    async fn insert_message(&mut self, message: &NewMessage) -> StoreResult<()>;
+
+    async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()>;
+    async fn touch_record(&mut self, record: Uuid) -> StoreResult<()>;
+    async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()>;
+
+    /// Writes what processing made of an inbound row.
+    async fn set_outcome(&mut self, inbound: Uuid, outcome: &OutcomeRow) -> StoreResult<()>;
+
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}

@@ -1,0 +1,65 @@
+//! PostgreSQL, for many stateless replicas on one database.
+//!
+//! Commits use the server's `synchronous_commit` (on by default), so a
+//! committed intake batch is on disk before any `250` goes out. Processing
+//! transactions take a transaction-scoped advisory lock: replicas apply
+//! stored messages one batch at a time, in arrival order.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::sql::sql_store;
+use crate::config::DatabaseSettings;
+
+/// Key of the advisory lock that serialises processing across replicas.
+const PROCESSING_LOCK: i64 = 0x656d_6169_6c69_6e01;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    const BACKEND: super::Backend = super::Backend::Postgres;
+
+    /// Connects a pool to the database named by the URL.
+    ///
+    /// # Errors
+    /// A malformed URL or the server not answering.
+    pub async fn connect(settings: &DatabaseSettings) -> super::StoreResult<Self> {
+        let options: PgConnectOptions = settings.url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(2))
+            .acquire_timeout(Duration::from_millis(settings.busy_timeout_ms.max(1000)))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    fn read_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    async fn begin_processing(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PROCESSING_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    async fn run_migrations(&self) -> super::StoreResult<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+sql_store!(PgStore, PgTx, Postgres);

@@ -1,0 +1,841 @@
+//! The SQL of both backends, written once.
+//!
+//! Every statement here is valid on SQLite and PostgreSQL (`$N` parameters,
+//! `ON CONFLICT`, `RETURNING`). `sql_store!` instantiates [`Store`] and [`Tx`]
+//! for a backend type that provides `read_pool()`, `begin_write()`,
+//! `begin_processing()` and `run_migrations()`.
+
+use std::collections::HashMap;
+
+use crate::domain::{AliasEntry, Directory, EmailAddress, PipelineEntry, StageEntry, StageKind};
+use crate::store::{ConversationItem, Mailbox, StoreError, StoreResult};
+
+/// How many rows one multi-row INSERT carries (well under both backends'
+/// bound-parameter limits).
+pub(super) const INSERT_CHUNK: usize = 500;
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
+
+pub(super) fn string_list(json: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
+}
+
+pub(super) fn mailbox_list(json: &str) -> StoreResult<Vec<Mailbox>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        address: String,
+        name: Option<String>,
+    }
+    let rows: Vec<Row> = serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("address column: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Mailbox {
+            address: r.address,
+            name: r.name,
+        })
+        .collect())
+}
+
+pub(super) fn stage_kind(kind: &str) -> StoreResult<StageKind> {
+    StageKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("stage kind {kind:?}")))
+}
+
+/// Assembles a directory from its rows.
+pub(super) struct DirectoryRows {
+    pub pipelines: Vec<(uuid::Uuid, String)>,
+    pub stages: Vec<(uuid::Uuid, uuid::Uuid, String, String, i32)>,
+    pub aliases: Vec<AliasEntry>,
+    pub rules: Vec<(uuid::Uuid, uuid::Uuid, uuid::Uuid)>,
+}
+
+impl DirectoryRows {
+    pub fn build(self) -> StoreResult<Directory> {
+        let mut pipelines: HashMap<_, _> = self
+            .pipelines
+            .into_iter()
+            .map(|(id, name)| {
+                (
+                    id,
+                    PipelineEntry {
+                        id,
+                        name,
+                        stages: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for (id, pipeline_id, name, kind, position) in self.stages {
+            if let Some(p) = pipelines.get_mut(&pipeline_id) {
+                p.stages.push(StageEntry {
+                    id,
+                    name,
+                    kind: stage_kind(&kind)?,
+                    position,
+                });
+            }
+        }
+        for p in pipelines.values_mut() {
+            p.stages.sort_by_key(|s| s.position);
+        }
+        let mut aliases: HashMap<EmailAddress, AliasEntry> = self
+            .aliases
+            .into_iter()
+            .map(|a| (a.address.clone(), a))
+            .collect();
+        for (alias_id, from, to) in self.rules {
+            if let Some(a) = aliases.values_mut().find(|a| a.id == alias_id) {
+                a.reopen.insert(from, to);
+            }
+        }
+        aliases.retain(|_, a| pipelines.contains_key(&a.pipeline_id));
+        Ok(Directory { pipelines, aliases })
+    }
+}
+
+/// Orders a conversation by time; ties keep insertion order (events that
+/// announce a message come before it).
+pub(super) fn sort_conversation(items: &mut [ConversationItem]) {
+    items.sort_by_key(ConversationItem::at);
+}
+
+macro_rules! sql_store {
+    ($store:ty, $tx:ident, $db:ty) => {
+        use ::async_trait::async_trait;
+        use ::chrono::{DateTime, Utc};
+        use ::sqlx::{QueryBuilder, Row};
+        use ::uuid::Uuid;
+
+        use $crate::config::{AliasConfig, PipelineConfig};
+        use $crate::domain::{AliasEntry, Directory, EmailAddress};
+        use $crate::ingest::{Envelope, InboundMessage};
+        use $crate::store::sql::{
+            DirectoryRows, INSERT_CHUNK, mailbox_list, sort_conversation, string_list, to_json,
+        };
+        use $crate::store::*;
+
+        type DbRow = <$db as ::sqlx::Database>::Row;
+
+        const RECORD_SELECT: &str = "SELECT r.id, r.number, p.name AS pipeline, s.name AS stage, \
+            s.kind AS stage_kind, r.title, r.tags, u.email AS owner, c.id AS contact_id, \
+            c.email AS contact_email, c.name AS contact_name, c.created_at AS contact_created_at, \
+            r.created_at, r.updated_at \
+            FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
+            JOIN stages s ON s.id = r.stage_id \
+            LEFT JOIN users u ON u.id = r.owner_id \
+            LEFT JOIN contacts c ON c.id = r.contact_id";
+
+        const INBOUND_SELECT: &str = "SELECT id, received_at, source, mail_from, rcpt_to, client_ip, \
+            helo, tls, size, sha256, status, outcome, error, processed_at FROM inbound";
+
+        fn record_view(row: &DbRow) -> StoreResult<RecordView> {
+            let number: i64 = row.try_get("number")?;
+            let contact = match row.try_get::<Option<Uuid>, _>("contact_id")? {
+                Some(id) => Some(ContactView {
+                    id,
+                    email: row.try_get("contact_email")?,
+                    name: row.try_get("contact_name")?,
+                    created_at: row.try_get("contact_created_at")?,
+                }),
+                None => None,
+            };
+            Ok(RecordView {
+                id: row.try_get("id")?,
+                number,
+                reference: format!("[#{number}]"),
+                pipeline: row.try_get("pipeline")?,
+                stage: row.try_get("stage")?,
+                stage_kind: row.try_get("stage_kind")?,
+                title: row.try_get("title")?,
+                tags: string_list(&row.try_get::<String, _>("tags")?)?,
+                owner: row.try_get("owner")?,
+                contact,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn inbound_view(row: &DbRow) -> StoreResult<InboundView> {
+            Ok(InboundView {
+                id: row.try_get("id")?,
+                received_at: row.try_get("received_at")?,
+                source: row.try_get("source")?,
+                mail_from: row.try_get("mail_from")?,
+                rcpt_to: string_list(&row.try_get::<String, _>("rcpt_to")?)?,
+                client_ip: row.try_get("client_ip")?,
+                helo: row.try_get("helo")?,
+                tls: row.try_get("tls")?,
+                size: row.try_get("size")?,
+                sha256: row.try_get("sha256")?,
+                status: row.try_get("status")?,
+                outcome: row.try_get("outcome")?,
+                error: row.try_get("error")?,
+                processed_at: row.try_get("processed_at")?,
+            })
+        }
+
+        fn record_state(row: &DbRow) -> StoreResult<RecordState> {
+            Ok(RecordState {
+                id: row.try_get("id")?,
+                number: row.try_get("number")?,
+                pipeline_id: row.try_get("pipeline_id")?,
+                stage_id: row.try_get("stage_id")?,
+            })
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                Self::BACKEND
+            }
+
+            async fn migrate(&self) -> StoreResult<()> {
+                self.run_migrations().await
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.read_pool()).await?;
+                Ok(())
+            }
+
+            async fn bootstrap(
+                &self,
+                pipelines: &[PipelineConfig],
+                aliases: &[AliasConfig],
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let now = Utc::now();
+                let mut pipeline_ids = std::collections::HashMap::new();
+                let mut stage_ids = std::collections::HashMap::new();
+                for p in pipelines {
+                    let id: Uuid = sqlx::query(
+                        "INSERT INTO pipelines (id, name, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(&p.name)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("id")?;
+                    pipeline_ids.insert(p.name.as_str(), id);
+                    for (position, s) in p.stages.iter().enumerate() {
+                        let stage_id: Uuid = sqlx::query(
+                            "INSERT INTO stages (id, pipeline_id, name, kind, position) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline_id, name) \
+                             DO UPDATE SET kind = excluded.kind, position = excluded.position \
+                             RETURNING id",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(id)
+                        .bind(&s.name)
+                        .bind(s.kind.as_str())
+                        .bind(i32::try_from(position).unwrap_or(i32::MAX))
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("id")?;
+                        stage_ids.insert((p.name.as_str(), s.name.as_str()), stage_id);
+                    }
+                }
+                for a in aliases {
+                    let address = EmailAddress::parse(&a.address)
+                        .map_err(|e| StoreError::Conflict(format!("alias {:?}: {e}", a.address)))?;
+                    let pipeline_id = *pipeline_ids.get(a.pipeline.as_str()).ok_or_else(|| {
+                        StoreError::Conflict(format!("alias {:?}: unknown pipeline {:?}", a.address, a.pipeline))
+                    })?;
+                    let owner_id: Option<Uuid> = match &a.owner {
+                        Some(owner) => {
+                            let owner = EmailAddress::parse(owner).map_err(|e| {
+                                StoreError::Conflict(format!("owner {owner:?}: {e}"))
+                            })?;
+                            Some(
+                                sqlx::query(
+                                    "INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, '', $3) \
+                                     ON CONFLICT (email) DO UPDATE SET email = excluded.email RETURNING id",
+                                )
+                                .bind(Uuid::now_v7())
+                                .bind(owner.as_str())
+                                .bind(now)
+                                .fetch_one(&mut *tx)
+                                .await?
+                                .try_get("id")?,
+                            )
+                        }
+                        None => None,
+                    };
+                    let alias_id: Uuid = sqlx::query(
+                        "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (address) DO UPDATE SET \
+                         name = excluded.name, pipeline_id = excluded.pipeline_id, owner_id = excluded.owner_id, \
+                         tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply \
+                         RETURNING id",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(address.as_str())
+                    .bind(&a.name)
+                    .bind(pipeline_id)
+                    .bind(owner_id)
+                    .bind(to_json(&a.tags))
+                    .bind(a.enabled)
+                    .bind(a.reopen_on_reply)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("id")?;
+                    sqlx::query("DELETE FROM reopen_rules WHERE alias_id = $1")
+                        .bind(alias_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for rule in &a.reopen {
+                        let stage = |name: &str| {
+                            stage_ids.get(&(a.pipeline.as_str(), name)).copied().ok_or_else(|| {
+                                StoreError::Conflict(format!("alias {:?}: unknown stage {name:?}", a.address))
+                            })
+                        };
+                        sqlx::query(
+                            "INSERT INTO reopen_rules (alias_id, from_stage_id, to_stage_id) VALUES ($1, $2, $3)",
+                        )
+                        .bind(alias_id)
+                        .bind(stage(&rule.from)?)
+                        .bind(stage(&rule.to)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn load_directory(&self) -> StoreResult<Directory> {
+                let pool = self.read_pool();
+                let pipelines = sqlx::query("SELECT id, name FROM pipelines")
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let stages = sqlx::query("SELECT id, pipeline_id, name, kind, position FROM stages")
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("id")?,
+                            r.try_get("pipeline_id")?,
+                            r.try_get("name")?,
+                            r.try_get("kind")?,
+                            r.try_get("position")?,
+                        ))
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let aliases = sqlx::query(
+                    "SELECT id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply FROM aliases",
+                )
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    let address: String = r.try_get("address")?;
+                    Ok(AliasEntry {
+                        id: r.try_get("id")?,
+                        address: EmailAddress::parse(&address)
+                            .map_err(|e| StoreError::Corrupt(format!("alias {address:?}: {e}")))?,
+                        name: r.try_get("name")?,
+                        pipeline_id: r.try_get("pipeline_id")?,
+                        owner_id: r.try_get("owner_id")?,
+                        tags: string_list(&r.try_get::<String, _>("tags")?)?,
+                        enabled: r.try_get("enabled")?,
+                        reopen_on_reply: r.try_get("reopen_on_reply")?,
+                        reopen: Default::default(),
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+                let rules = sqlx::query("SELECT alias_id, from_stage_id, to_stage_id FROM reopen_rules")
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("alias_id")?, r.try_get("from_stage_id")?, r.try_get("to_stage_id")?)))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                DirectoryRows { pipelines, stages, aliases, rules }.build()
+            }
+
+            async fn insert_inbound(&self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
+                let now = Utc::now();
+                let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+                let mut tx = self.begin_write().await?;
+                for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw) ",
+                    );
+                    q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
+                        b.push_bind(*id)
+                            .push_bind(now)
+                            .push_bind(m.source.as_str())
+                            .push_bind(m.envelope.mail_from.as_deref())
+                            .push_bind(to_json(&m.envelope.rcpt_to))
+                            .push_bind(m.envelope.client_ip.as_deref())
+                            .push_bind(m.envelope.helo.as_deref())
+                            .push_bind(m.envelope.tls)
+                            .push_bind(i64::try_from(m.raw.len()).unwrap_or(i64::MAX))
+                            .push_bind(m.sha256.as_str())
+                            .push_bind(m.raw.as_slice());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(ids)
+            }
+
+            async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+                Ok(Box::new($tx { tx: self.begin_processing().await? }))
+            }
+
+            async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64> {
+                let mut q: QueryBuilder<$db> =
+                    QueryBuilder::new("UPDATE inbound SET status = 'pending' WHERE status <> 'pending'");
+                if let Some(status) = status {
+                    q.push(" AND status = ").push_bind(status);
+                }
+                if let Some(id) = id {
+                    q.push(" AND id = ").push_bind(id);
+                }
+                let mut tx = self.begin_write().await?;
+                let n = q.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+                sqlx::query("SELECT status, COUNT(*) AS n FROM inbound GROUP BY status ORDER BY status")
+                    .fetch_all(self.read_pool())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+                    .collect()
+            }
+
+            async fn list_records(&self, f: &RecordFilter) -> StoreResult<Page<RecordView>> {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(RECORD_SELECT);
+                q.push(" WHERE 1 = 1");
+                if let Some(p) = &f.pipeline {
+                    q.push(" AND p.name = ").push_bind(p.as_str());
+                }
+                if let Some(s) = &f.stage {
+                    q.push(" AND s.name = ").push_bind(s.as_str());
+                }
+                if let Some(c) = &f.contact {
+                    q.push(" AND c.email = ").push_bind(c.to_lowercase());
+                }
+                if let Some(cursor) = f.cursor {
+                    q.push(" AND r.id < ").push_bind(cursor);
+                }
+                q.push(" ORDER BY r.id DESC LIMIT ").push_bind(f.limit + 1);
+                let rows = q.build().fetch_all(self.read_pool()).await?;
+                let mut items = rows.iter().map(record_view).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = page_cursor(&mut items, f.limit, |r| r.id);
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>> {
+                let pool = self.read_pool();
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(RECORD_SELECT);
+                q.push(" WHERE r.id = ").push_bind(id);
+                let Some(row) = q.build().fetch_optional(pool).await? else {
+                    return Ok(None);
+                };
+                let record = record_view(&row)?;
+
+                let mut attachments: std::collections::HashMap<Uuid, Vec<AttachmentView>> = Default::default();
+                for r in sqlx::query(
+                    "SELECT a.id, a.message_id, a.name, a.content_type, a.size, a.sha256 FROM attachments a \
+                     JOIN messages m ON m.id = a.message_id WHERE m.record_id = $1 ORDER BY a.id",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+                {
+                    attachments.entry(r.try_get("message_id")?).or_default().push(AttachmentView {
+                        id: r.try_get("id")?,
+                        name: r.try_get("name")?,
+                        content_type: r.try_get("content_type")?,
+                        size: r.try_get("size")?,
+                        sha256: r.try_get("sha256")?,
+                    });
+                }
+
+                let mut conversation = Vec::new();
+                for r in sqlx::query(
+                    "SELECT id, inbound_id, direction, message_id, in_reply_to, refs, from_addr, from_name, \
+                     to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, thread_rule, \
+                     thread_value, created_at FROM messages WHERE record_id = $1 ORDER BY created_at, id",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+                {
+                    let message_uuid: Uuid = r.try_get("id")?;
+                    let from = match r.try_get::<Option<String>, _>("from_addr")? {
+                        Some(address) => Some(Mailbox { address, name: r.try_get("from_name")? }),
+                        None => None,
+                    };
+                    conversation.push(ConversationItem::Message(Box::new(MessageView {
+                        id: message_uuid,
+                        direction: r.try_get("direction")?,
+                        message_id: r.try_get("message_id")?,
+                        in_reply_to: r.try_get("in_reply_to")?,
+                        references: string_list(&r.try_get::<String, _>("refs")?)?,
+                        from,
+                        to: mailbox_list(&r.try_get::<String, _>("to_addrs")?)?,
+                        cc: mailbox_list(&r.try_get::<String, _>("cc_addrs")?)?,
+                        reply_to: r.try_get("reply_to")?,
+                        subject: r.try_get("subject")?,
+                        date: r.try_get("sent_at")?,
+                        text: r.try_get("text_body")?,
+                        html: r.try_get("html_body")?,
+                        attachments: attachments.remove(&message_uuid).unwrap_or_default(),
+                        thread: ThreadDecision { rule: r.try_get("thread_rule")?, value: r.try_get("thread_value")? },
+                        inbound_id: r.try_get("inbound_id")?,
+                        created_at: r.try_get("created_at")?,
+                    })));
+                }
+                for r in sqlx::query(
+                    "SELECT e.id, e.kind, fs.name AS from_stage, ts.name AS to_stage, e.message_id, e.actor, \
+                     e.created_at FROM record_events e LEFT JOIN stages fs ON fs.id = e.from_stage_id \
+                     LEFT JOIN stages ts ON ts.id = e.to_stage_id WHERE e.record_id = $1 ORDER BY e.created_at, e.id",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+                {
+                    conversation.push(ConversationItem::Event(EventView {
+                        id: r.try_get("id")?,
+                        kind: r.try_get("kind")?,
+                        from_stage: r.try_get("from_stage")?,
+                        to_stage: r.try_get("to_stage")?,
+                        message_id: r.try_get("message_id")?,
+                        actor: r.try_get("actor")?,
+                        created_at: r.try_get("created_at")?,
+                    }));
+                }
+                sort_conversation(&mut conversation);
+                Ok(Some(RecordDetail { record, conversation }))
+            }
+
+            async fn find_contact(&self, email: &str) -> StoreResult<Option<ContactView>> {
+                let row = sqlx::query("SELECT id, email, name, created_at FROM contacts WHERE email = $1")
+                    .bind(email.trim().to_lowercase())
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                row.map(|r| {
+                    Ok(ContactView {
+                        id: r.try_get("id")?,
+                        email: r.try_get("email")?,
+                        name: r.try_get("name")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn list_inbound(&self, f: &InboundFilter) -> StoreResult<Page<InboundView>> {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(INBOUND_SELECT);
+                q.push(" WHERE 1 = 1");
+                if let Some(status) = &f.status {
+                    q.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(cursor) = f.cursor {
+                    q.push(" AND id < ").push_bind(cursor);
+                }
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit + 1);
+                let rows = q.build().fetch_all(self.read_pool()).await?;
+                let mut items = rows.iter().map(inbound_view).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = page_cursor(&mut items, f.limit, |r| r.id);
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn get_inbound(&self, id: Uuid) -> StoreResult<Option<InboundView>> {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(INBOUND_SELECT);
+                q.push(" WHERE id = ").push_bind(id);
+                q.build().fetch_optional(self.read_pool()).await?.as_ref().map(inbound_view).transpose()
+            }
+
+            async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>> {
+                let row = sqlx::query("SELECT raw FROM inbound WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                Ok(row.map(|r| r.try_get("raw")).transpose()?)
+            }
+        }
+
+        /// Trims a page fetched with one extra row and returns the next cursor.
+        fn page_cursor<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Option<String> {
+            let limit = usize::try_from(limit).unwrap_or(0);
+            if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|last| id(last).to_string())
+            } else {
+                None
+            }
+        }
+
+        pub struct $tx {
+            tx: ::sqlx::Transaction<'static, $db>,
+        }
+
+        #[async_trait]
+        impl Tx for $tx {
+            async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
+                let rows = sqlx::query(
+                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw FROM inbound \
+                     WHERE status = 'pending' ORDER BY seq LIMIT $1",
+                )
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.tx)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(PendingInbound {
+                            id: r.try_get("id")?,
+                            source: r.try_get("source")?,
+                            envelope: Envelope {
+                                mail_from: r.try_get("mail_from")?,
+                                rcpt_to: string_list(&r.try_get::<String, _>("rcpt_to")?)?,
+                                client_ip: r.try_get("client_ip")?,
+                                helo: r.try_get("helo")?,
+                                tls: r.try_get("tls")?,
+                            },
+                            raw: r.try_get("raw")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn savepoint(&mut self) -> StoreResult<()> {
+                sqlx::query("SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn release_savepoint(&mut self) -> StoreResult<()> {
+                sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+                sqlx::query("ROLLBACK TO SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn record_by_token(&mut self, pipeline: Uuid, token: &str) -> StoreResult<Option<RecordState>> {
+                sqlx::query(
+                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE reply_token = $1 AND pipeline_id = $2",
+                )
+                .bind(token)
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .as_ref()
+                .map(record_state)
+                .transpose()
+            }
+
+            async fn record_by_message_id(
+                &mut self,
+                pipeline: Uuid,
+                message_id: &str,
+            ) -> StoreResult<Option<RecordState>> {
+                sqlx::query(
+                    "SELECT r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
+                     JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = $1 AND m.message_id = $2",
+                )
+                .bind(pipeline)
+                .bind(message_id)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .as_ref()
+                .map(record_state)
+                .transpose()
+            }
+
+            async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
+                sqlx::query(
+                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE number = $1 AND pipeline_id = $2",
+                )
+                .bind(number)
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .as_ref()
+                .map(record_state)
+                .transpose()
+            }
+
+            async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool> {
+                let row = sqlx::query(
+                    "SELECT 1 AS hit FROM messages m JOIN records r ON r.id = m.record_id \
+                     WHERE m.inbound_id = $1 AND r.pipeline_id = $2 LIMIT 1",
+                )
+                .bind(inbound)
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                Ok(row.is_some())
+            }
+
+            async fn upsert_contact(&mut self, email: &str, name: &str) -> StoreResult<Uuid> {
+                Ok(sqlx::query(
+                    "INSERT INTO contacts (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (email) DO UPDATE SET name = CASE WHEN contacts.name = '' \
+                     THEN excluded.name ELSE contacts.name END RETURNING id",
+                )
+                .bind(Uuid::now_v7())
+                .bind(email)
+                .bind(name)
+                .bind(Utc::now())
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get("id")?)
+            }
+
+            async fn insert_record(&mut self, n: &NewRecord) -> StoreResult<RecordState> {
+                let now = Utc::now();
+                let row = sqlx::query(
+                    "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, \
+                     title, tags, reply_token, created_at, updated_at) \
+                     VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                     RETURNING id, number, pipeline_id, stage_id",
+                )
+                .bind(Uuid::now_v7())
+                .bind(n.pipeline_id)
+                .bind(n.stage_id)
+                .bind(n.contact_id)
+                .bind(n.owner_id)
+                .bind(n.alias_id)
+                .bind(&n.title)
+                .bind(to_json(&n.tags))
+                .bind(&n.reply_token)
+                .bind(now)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                record_state(&row)
+            }
+
+            async fn insert_message(&mut self, m: &NewMessage) -> StoreResult<()> {
+                let now: DateTime<Utc> = Utc::now();
+                sqlx::query(
+                    "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
+                     from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
+                     thread_rule, thread_value, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                )
+                .bind(m.id)
+                .bind(m.record_id)
+                .bind(m.inbound_id)
+                .bind(m.direction)
+                .bind(&m.message_id)
+                .bind(m.in_reply_to.as_deref())
+                .bind(to_json(&m.references))
+                .bind(m.from.as_ref().map(|f| f.address.as_str()))
+                .bind(m.from.as_ref().and_then(|f| f.name.as_deref()))
+                .bind(to_json(&m.to))
+                .bind(to_json(&m.cc))
+                .bind(m.reply_to.as_deref())
+                .bind(m.subject.as_deref())
+                .bind(m.sent_at)
+                .bind(m.text_body.as_deref())
+                .bind(m.html_body.as_deref())
+                .bind(m.thread_rule)
+                .bind(m.thread_value.as_deref())
+                .bind(now)
+                .execute(&mut *self.tx)
+                .await?;
+                for a in &m.attachments {
+                    sqlx::query(
+                        "INSERT INTO attachments (id, message_id, name, content_type, size, sha256, bytes) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(m.id)
+                    .bind(a.name.as_deref())
+                    .bind(&a.content_type)
+                    .bind(i64::try_from(a.bytes.len()).unwrap_or(i64::MAX))
+                    .bind(&a.sha256)
+                    .bind(a.bytes.as_slice())
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT (pipeline_id, message_id) DO NOTHING",
+                )
+                .bind(m.pipeline_id)
+                .bind(&m.message_id)
+                .bind(m.record_id)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()> {
+                sqlx::query("UPDATE records SET stage_id = $1, updated_at = $2 WHERE id = $3")
+                    .bind(stage)
+                    .bind(Utc::now())
+                    .bind(record)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn touch_record(&mut self, record: Uuid) -> StoreResult<()> {
+                sqlx::query("UPDATE records SET updated_at = $1 WHERE id = $2")
+                    .bind(Utc::now())
+                    .bind(record)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_event(&mut self, e: &NewEvent) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(e.record_id)
+                .bind(e.kind)
+                .bind(e.from_stage)
+                .bind(e.to_stage)
+                .bind(e.message_id)
+                .bind(&e.actor)
+                .bind(Utc::now())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_outcome(&mut self, inbound: Uuid, o: &OutcomeRow) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE inbound SET status = $1, outcome = $2, error = $3, processed_at = $4, \
+                     attempts = attempts + 1 WHERE id = $5",
+                )
+                .bind(o.status)
+                .bind(&o.outcome)
+                .bind(o.error.as_deref())
+                .bind(Utc::now())
+                .bind(inbound)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn commit(self: Box<Self>) -> StoreResult<()> {
+                self.tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(super) use sql_store;

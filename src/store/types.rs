@@ -1,0 +1,231 @@
+//! Rows going in and views coming out of the store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::ingest::Envelope;
+
+/// A stored message waiting to be processed.
+#[derive(Debug, Clone)]
+pub struct PendingInbound {
+    pub id: Uuid,
+    pub source: String,
+    pub envelope: Envelope,
+    pub raw: Vec<u8>,
+}
+
+/// What processing needs to know of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordState {
+    pub id: Uuid,
+    pub number: i64,
+    pub pipeline_id: Uuid,
+    pub stage_id: Uuid,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub pipeline_id: Uuid,
+    pub stage_id: Uuid,
+    pub contact_id: Option<Uuid>,
+    pub owner_id: Option<Uuid>,
+    pub alias_id: Uuid,
+    pub title: String,
+    pub tags: Vec<String>,
+    pub reply_token: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mailbox {
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub name: Option<String>,
+    pub content_type: String,
+    pub sha256: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub record_id: Uuid,
+    pub pipeline_id: Uuid,
+    pub inbound_id: Option<Uuid>,
+    pub direction: &'static str,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Option<String>,
+    pub subject: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub thread_rule: &'static str,
+    pub thread_value: Option<String>,
+    pub attachments: Vec<NewAttachment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub record_id: Uuid,
+    pub kind: &'static str,
+    pub from_stage: Option<Uuid>,
+    pub to_stage: Option<Uuid>,
+    pub message_id: Option<Uuid>,
+    pub actor: String,
+}
+
+/// The result of processing, written on the inbound row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRow {
+    pub status: &'static str,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// One page of a list and the cursor for the next one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    pub pipeline: Option<String>,
+    pub stage: Option<String>,
+    pub contact: Option<String>,
+    /// Return records older than this id (ids are time-ordered).
+    pub cursor: Option<Uuid>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InboundFilter {
+    pub status: Option<String>,
+    pub cursor: Option<Uuid>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordView {
+    pub id: Uuid,
+    pub number: i64,
+    /// The tag outbound replies put in the subject: `[#<number>]`.
+    pub reference: String,
+    pub pipeline: String,
+    pub stage: String,
+    pub stage_kind: String,
+    pub title: String,
+    pub tags: Vec<String>,
+    pub owner: Option<String>,
+    pub contact: Option<ContactView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentView {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadDecision {
+    pub rule: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub direction: String,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Option<String>,
+    pub subject: Option<String>,
+    pub date: Option<DateTime<Utc>>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub attachments: Vec<AttachmentView>,
+    pub thread: ThreadDecision,
+    pub inbound_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub id: Uuid,
+    pub kind: String,
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
+    pub message_id: Option<Uuid>,
+    pub actor: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One entry of a record's conversation, in time order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ConversationItem {
+    Message(Box<MessageView>),
+    Event(EventView),
+}
+
+impl ConversationItem {
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            ConversationItem::Message(m) => m.created_at,
+            ConversationItem::Event(e) => e.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordDetail {
+    #[serde(flatten)]
+    pub record: RecordView,
+    pub conversation: Vec<ConversationItem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundView {
+    pub id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub source: String,
+    pub mail_from: Option<String>,
+    pub rcpt_to: Vec<String>,
+    pub client_ip: Option<String>,
+    pub helo: Option<String>,
+    pub tls: bool,
+    pub size: i64,
+    pub sha256: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
