@@ -48,6 +48,7 @@ pub struct SmtpSettings {
     pub hostname: String,
     pub max_message_bytes: usize,
     pub max_recipients: usize,
+    pub max_line_bytes: usize,
     pub max_sessions: usize,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
@@ -182,6 +183,9 @@ impl Settings {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.smtp.max_message_bytes == 0 || self.smtp.max_recipients == 0 {
             return invalid("smtp.max_message_bytes and smtp.max_recipients must be > 0".into());
+        }
+        if !(512..=4096).contains(&self.smtp.max_line_bytes) {
+            return invalid("smtp.max_line_bytes must be between 512 and 4096".into());
         }
         if self.intake.batch_max_messages == 0 || self.processing.batch_max_messages == 0 {
             return invalid("batch_max_messages must be > 0".into());

@@ -6,7 +6,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{EmailAddress, normalize_message_id, synthetic_message_id};
@@ -81,8 +82,36 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
             }
         })
         .collect();
+    let charsets = declared_charsets(&msg);
+    let mut from = msg.from().and_then(|a| mailboxes(a).into_iter().next());
+    if let (Some(from), Some(decoded)) = (
+        from.as_mut(),
+        raw_8bit_header(&msg, HeaderName::From, &charsets),
+    ) {
+        // Recover a display name written in raw 8-bit (not RFC 2047).
+        let reparsed = format!("From: {decoded}\r\n\r\n");
+        if let Some(name) = MessageParser::default()
+            .parse(reparsed.as_bytes())
+            .and_then(|m| {
+                m.from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.name().map(str::to_string))
+            })
+        {
+            from.name = Some(name.trim().to_string());
+        }
+    }
+    // The person to answer: From, else Sender, else Reply-To (some mailers
+    // send an empty or missing From and a usable Reply-To).
+    let from = from
+        .or_else(|| msg.sender().and_then(|a| mailboxes(a).into_iter().next()))
+        .or_else(|| msg.reply_to().and_then(|a| mailboxes(a).into_iter().next()));
+    let subject = raw_8bit_header(&msg, HeaderName::Subject, &charsets)
+        .or_else(|| msg.subject().map(str::to_string))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
     Ok(ParsedMail {
-        from: msg.from().and_then(|a| mailboxes(a).into_iter().next()),
+        from,
         to: msg.to().map(mailboxes).unwrap_or_default(),
         cc: msg.cc().map(mailboxes).unwrap_or_default(),
         reply_to: msg
@@ -96,13 +125,70 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         message_id_synthetic,
         in_reply_to,
         references,
-        subject: msg
-            .subject()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty()),
+        subject,
         text: msg.body_text(0).map(|s| s.into_owned()),
         html: msg.body_html(0).map(|s| s.into_owned()),
         attachments,
+    })
+}
+
+/// Charsets the message declares on any part, multi-byte ones first (they
+/// are the likelier source of raw 8-bit header bytes, and a single-byte
+/// charset decodes anything without error).
+fn declared_charsets(msg: &Message<'_>) -> Vec<String> {
+    fn collect(msg: &Message<'_>, charsets: &mut Vec<String>, depth: usize) {
+        for part in &msg.parts {
+            if let Some(cs) = part.content_type().and_then(|ct| ct.attribute("charset")) {
+                let cs = cs.trim().to_ascii_lowercase();
+                if !matches!(cs.as_str(), "us-ascii" | "utf-8" | "utf8") && !charsets.contains(&cs)
+                {
+                    charsets.push(cs);
+                }
+            }
+            // Forwarded or returned messages often carry the original's charset.
+            if let Some(inner) = part.message().filter(|_| depth < 4) {
+                collect(inner, charsets, depth + 1);
+            }
+        }
+    }
+    let mut charsets: Vec<String> = Vec::new();
+    collect(msg, &mut charsets, 0);
+    let multibyte = |cs: &str| {
+        [
+            "gb", "big5", "shift", "sjis", "euc", "2022", "ks_c", "korean",
+        ]
+        .iter()
+        .any(|m| cs.contains(m))
+    };
+    charsets.sort_by_key(|cs| !multibyte(cs));
+    // Mislabelled Japanese mail: ISO-2022-JP declared, Shift_JIS or EUC-JP sent.
+    if charsets.iter().any(|cs| cs.contains("2022-jp")) {
+        charsets.extend(["shift_jis".to_string(), "euc-jp".to_string()]);
+    }
+    charsets.push("windows-1252".into());
+    charsets
+}
+
+/// A header whose raw value is not UTF-8 (8-bit text without RFC 2047
+/// encoding), decoded with the first declared charset that decodes it
+/// cleanly. `None` when the header is absent or valid UTF-8, in which case
+/// mail-parser's own decoding stands.
+fn raw_8bit_header(msg: &Message<'_>, name: HeaderName<'_>, charsets: &[String]) -> Option<String> {
+    let header = msg.headers().iter().find(|h| h.name == name)?;
+    let raw = msg
+        .raw_message()
+        .get(header.offset_start() as usize..header.offset_end() as usize)?;
+    if std::str::from_utf8(raw).is_ok() {
+        return None;
+    }
+    let unfolded: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    charsets.iter().find_map(|cs| {
+        let decoded = charset_decoder(cs.as_bytes())?(&unfolded);
+        (!decoded.contains('\u{FFFD}')).then_some(decoded)
     })
 }
 

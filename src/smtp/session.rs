@@ -51,8 +51,10 @@ pub(super) struct Session {
     peer: SocketAddr,
     requests: RequestReceiver,
     state: State,
-    /// Discarding the remainder of a line that failed to parse.
+    /// Discarding the remainder of a line that failed to parse or was too long.
     skip_line: bool,
+    /// Bytes of the current, unfinished command line already buffered.
+    partial_line: usize,
     helo: Option<String>,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
@@ -68,6 +70,7 @@ impl Session {
             requests: RequestReceiver::default(),
             state: State::Command,
             skip_line: false,
+            partial_line: 0,
             helo: None,
             mail_from: None,
             rcpt_to: Vec::new(),
@@ -136,15 +139,31 @@ impl Session {
                         }
                         continue;
                     }
+                    // Line length limit, across reads.
+                    let rest = bytes.as_slice();
+                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let line_len = self.partial_line + newline.map_or(rest.len(), |p| p + 1);
+                    if line_len > self.ctx.settings.max_line_bytes {
+                        self.requests = RequestReceiver::default();
+                        self.partial_line = 0;
+                        self.skip_line = true;
+                        self.send(reply::LINE_TOO_LONG);
+                        continue;
+                    }
                     let request = self.requests.ingest(&mut bytes).map(Request::into_owned);
                     match request {
                         Ok(request) => {
+                            self.partial_line = 0;
                             if self.command(request) == Next::Close {
                                 return Next::Close;
                             }
                         }
-                        Err(ProtoError::NeedsMoreData { .. }) => return Next::Continue,
+                        Err(ProtoError::NeedsMoreData { .. }) => {
+                            self.partial_line = line_len;
+                            return Next::Continue;
+                        }
                         Err(err) => {
+                            self.partial_line = 0;
                             self.protocol_error(&err);
                             let consumed = chunk.len() - bytes.as_slice().len();
                             if consumed > 0 && chunk[consumed - 1] != b'\n' {
@@ -155,12 +174,16 @@ impl Session {
                 }
                 State::Data { receiver, message } => {
                     let done = receiver.ingest(&mut bytes, message);
-                    if done {
+                    let too_big = message.len() > self.ctx.settings.max_message_bytes;
+                    if done && too_big {
+                        self.state = State::Command;
+                        self.reject_too_big();
+                    } else if done {
                         let message = std::mem::take(message);
                         self.state = State::Command;
                         let reply = self.deliver(message).await;
                         self.send(reply);
-                    } else if message.len() > self.ctx.settings.max_message_bytes {
+                    } else if too_big {
                         let receiver = DummyDataReceiver::new_data(receiver);
                         self.state = State::Discard { receiver };
                     }
@@ -168,9 +191,7 @@ impl Session {
                 State::Discard { receiver } => {
                     if receiver.ingest(&mut bytes) {
                         self.state = State::Command;
-                        self.reset_transaction();
-                        tracing::info!(reason = "too-large", "message_rejected");
-                        self.send(reply::TOO_BIG);
+                        self.reject_too_big();
                     }
                 }
             }
@@ -312,6 +333,12 @@ impl Session {
                 reply::STORAGE_FAILED
             }
         }
+    }
+
+    fn reject_too_big(&mut self) {
+        self.reset_transaction();
+        tracing::info!(reason = "too-large", "message_rejected");
+        self.send(reply::TOO_BIG);
     }
 
     fn reset_transaction(&mut self) {

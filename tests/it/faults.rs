@@ -1,0 +1,153 @@
+//! Fault injection: storage down at intake, a message that fails processing,
+//! replay.
+
+use sqlx::Connection;
+
+use crate::helpers::{Backend, TestApp, mail, reply_code, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    storage_failure_answers_451_and_the_retry_is_stored_once,
+    failed_processing_keeps_the_raw_message_and_never_blocks_later_ones,
+);
+
+/// Runs DDL on the test database through a connection of its own.
+async fn ddl(app: &TestApp, statements: &[&str]) {
+    if app.db.url.starts_with("sqlite:") {
+        run::<sqlx::SqliteConnection>(&app.db.url, statements).await;
+    } else {
+        run::<sqlx::PgConnection>(&app.db.url, statements).await;
+    }
+}
+
+async fn run<C>(url: &str, statements: &[&str])
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await.expect("connect");
+    for s in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&mut conn)
+            .await
+            .expect(s);
+    }
+}
+
+async fn storage_failure_answers_451_and_the_retry_is_stored_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let raw = mail(
+        "Kim <kim@example.com>",
+        "sales@localhost",
+        "During outage",
+        "outage@x",
+        &[],
+        "x",
+    );
+
+    ddl(&app, &["ALTER TABLE inbound RENAME TO inbound_offline"]).await;
+    let err = app
+        .send("kim@example.com", &["sales@localhost"], &raw)
+        .await
+        .expect_err("must not be acknowledged");
+    assert_eq!(reply_code(&err), 451);
+    ddl(&app, &["ALTER TABLE inbound_offline RENAME TO inbound"]).await;
+
+    // The sender's MTA retries.
+    app.deliver("kim@example.com", &["sales@localhost"], &raw)
+        .await;
+    let inbound = app.inbound(None).await;
+    assert_eq!(inbound.len(), 1, "stored exactly once");
+    assert_eq!(inbound[0]["status"], "processed");
+    assert_eq!(app.records("Sales").await.len(), 1);
+    app.stop().await;
+}
+
+async fn failed_processing_keeps_the_raw_message_and_never_blocks_later_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A record insert that fails for one message only.
+    if backend == Backend::Sqlite {
+        ddl(
+            &app,
+            &[
+                "CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.title = 'poison' \
+                     BEGIN SELECT RAISE(ABORT, 'poisoned record'); END",
+            ],
+        )
+        .await;
+    } else {
+        ddl(&app, &[
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.title = 'poison' THEN RAISE EXCEPTION 'poisoned record'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER poison BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION poison()",
+        ]).await;
+    }
+
+    app.deliver(
+        "lu@example.com",
+        &["sales@localhost"],
+        &mail(
+            "lu@example.com",
+            "sales@localhost",
+            "poison",
+            "p@x",
+            &[],
+            "x",
+        ),
+    )
+    .await;
+    app.deliver(
+        "lu@example.com",
+        &["sales@localhost"],
+        &mail("lu@example.com", "sales@localhost", "fine", "f@x", &[], "x"),
+    )
+    .await;
+
+    let failed = app.inbound(Some("failed")).await;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("poisoned record"),
+        "{}",
+        failed[0]
+    );
+    let id = failed[0]["id"].as_str().unwrap().to_string();
+    let (status, raw) = app.get_bytes(&format!("/api/v1/inbound/{id}/raw")).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&raw).contains("Subject: poison"));
+    let titles: Vec<String> = app
+        .records("Sales")
+        .await
+        .iter()
+        .map(|r| r["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(titles, ["fine"], "the later message was processed");
+
+    // Fix the cause, replay: processed once, and replaying again changes nothing.
+    if backend == Backend::Sqlite {
+        ddl(&app, &["DROP TRIGGER poison"]).await;
+    } else {
+        ddl(&app, &["DROP TRIGGER poison ON records"]).await;
+    }
+    assert_eq!(
+        app.store
+            .reset_for_replay(Some("failed"), None)
+            .await
+            .unwrap(),
+        1
+    );
+    app.wait_idle().await;
+    assert_eq!(app.records("Sales").await.len(), 2);
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    assert_eq!(
+        app.store.reset_for_replay(None, Some(uuid)).await.unwrap(),
+        1
+    );
+    app.wait_idle().await;
+    assert_eq!(app.records("Sales").await.len(), 2, "replay is idempotent");
+    let row = app.store.get_inbound(uuid).await.unwrap().unwrap();
+    assert_eq!(row.status, "processed");
+    app.stop().await;
+}

@@ -1,0 +1,9 @@
+//! One integration binary: the real service over real databases, spoken to
+//! with a real SMTP client and read through the HTTP API.
+
+mod cli;
+mod corpus;
+mod faults;
+mod helpers;
+mod records;
+mod smtp;
