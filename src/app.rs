@@ -76,17 +76,17 @@ impl App {
         let tracker = TaskTracker::new();
         let stored = Arc::new(Notify::new());
         let intake_stop = CancellationToken::new();
-        let (intake, intake_task) = Intake::start(
-            Arc::clone(&self.store),
-            self.settings.intake.clone(),
-            Arc::clone(&stored),
-            intake_stop.clone(),
-        );
-
         let processor = Processor::new(
             Arc::clone(&self.store),
             Arc::clone(&self.directory),
             self.settings.processing.batch_max_messages,
+        );
+        let (intake, intake_task) = Intake::start(
+            Arc::clone(&self.store),
+            self.settings.intake.clone(),
+            Some(processor.clone()),
+            Arc::clone(&stored),
+            intake_stop.clone(),
         );
         let processor_stop = CancellationToken::new();
         let processor_task = tokio::spawn(processor.run(

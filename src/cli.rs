@@ -169,10 +169,12 @@ pub async fn ingest_files(
         bail!("{to} is not an enabled alias");
     }
     let to = EmailAddress::parse(to)?.to_string();
+    let processor = processor_for(store, settings).await?;
     let stop = CancellationToken::new();
     let (intake, writer) = Intake::start(
         Arc::clone(store),
         settings.intake.clone(),
+        Some(processor.clone()),
         Arc::new(Notify::new()),
         stop.clone(),
     );
@@ -181,7 +183,7 @@ pub async fn ingest_files(
     drop(intake);
     let _ = writer.await;
     result?;
-    process_pending(store, settings).await?;
+    processor.drain().await?;
     Ok(report)
 }
 
@@ -217,13 +219,17 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// # Errors
 /// A store error that stopped processing.
 pub async fn process_pending(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<usize> {
+    let processor = processor_for(store, settings).await?;
+    Ok(processor.drain().await?)
+}
+
+async fn processor_for(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<Processor> {
     let directory = Arc::new(RwLock::new(Arc::new(store.load_directory().await?)));
-    let processor = Processor::new(
+    Ok(Processor::new(
         Arc::clone(store),
         directory,
         settings.processing.batch_max_messages,
-    );
-    Ok(processor.drain().await?)
+    ))
 }
 
 /// Asks the service listening on `listen` for `/healthz`.

@@ -7,6 +7,13 @@
 //! transaction, then answers every waiting caller. Under load one fsync
 //! carries hundreds of messages; with a single sender a batch is one message
 //! and nothing waits for a timer.
+//!
+//! The fast path: when a [`Processor`] is given and nothing older is waiting,
+//! the batch is also processed inside the same transaction, so one commit
+//! stores and applies it. If processing any message fails, that transaction
+//! is rolled back and the batch is stored plainly instead; the processor then
+//! takes the messages one by one. Either way the raw rows are committed
+//! before any `250`.
 
 use std::sync::Arc;
 
@@ -15,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::InboundMessage;
+use super::process::{InboundRef, Processor};
 use crate::config::IntakeSettings;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Why a message could not be stored; the sender should retry later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -36,18 +44,27 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer task. `stored` is notified after every commit so the
-    /// processor wakes up. The task ends when every handle is dropped or
-    /// `shutdown` fires, after answering what it already took.
+    /// Starts the writer task. With `fast_path`, batches are processed in
+    /// their intake transaction when possible. `stored` is notified after
+    /// every commit that left messages pending, so the processor wakes up.
+    /// The task ends when every handle is dropped or `shutdown` fires, after
+    /// answering what it already took.
     pub fn start(
         store: Arc<dyn Store>,
         settings: IntakeSettings,
+        fast_path: Option<Processor>,
         stored: Arc<Notify>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let capacity = settings.batch_max_messages.max(1) * 4;
         let (tx, rx) = mpsc::channel(capacity);
-        let task = tokio::spawn(writer(store, settings, rx, stored, shutdown));
+        let writer = Writer {
+            store,
+            settings,
+            fast_path,
+            stored,
+        };
+        let task = tokio::spawn(writer.run(rx, shutdown));
         (Self { tx }, task)
     }
 
@@ -66,63 +83,109 @@ impl Intake {
     }
 }
 
-async fn writer(
+struct Writer {
     store: Arc<dyn Store>,
     settings: IntakeSettings,
-    mut rx: mpsc::Receiver<(InboundMessage, Reply)>,
+    fast_path: Option<Processor>,
     stored: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
-    let max_messages = settings.batch_max_messages.max(1);
-    let mut batch: Vec<(InboundMessage, Reply)> = Vec::with_capacity(max_messages);
-    loop {
-        // Wait for the first message, then take whatever else is already queued.
-        let first = tokio::select! {
-            biased;
-            msg = rx.recv() => msg,
-            () = shutdown.cancelled() => None,
-        };
-        let Some(first) = first else { break };
-        let mut bytes = first.0.raw.len();
-        batch.push(first);
-        while batch.len() < max_messages && bytes < settings.batch_max_bytes {
-            match rx.try_recv() {
-                Ok(next) => {
-                    bytes += next.0.raw.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-
-        let messages: Vec<&InboundMessage> = batch.iter().map(|(m, _)| m).collect();
-        let result = store.insert_inbound(&messages).await;
-        match result {
-            Ok(ids) => {
-                metrics_batch(batch.len(), bytes);
-                for ((_, reply), id) in batch.drain(..).zip(ids) {
-                    // The caller may have gone (client disconnected): the message
-                    // is stored all the same and will be processed.
-                    let _ = reply.send(Ok(id));
-                }
-                stored.notify_one();
-            }
-            Err(err) => {
-                tracing::error!(error = %err, messages = batch.len(), "intake commit failed");
-                let err = IntakeError::Unavailable(err.to_string());
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(err.clone()));
-                }
-            }
-        }
-    }
-    // Refuse what is still queued so its senders retry instead of hanging.
-    rx.close();
-    while let Ok((_, reply)) = rx.try_recv() {
-        let _ = reply.send(Err(IntakeError::ShuttingDown));
-    }
 }
 
-fn metrics_batch(messages: usize, bytes: usize) {
-    tracing::debug!(messages, bytes, "message_stored batch committed");
+impl Writer {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<(InboundMessage, Reply)>,
+        shutdown: CancellationToken,
+    ) {
+        let max_messages = self.settings.batch_max_messages.max(1);
+        let mut batch: Vec<(InboundMessage, Reply)> = Vec::with_capacity(max_messages);
+        loop {
+            // Wait for the first message, then take whatever else is already queued.
+            let first = tokio::select! {
+                biased;
+                msg = rx.recv() => msg,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut bytes = first.0.raw.len();
+            batch.push(first);
+            while batch.len() < max_messages && bytes < self.settings.batch_max_bytes {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        bytes += next.0.raw.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+
+            let messages: Vec<&InboundMessage> = batch.iter().map(|(m, _)| m).collect();
+            let started = std::time::Instant::now();
+            match self.commit(&messages).await {
+                Ok((ids, processed)) => {
+                    tracing::debug!(
+                        messages = batch.len(),
+                        bytes,
+                        processed,
+                        micros = started.elapsed().as_micros() as u64,
+                        "intake batch committed"
+                    );
+                    for ((_, reply), id) in batch.drain(..).zip(ids) {
+                        // The caller may have gone (client disconnected): the message
+                        // is stored all the same and will be processed.
+                        let _ = reply.send(Ok(id));
+                    }
+                    if !processed {
+                        self.stored.notify_one();
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, messages = batch.len(), "intake commit failed");
+                    let err = IntakeError::Unavailable(err.to_string());
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        // Refuse what is still queued so its senders retry instead of hanging.
+        rx.close();
+        while let Ok((_, reply)) = rx.try_recv() {
+            let _ = reply.send(Err(IntakeError::ShuttingDown));
+        }
+    }
+
+    /// Commits one batch; returns the ids and whether it was also processed.
+    async fn commit(&self, messages: &[&InboundMessage]) -> Result<(Vec<Uuid>, bool), StoreError> {
+        if let Some(processor) = &self.fast_path {
+            let mut tx = self.store.begin().await?;
+            let ids = tx.insert_inbound(messages).await?;
+            // Only when nothing older waits, so a reply never overtakes its original.
+            if tx.pending_count().await? > i64::try_from(messages.len()).unwrap_or(i64::MAX) {
+                tx.commit().await?;
+                return Ok((ids, false));
+            }
+            let items: Vec<InboundRef<'_>> = ids
+                .iter()
+                .zip(messages)
+                .map(|(id, m)| InboundRef {
+                    id: *id,
+                    source: m.source.as_str(),
+                    envelope: &m.envelope,
+                    raw: &m.raw,
+                    replay: false,
+                })
+                .collect();
+            match processor.process_fresh(tx.as_mut(), &items).await {
+                Ok(()) => {
+                    tx.commit().await?;
+                    return Ok((ids, true));
+                }
+                Err(err) => {
+                    // Dropping `tx` rolls it back; store the batch plainly below.
+                    tracing::warn!(error = %err, "fast path failed; the batch is stored for one-by-one processing");
+                }
+            }
+        }
+        Ok((self.store.insert_inbound(messages).await?, false))
+    }
 }

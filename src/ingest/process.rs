@@ -6,6 +6,7 @@
 //! the batch goes on. Messages are taken in arrival order, so a reply never
 //! overtakes the message it answers.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -14,14 +15,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::Envelope;
 use super::outcome::{IgnoreReason, Outcome, PipelineResult};
 use super::parse::{ParsedMail, parse};
 use super::route::{Route, route};
 use super::thread::{NEW_RECORD_RULE, ThreadKey, thread_keys};
 use crate::domain::{Directory, EmailAddress, StageKind};
-use crate::store::{
-    NewEvent, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
-};
+use crate::store::{NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx};
 
 /// Shared, swappable routing snapshot.
 pub type DirectoryHandle = Arc<RwLock<Arc<Directory>>>;
@@ -84,19 +84,17 @@ impl Processor {
     }
 
     async fn process_batch(&self) -> Result<usize, StoreError> {
+        let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         let pending = tx.pending(self.batch).await?;
         if pending.is_empty() {
             return Ok(0);
         }
-        let directory = self
-            .directory
-            .read()
-            .map(|d| Arc::clone(&d))
-            .unwrap_or_else(|p| Arc::clone(&p.into_inner()));
+        let directory = self.directory();
+        let mut outcomes = Vec::with_capacity(pending.len());
         for inbound in &pending {
             tx.savepoint().await?;
-            let outcome = match process_one(tx.as_mut(), &directory, inbound).await {
+            let outcome = match process_one(tx.as_mut(), &directory, &inbound.as_ref()).await {
                 Ok(outcome) => {
                     tx.release_savepoint().await?;
                     outcome
@@ -109,10 +107,69 @@ impl Processor {
                     Outcome::Failed(err.to_string())
                 }
             };
-            tx.set_outcome(inbound.id, &outcome.to_row()).await?;
+            outcomes.push((inbound.id, outcome.to_row()));
         }
+        tx.set_outcomes(&outcomes).await?;
         tx.commit().await?;
+        tracing::debug!(
+            messages = pending.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "processing batch committed"
+        );
         Ok(pending.len())
+    }
+
+    /// The fast path: processes messages that `tx` has just stored, in order,
+    /// without savepoints, and records their outcomes. Any processing error
+    /// aborts the whole call: the caller must roll `tx` back and store the
+    /// messages plainly, so they are processed one by one later.
+    ///
+    /// # Errors
+    /// The first message's error that stopped processing.
+    pub async fn process_fresh(
+        &self,
+        tx: &mut dyn Tx,
+        items: &[InboundRef<'_>],
+    ) -> Result<(), String> {
+        let directory = self.directory();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let outcome = process_one(tx, &directory, item)
+                .await
+                .map_err(|e| e.to_string())?;
+            outcomes.push((item.id, outcome.to_row()));
+        }
+        tx.set_outcomes(&outcomes).await.map_err(|e| e.to_string())
+    }
+
+    fn directory(&self) -> Arc<Directory> {
+        match self.directory.read() {
+            Ok(d) => Arc::clone(&d),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// A stored message as processing reads it, borrowed from wherever it is held.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundRef<'a> {
+    pub id: Uuid,
+    pub source: &'a str,
+    pub envelope: &'a Envelope,
+    pub raw: &'a [u8],
+    /// Processing ran on it before (a replay): check what it already applied.
+    pub replay: bool,
+}
+
+impl PendingInbound {
+    fn as_ref(&self) -> InboundRef<'_> {
+        InboundRef {
+            id: self.id,
+            source: &self.source,
+            envelope: &self.envelope,
+            raw: &self.raw,
+            replay: self.attempts > 0,
+        }
     }
 }
 
@@ -133,10 +190,10 @@ enum ProcessError {
 async fn process_one(
     tx: &mut dyn Tx,
     directory: &Directory,
-    inbound: &PendingInbound,
+    inbound: &InboundRef<'_>,
 ) -> Result<Outcome, ProcessError> {
     // Parse
-    let mail = match parse(&inbound.raw) {
+    let mail = match parse(inbound.raw) {
         Ok(mail) => mail,
         Err(err) => {
             tracing::info!(reason = %err, "message_rejected");
@@ -151,23 +208,21 @@ async fn process_one(
         return Ok(Outcome::Ignored(IgnoreReason::NoAlias));
     }
 
-    // Contact: the From address, else the envelope sender.
-    let sender = mail
-        .from
-        .as_ref()
-        .map(|m| (m.address.clone(), m.name.clone().unwrap_or_default()))
-        .or_else(|| {
-            let from = inbound.envelope.mail_from.as_deref()?;
-            Some((EmailAddress::parse(from).ok()?.to_string(), String::new()))
-        });
-    let contact_id = match &sender {
-        Some((email, name)) => Some(tx.upsert_contact(email, name).await?),
-        None => None,
+    // Contact: the sender found by parse, else the envelope sender.
+    let envelope_sender = inbound
+        .envelope
+        .mail_from
+        .as_deref()
+        .and_then(|from| EmailAddress::parse(from).ok())
+        .map(|a| a.to_string());
+    let contact = match &mail.from {
+        Some(m) => Some((m.address.as_str(), m.name.as_deref().unwrap_or_default())),
+        None => envelope_sender.as_deref().map(|a| (a, "")),
     };
 
     let mut results = Vec::with_capacity(routes.len());
     for route in &routes {
-        results.push(apply(tx, inbound, &mail, route, contact_id).await?);
+        results.push(apply(tx, inbound, &mail, route, contact).await?);
     }
     Ok(Outcome::from_results(results))
 }
@@ -175,20 +230,31 @@ async fn process_one(
 /// Thread and apply for one pipeline.
 async fn apply(
     tx: &mut dyn Tx,
-    inbound: &PendingInbound,
+    inbound: &InboundRef<'_>,
     mail: &ParsedMail,
     route: &Route<'_>,
-    contact_id: Option<Uuid>,
+    contact: Option<(&str, &str)>,
 ) -> Result<PipelineResult, ProcessError> {
     let pipeline = route.pipeline;
-    if tx.already_applied(inbound.id, pipeline.id).await? {
+    if inbound.replay && tx.already_applied(inbound.id, pipeline.id).await? {
         return Ok(PipelineResult::AlreadyApplied);
     }
-    // Same message twice (retried SMTP delivery, SMTP and IMAP): once per pipeline.
-    if let Some(existing) = tx
-        .record_by_message_id(pipeline.id, &mail.message_id)
+
+    // One indexed lookup for the message's own id (duplicates) and every id it refers to.
+    let keys = thread_keys(route.token.as_deref(), mail);
+    let mut ids: Vec<&str> = vec![mail.message_id.as_str()];
+    ids.extend(keys.iter().filter_map(|k| match k {
+        ThreadKey::InReplyTo(id) | ThreadKey::References(id) => Some(id.as_str()),
+        _ => None,
+    }));
+    let known: HashMap<String, RecordState> = tx
+        .lookup_message_ids(pipeline.id, &ids)
         .await?
-    {
+        .into_iter()
+        .collect();
+
+    // Same message twice (retried SMTP delivery, SMTP and IMAP): once per pipeline.
+    if let Some(existing) = known.get(&mail.message_id) {
         return Ok(PipelineResult::Duplicate {
             record: existing.number,
         });
@@ -196,12 +262,10 @@ async fn apply(
 
     // Thread
     let mut hit: Option<(ThreadKey, RecordState)> = None;
-    for key in thread_keys(route.token.as_deref(), mail) {
+    for key in keys {
         let found = match &key {
             ThreadKey::Token(t) => tx.record_by_token(pipeline.id, t).await?,
-            ThreadKey::InReplyTo(id) | ThreadKey::References(id) => {
-                tx.record_by_message_id(pipeline.id, id).await?
-            }
+            ThreadKey::InReplyTo(id) | ThreadKey::References(id) => known.get(id).cloned(),
             ThreadKey::SubjectTag(n) => tx.record_by_number(pipeline.id, *n).await?,
         };
         if let Some(record) = found {
@@ -210,36 +274,13 @@ async fn apply(
         }
     }
 
-    let message_id = Uuid::now_v7();
-    let (record, rule, value, created) = match hit {
-        Some((key, record)) => (record, key.rule(), Some(key.value()), false),
-        None => {
-            let stage = pipeline
-                .first_open_stage()
-                .ok_or_else(|| ProcessError::NoOpenStage(pipeline.name.clone()))?;
-            let record = tx
-                .insert_record(&NewRecord {
-                    pipeline_id: pipeline.id,
-                    stage_id: stage.id,
-                    contact_id,
-                    owner_id: route.alias.owner_id,
-                    alias_id: route.alias.id,
-                    title: mail
-                        .subject
-                        .clone()
-                        .unwrap_or_else(|| "(no subject)".into()),
-                    tags: route.alias.tags.clone(),
-                    reply_token: new_reply_token(),
-                })
-                .await?;
-            (record, NEW_RECORD_RULE, None, true)
-        }
+    let (rule, value) = match &hit {
+        Some((key, _)) => (key.rule(), Some(key.value())),
+        None => (NEW_RECORD_RULE, None),
     };
-
-    tx.insert_message(&NewMessage {
-        id: message_id,
-        record_id: record.id,
-        pipeline_id: pipeline.id,
+    let message = NewMessage {
+        id: Uuid::now_v7(),
+        record_id: hit.as_ref().map_or_else(Uuid::now_v7, |(_, r)| r.id),
         inbound_id: Some(inbound.id),
         direction: "in",
         message_id: mail.message_id.clone(),
@@ -256,58 +297,50 @@ async fn apply(
         thread_rule: rule,
         thread_value: value,
         attachments: mail.attachments.clone(),
-    })
-    .await?;
+    };
 
-    if created {
-        tx.insert_event(&NewEvent {
-            record_id: record.id,
-            kind: "created",
-            from_stage: None,
-            to_stage: Some(record.stage_id),
-            message_id: Some(message_id),
-            actor: "system".into(),
-        })
-        .await?;
+    let Some((_, record)) = hit else {
+        let stage = pipeline
+            .first_open_stage()
+            .ok_or_else(|| ProcessError::NoOpenStage(pipeline.name.clone()))?;
+        let new = NewRecord {
+            pipeline_id: pipeline.id,
+            stage_id: stage.id,
+            owner_id: route.alias.owner_id,
+            alias_id: route.alias.id,
+            title: mail
+                .subject
+                .clone()
+                .unwrap_or_else(|| "(no subject)".into()),
+            tags: route.alias.tags.clone(),
+            reply_token: new_reply_token(),
+        };
+        let record = tx.create_record(&new, contact, &message).await?;
         tracing::info!(pipeline = %pipeline.name, record = record.number, "record_created");
         return Ok(PipelineResult::Created {
             record: record.number,
         });
-    }
-    tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
+    };
 
     // Reopen: a reply to a record in a closed stage that the alias's rules cover.
     let alias = route.alias;
     let closed = pipeline
         .stage(record.stage_id)
         .is_some_and(|s| s.kind == StageKind::Closed);
-    let target = alias.reopen.get(&record.stage_id).copied();
-    match target {
-        Some(to) if closed && alias.reopen_on_reply => {
-            tx.set_stage(record.id, to).await?;
-            tx.insert_event(&NewEvent {
-                record_id: record.id,
-                kind: "reopened",
-                from_stage: Some(record.stage_id),
-                to_stage: Some(to),
-                message_id: Some(message_id),
-                actor: "system".into(),
-            })
-            .await?;
-            tracing::info!(pipeline = %pipeline.name, record = record.number, "record_reopened");
-            Ok(PipelineResult::Appended {
-                record: record.number,
-                reopened: true,
-            })
-        }
-        _ => {
-            tx.touch_record(record.id).await?;
-            Ok(PipelineResult::Appended {
-                record: record.number,
-                reopened: false,
-            })
-        }
+    let reopen_to = alias
+        .reopen
+        .get(&record.stage_id)
+        .copied()
+        .filter(|_| closed && alias.reopen_on_reply);
+    tx.append_message(&record, &message, reopen_to).await?;
+    tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
+    if reopen_to.is_some() {
+        tracing::info!(pipeline = %pipeline.name, record = record.number, "record_reopened");
     }
+    Ok(PipelineResult::Appended {
+        record: record.number,
+        reopened: reopen_to.is_some(),
+    })
 }
 
 /// An unguessable token for reply addresses (`alias+r-<token>@domain`).

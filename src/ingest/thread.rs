@@ -15,6 +15,9 @@ pub enum ThreadKey {
     SubjectTag(i64),
 }
 
+/// How many References (newest first) are looked up.
+pub const MAX_REFERENCES: usize = 50;
+
 /// The rule name stored on a message that matched no key.
 pub const NEW_RECORD_RULE: &str = "new";
 
@@ -47,7 +50,9 @@ pub fn thread_keys(token: Option<&str>, mail: &ParsedMail) -> Vec<ThreadKey> {
     if let Some(id) = &mail.in_reply_to {
         keys.push(ThreadKey::InReplyTo(id.clone()));
     }
-    for id in mail.references.iter().rev() {
+    // Newest first, and only the newest few: a thread's recent ids are what
+    // matter, and a header with thousands of ids must not become a huge query.
+    for id in mail.references.iter().rev().take(MAX_REFERENCES) {
         if mail.in_reply_to.as_ref() != Some(id) && *id != mail.message_id {
             keys.push(ThreadKey::References(id.clone()));
         }

@@ -120,6 +120,13 @@ pub trait Tx: Send {
     /// Stored messages waiting for processing, oldest first.
     async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>>;
 
+    /// How many stored messages wait for processing (including any this
+    /// transaction inserted).
+    async fn pending_count(&mut self) -> StoreResult<i64>;
+
+    /// Stores raw messages within this transaction; ids in order.
+    async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>>;
+
     async fn savepoint(&mut self) -> StoreResult<()>;
     async fn release_savepoint(&mut self) -> StoreResult<()>;
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
@@ -129,35 +136,52 @@ pub trait Tx: Send {
         pipeline: Uuid,
         token: &str,
     ) -> StoreResult<Option<RecordState>>;
-    async fn record_by_message_id(
-        &mut self,
-        pipeline: Uuid,
-        message_id: &str,
-    ) -> StoreResult<Option<RecordState>>;
     async fn record_by_number(
         &mut self,
         pipeline: Uuid,
         number: i64,
     ) -> StoreResult<Option<RecordState>>;
 
+    /// The records these Message-IDs belong to in one pipeline's thread
+    /// index, in one indexed lookup (the message's own id, In-Reply-To and
+    /// References at once).
+    async fn lookup_message_ids(
+        &mut self,
+        pipeline: Uuid,
+        message_ids: &[&str],
+    ) -> StoreResult<Vec<(String, RecordState)>>;
+
     /// Whether this inbound row already produced a message in this pipeline
     /// (a replay of something already applied).
     async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool>;
 
-    /// Finds the contact with this (lower-cased) address or creates it.
-    async fn upsert_contact(&mut self, email: &str, name: &str) -> StoreResult<Uuid>;
+    /// In one statement: finds or creates the contact (`(email, name)`),
+    /// creates the record (next number) with `message` as its first message,
+    /// indexes its Message-ID and writes the `created` event; then the
+    /// attachments.
+    async fn create_record(
+        &mut self,
+        record: &NewRecord,
+        contact: Option<(&str, &str)>,
+        message: &NewMessage,
+    ) -> StoreResult<RecordState>;
 
-    async fn insert_record(&mut self, record: &NewRecord) -> StoreResult<RecordState>;
+    /// In one statement: appends `message` to `record`, indexes its
+    /// Message-ID, touches the record, and when `new_stage` is given moves it
+    /// there with a `reopened` event naming the message; then the attachments.
+    async fn append_message(
+        &mut self,
+        record: &RecordState,
+        message: &NewMessage,
+        new_stage: Option<Uuid>,
+    ) -> StoreResult<()>;
 
-    /// Stores a message, its attachments and its Message-ID in the thread index.
-    async fn insert_message(&mut self, message: &NewMessage) -> StoreResult<()>;
-
+    /// Moves a record to a stage (no event; callers write the event).
     async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()>;
-    async fn touch_record(&mut self, record: Uuid) -> StoreResult<()>;
     async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()>;
 
-    /// Writes what processing made of an inbound row.
-    async fn set_outcome(&mut self, inbound: Uuid, outcome: &OutcomeRow) -> StoreResult<()>;
+    /// Writes what processing made of inbound rows (one statement per 500).
+    async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::sql::sql_store;
+use super::sql::{insert_message_id_sql, insert_message_sql, sql_store};
 use crate::config::DatabaseSettings;
 
 /// Key of the advisory lock that serialises processing across replicas.
@@ -61,5 +61,38 @@ impl PgStore {
         Ok(())
     }
 }
+
+/// Contact upsert, record, first message, thread index, `created` event, as
+/// one statement of data-modifying CTEs (PostgreSQL prepares one command at
+/// a time). Binds as in the SQLite backend.
+const CREATE_RECORD_SQL: &str = concat!(
+    "WITH c AS (INSERT INTO contacts (id, email, name, created_at) \
+     SELECT $22::uuid, $23::text, $24::text, $19 WHERE $23::text IS NOT NULL \
+     ON CONFLICT (email) DO UPDATE SET name = CASE WHEN contacts.name = '' THEN excluded.name ELSE contacts.name END \
+     RETURNING id), ",
+    "r AS (INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
+     reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
+     $20, $25, (SELECT id FROM c), $26, $27, $28, $29, $30, $19, $19) \
+     RETURNING id, number, pipeline_id, stage_id), ",
+    "m AS (",
+    insert_message_sql!(),
+    "), i AS (",
+    insert_message_id_sql!(),
+    "), e AS (INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
+     VALUES ($21, $2, 'created', NULL, $25, $1, 'system', $19)) ",
+    "SELECT id, number, pipeline_id, stage_id FROM r"
+);
+
+/// Message, thread index, record touched (and moved), `reopened` event.
+const APPEND_MESSAGE_SQL: &str = concat!(
+    "WITH m AS (",
+    insert_message_sql!(),
+    "), i AS (",
+    insert_message_id_sql!(),
+    "), u AS (UPDATE records SET stage_id = COALESCE($22::uuid, stage_id), updated_at = $19 WHERE id = $2), ",
+    "e AS (INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
+     SELECT $21, $2, 'reopened', $23::uuid, $22::uuid, $1, 'system', $19 WHERE $22::uuid IS NOT NULL) ",
+    "SELECT 1 AS done"
+);
 
 sql_store!(PgStore, PgTx, Postgres);

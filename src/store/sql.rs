@@ -10,6 +10,28 @@ use std::collections::HashMap;
 use crate::domain::{AliasEntry, Directory, EmailAddress, PipelineEntry, StageEntry, StageKind};
 use crate::store::{ConversationItem, Mailbox, StoreError, StoreResult};
 
+/// The message insert shared by both backends' record-creating and
+/// message-appending statements: `$1`..`$19` are the message, `$20` the
+/// pipeline, `$21` the event id (bound by `bind_message`).
+macro_rules! insert_message_sql {
+    () => {
+        "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
+         from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
+         thread_rule, thread_value, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    };
+}
+
+/// Registers the message's Message-ID in the thread index of its pipeline.
+macro_rules! insert_message_id_sql {
+    () => {
+        "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($20, $5, $2) \
+         ON CONFLICT (pipeline_id, message_id) DO NOTHING"
+    };
+}
+
+pub(super) use {insert_message_id_sql, insert_message_sql};
+
 /// How many rows one multi-row INSERT carries (well under both backends'
 /// bound-parameter limits).
 pub(super) const INSERT_CHUNK: usize = 500;
@@ -104,7 +126,7 @@ pub(super) fn sort_conversation(items: &mut [ConversationItem]) {
 macro_rules! sql_store {
     ($store:ty, $tx:ident, $db:ty) => {
         use ::async_trait::async_trait;
-        use ::chrono::{DateTime, Utc};
+        use ::chrono::Utc;
         use ::sqlx::{QueryBuilder, Row};
         use ::uuid::Uuid;
 
@@ -361,28 +383,8 @@ macro_rules! sql_store {
             }
 
             async fn insert_inbound(&self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
-                let now = Utc::now();
-                let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
                 let mut tx = self.begin_write().await?;
-                for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                        "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw) ",
-                    );
-                    q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
-                        b.push_bind(*id)
-                            .push_bind(now)
-                            .push_bind(m.source.as_str())
-                            .push_bind(m.envelope.mail_from.as_deref())
-                            .push_bind(to_json(&m.envelope.rcpt_to))
-                            .push_bind(m.envelope.client_ip.as_deref())
-                            .push_bind(m.envelope.helo.as_deref())
-                            .push_bind(m.envelope.tls)
-                            .push_bind(i64::try_from(m.raw.len()).unwrap_or(i64::MAX))
-                            .push_bind(m.sha256.as_str())
-                            .push_bind(m.raw.as_slice());
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
+                let ids = insert_inbound_rows(&mut tx, batch).await?;
                 tx.commit().await?;
                 Ok(ids)
             }
@@ -569,6 +571,87 @@ macro_rules! sql_store {
             }
         }
 
+        /// Inserts raw messages with multi-row INSERTs; returns their ids in order.
+        async fn insert_inbound_rows(
+            tx: &mut ::sqlx::Transaction<'static, $db>,
+            batch: &[&InboundMessage],
+        ) -> StoreResult<Vec<Uuid>> {
+            let now = Utc::now();
+            let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+            for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw) ",
+                );
+                q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
+                    b.push_bind(*id)
+                        .push_bind(now)
+                        .push_bind(m.source.as_str())
+                        .push_bind(m.envelope.mail_from.as_deref())
+                        .push_bind(to_json(&m.envelope.rcpt_to))
+                        .push_bind(m.envelope.client_ip.as_deref())
+                        .push_bind(m.envelope.helo.as_deref())
+                        .push_bind(m.envelope.tls)
+                        .push_bind(i64::try_from(m.raw.len()).unwrap_or(i64::MAX))
+                        .push_bind(m.sha256.as_str())
+                        .push_bind(m.raw.as_slice());
+                });
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(ids)
+        }
+
+        /// Binds `$1`..`$21`, the layout shared by `CREATE_RECORD_SQL` and
+        /// `APPEND_MESSAGE_SQL` (see `message_sql!` in `sql.rs`).
+        fn bind_message<'q>(
+            q: ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments>,
+            m: &'q NewMessage,
+            pipeline: Uuid,
+        ) -> ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments> {
+            q.bind(m.id)
+                .bind(m.record_id)
+                .bind(m.inbound_id)
+                .bind(m.direction)
+                .bind(m.message_id.as_str())
+                .bind(m.in_reply_to.as_deref())
+                .bind(to_json(&m.references))
+                .bind(m.from.as_ref().map(|f| f.address.as_str()))
+                .bind(m.from.as_ref().and_then(|f| f.name.as_deref()))
+                .bind(to_json(&m.to))
+                .bind(to_json(&m.cc))
+                .bind(m.reply_to.as_deref())
+                .bind(m.subject.as_deref())
+                .bind(m.sent_at)
+                .bind(m.text_body.as_deref())
+                .bind(m.html_body.as_deref())
+                .bind(m.thread_rule)
+                .bind(m.thread_value.as_deref())
+                .bind(Utc::now())
+                .bind(pipeline)
+                .bind(Uuid::now_v7())
+        }
+
+        async fn insert_attachments(
+            tx: &mut ::sqlx::Transaction<'static, $db>,
+            m: &NewMessage,
+        ) -> StoreResult<()> {
+            for a in &m.attachments {
+                sqlx::query(
+                    "INSERT INTO attachments (id, message_id, name, content_type, size, sha256, bytes) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(m.id)
+                .bind(a.name.as_deref())
+                .bind(&a.content_type)
+                .bind(i64::try_from(a.bytes.len()).unwrap_or(i64::MAX))
+                .bind(&a.sha256)
+                .bind(a.bytes.as_slice())
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+
         /// Trims a page fetched with one extra row and returns the next cursor.
         fn page_cursor<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Option<String> {
             let limit = usize::try_from(limit).unwrap_or(0);
@@ -588,7 +671,7 @@ macro_rules! sql_store {
         impl Tx for $tx {
             async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
                 let rows = sqlx::query(
-                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw FROM inbound \
+                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts FROM inbound \
                      WHERE status = 'pending' ORDER BY seq LIMIT $1",
                 )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -607,9 +690,21 @@ macro_rules! sql_store {
                                 tls: r.try_get("tls")?,
                             },
                             raw: r.try_get("raw")?,
+                            attempts: r.try_get("attempts")?,
                         })
                     })
                     .collect()
+            }
+
+            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
+                insert_inbound_rows(&mut self.tx, batch).await
+            }
+
+            async fn pending_count(&mut self) -> StoreResult<i64> {
+                Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'")
+                    .fetch_one(&mut *self.tx)
+                    .await?
+                    .try_get("n")?)
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {
@@ -641,22 +736,30 @@ macro_rules! sql_store {
                 .transpose()
             }
 
-            async fn record_by_message_id(
+            async fn lookup_message_ids(
                 &mut self,
                 pipeline: Uuid,
-                message_id: &str,
-            ) -> StoreResult<Option<RecordState>> {
-                sqlx::query(
-                    "SELECT r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
-                     JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = $1 AND m.message_id = $2",
-                )
-                .bind(pipeline)
-                .bind(message_id)
-                .fetch_optional(&mut *self.tx)
-                .await?
-                .as_ref()
-                .map(record_state)
-                .transpose()
+                message_ids: &[&str],
+            ) -> StoreResult<Vec<(String, RecordState)>> {
+                if message_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
+                     JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = ",
+                );
+                q.push_bind(pipeline).push(" AND m.message_id IN (");
+                let mut list = q.separated(", ");
+                for id in message_ids {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build()
+                    .fetch_all(&mut *self.tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("message_id")?, record_state(r)?)))
+                    .collect()
             }
 
             async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
@@ -684,112 +787,46 @@ macro_rules! sql_store {
                 Ok(row.is_some())
             }
 
-            async fn upsert_contact(&mut self, email: &str, name: &str) -> StoreResult<Uuid> {
-                Ok(sqlx::query(
-                    "INSERT INTO contacts (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (email) DO UPDATE SET name = CASE WHEN contacts.name = '' \
-                     THEN excluded.name ELSE contacts.name END RETURNING id",
-                )
-                .bind(Uuid::now_v7())
-                .bind(email)
-                .bind(name)
-                .bind(Utc::now())
-                .fetch_one(&mut *self.tx)
-                .await?
-                .try_get("id")?)
-            }
-
-            async fn insert_record(&mut self, n: &NewRecord) -> StoreResult<RecordState> {
-                let now = Utc::now();
-                let row = sqlx::query(
-                    "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, \
-                     title, tags, reply_token, created_at, updated_at) \
-                     VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
-                     RETURNING id, number, pipeline_id, stage_id",
-                )
-                .bind(Uuid::now_v7())
-                .bind(n.pipeline_id)
-                .bind(n.stage_id)
-                .bind(n.contact_id)
-                .bind(n.owner_id)
-                .bind(n.alias_id)
-                .bind(&n.title)
-                .bind(to_json(&n.tags))
-                .bind(&n.reply_token)
-                .bind(now)
-                .fetch_one(&mut *self.tx)
-                .await?;
-                record_state(&row)
-            }
-
-            async fn insert_message(&mut self, m: &NewMessage) -> StoreResult<()> {
-                let now: DateTime<Utc> = Utc::now();
-                sqlx::query(
-                    "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
-                     from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
-                     thread_rule, thread_value, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-                )
-                .bind(m.id)
-                .bind(m.record_id)
-                .bind(m.inbound_id)
-                .bind(m.direction)
-                .bind(&m.message_id)
-                .bind(m.in_reply_to.as_deref())
-                .bind(to_json(&m.references))
-                .bind(m.from.as_ref().map(|f| f.address.as_str()))
-                .bind(m.from.as_ref().and_then(|f| f.name.as_deref()))
-                .bind(to_json(&m.to))
-                .bind(to_json(&m.cc))
-                .bind(m.reply_to.as_deref())
-                .bind(m.subject.as_deref())
-                .bind(m.sent_at)
-                .bind(m.text_body.as_deref())
-                .bind(m.html_body.as_deref())
-                .bind(m.thread_rule)
-                .bind(m.thread_value.as_deref())
-                .bind(now)
-                .execute(&mut *self.tx)
-                .await?;
-                for a in &m.attachments {
-                    sqlx::query(
-                        "INSERT INTO attachments (id, message_id, name, content_type, size, sha256, bytes) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
+            async fn create_record(
+                &mut self,
+                record: &NewRecord,
+                contact: Option<(&str, &str)>,
+                message: &NewMessage,
+            ) -> StoreResult<RecordState> {
+                let q = bind_message(sqlx::query(CREATE_RECORD_SQL), message, record.pipeline_id)
                     .bind(Uuid::now_v7())
-                    .bind(m.id)
-                    .bind(a.name.as_deref())
-                    .bind(&a.content_type)
-                    .bind(i64::try_from(a.bytes.len()).unwrap_or(i64::MAX))
-                    .bind(&a.sha256)
-                    .bind(a.bytes.as_slice())
-                    .execute(&mut *self.tx)
+                    .bind(contact.map(|c| c.0))
+                    .bind(contact.map(|c| c.1))
+                    .bind(record.stage_id)
+                    .bind(record.owner_id)
+                    .bind(record.alias_id)
+                    .bind(&record.title)
+                    .bind(to_json(&record.tags))
+                    .bind(&record.reply_token);
+                let rows = q.fetch_all(&mut *self.tx).await?;
+                let row = rows.first().ok_or_else(|| StoreError::Corrupt("record insert returned no row".into()))?;
+                let state = record_state(row)?;
+                insert_attachments(&mut self.tx, message).await?;
+                Ok(state)
+            }
+
+            async fn append_message(
+                &mut self,
+                record: &RecordState,
+                message: &NewMessage,
+                new_stage: Option<Uuid>,
+            ) -> StoreResult<()> {
+                bind_message(sqlx::query(APPEND_MESSAGE_SQL), message, record.pipeline_id)
+                    .bind(new_stage)
+                    .bind(record.stage_id)
+                    .fetch_all(&mut *self.tx)
                     .await?;
-                }
-                sqlx::query(
-                    "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($1, $2, $3) \
-                     ON CONFLICT (pipeline_id, message_id) DO NOTHING",
-                )
-                .bind(m.pipeline_id)
-                .bind(&m.message_id)
-                .bind(m.record_id)
-                .execute(&mut *self.tx)
-                .await?;
-                Ok(())
+                insert_attachments(&mut self.tx, message).await
             }
 
             async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()> {
                 sqlx::query("UPDATE records SET stage_id = $1, updated_at = $2 WHERE id = $3")
                     .bind(stage)
-                    .bind(Utc::now())
-                    .bind(record)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn touch_record(&mut self, record: Uuid) -> StoreResult<()> {
-                sqlx::query("UPDATE records SET updated_at = $1 WHERE id = $2")
                     .bind(Utc::now())
                     .bind(record)
                     .execute(&mut *self.tx)
@@ -815,18 +852,21 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn set_outcome(&mut self, inbound: Uuid, o: &OutcomeRow) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE inbound SET status = $1, outcome = $2, error = $3, processed_at = $4, \
-                     attempts = attempts + 1 WHERE id = $5",
-                )
-                .bind(o.status)
-                .bind(&o.outcome)
-                .bind(o.error.as_deref())
-                .bind(Utc::now())
-                .bind(inbound)
-                .execute(&mut *self.tx)
-                .await?;
+            async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()> {
+                let now = Utc::now();
+                for chunk in outcomes.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new("UPDATE inbound SET processed_at = ");
+                    q.push_bind(now);
+                    q.push(
+                        ", status = v.column2, outcome = v.column3, error = v.column4, \
+                         attempts = attempts + 1 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, (id, o)| {
+                        b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
+                    });
+                    q.push(") AS v WHERE inbound.id = v.column1");
+                    q.build().execute(&mut *self.tx).await?;
+                }
                 Ok(())
             }
 

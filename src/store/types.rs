@@ -13,6 +13,8 @@ pub struct PendingInbound {
     pub source: String,
     pub envelope: Envelope,
     pub raw: Vec<u8>,
+    /// How often processing already ran on it (0 for a fresh message).
+    pub attempts: i32,
 }
 
 /// What processing needs to know of a record.
@@ -24,11 +26,11 @@ pub struct RecordState {
     pub stage_id: Uuid,
 }
 
+/// A record to create; it gets the id of its first message's `record_id`.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
     pub pipeline_id: Uuid,
     pub stage_id: Uuid,
-    pub contact_id: Option<Uuid>,
     pub owner_id: Option<Uuid>,
     pub alias_id: Uuid,
     pub title: String,
@@ -55,7 +57,6 @@ pub struct NewAttachment {
 pub struct NewMessage {
     pub id: Uuid,
     pub record_id: Uuid,
-    pub pipeline_id: Uuid,
     pub inbound_id: Option<Uuid>,
     pub direction: &'static str,
     pub message_id: String,
