@@ -408,6 +408,23 @@ macro_rules! sql_store {
                 Ok(n)
             }
 
+            async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>> {
+                let mut found = Vec::with_capacity(message_ids.len());
+                for chunk in message_ids.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> =
+                        QueryBuilder::new("SELECT DISTINCT message_id FROM messages WHERE message_id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_str());
+                    }
+                    q.push(")");
+                    for row in q.build().fetch_all(self.read_pool()).await? {
+                        found.push(row.try_get("message_id")?);
+                    }
+                }
+                Ok(found)
+            }
+
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
                 sqlx::query("SELECT status, COUNT(*) AS n FROM inbound GROUP BY status ORDER BY status")
                     .fetch_all(self.read_pool())

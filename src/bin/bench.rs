@@ -1,0 +1,509 @@
+//! Load tool for emailin.
+//!
+//! `bench smtp`: N concurrent SMTP sessions send M messages (size mix, a
+//! share of replies to earlier messages, unique Message-IDs), record every
+//! Message-ID that got a `250`, then check in the database that each one is
+//! stored and processed. Prints messages/s, end-of-DATA → `250` latency
+//! percentiles, failures, and the server's peak RSS.
+//!
+//! `bench seed`: stores and processes many generated messages in-process
+//! through the real intake (for scale tests). `bench idle`: holds many idle
+//! SMTP sessions open and reports the server's RSS. `bench count`: inbound
+//! rows per status.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use emailin::config::{DatabaseSettings, Settings};
+use emailin::ingest::{Envelope, InboundMessage, Intake, Processor, Source};
+use emailin::store::Store;
+use rand::Rng;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Load tool for emailin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive an SMTP server and verify every acknowledged message in its database.
+    Smtp(SmtpArgs),
+    /// Store and process COUNT generated messages directly through intake.
+    Seed {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        #[arg(long, default_value = "sales@localhost")]
+        to: String,
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+    },
+    /// Open SESSIONS idle SMTP sessions, then print the server's RSS.
+    Idle {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        addr: String,
+        #[arg(long, default_value_t = 500)]
+        sessions: usize,
+        #[arg(long)]
+        pid: u32,
+    },
+    /// Print inbound rows per status.
+    Count {
+        #[arg(long)]
+        database_url: String,
+    },
+}
+
+#[derive(Parser, Clone)]
+struct SmtpArgs {
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    addr: String,
+    /// Database the server writes to, for the final check (skipped without it).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Server process id, for its peak RSS.
+    #[arg(long)]
+    pid: Option<u32>,
+    #[arg(long, default_value_t = 50)]
+    sessions: usize,
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Message sizes in bytes, used in turn.
+    #[arg(long, value_delimiter = ',', default_value = "5120")]
+    sizes: Vec<usize>,
+    /// Share of messages that reply to an earlier acknowledged one (0..1).
+    #[arg(long, default_value_t = 0.2)]
+    reply_share: f64,
+    /// Keep each session's connection for its next message.
+    #[arg(long)]
+    reuse: bool,
+    /// Overall message rate limit per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value = "sales@localhost")]
+    to: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Smtp(args) => smtp(args).await,
+        Command::Seed {
+            database_url,
+            count,
+            to,
+            size,
+        } => seed(&database_url, count, &to, size).await,
+        Command::Idle {
+            addr,
+            sessions,
+            pid,
+        } => idle(&addr, sessions, pid).await,
+        Command::Count { database_url } => {
+            let store = open(&database_url).await?;
+            for (status, n) in store.inbound_counts().await? {
+                println!("{status} {n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let settings = DatabaseSettings {
+        url: url.to_string(),
+        max_connections: 4,
+        busy_timeout_ms: 30_000,
+    };
+    let store = emailin::store::connect(&settings).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// What all sessions share.
+struct Shared {
+    args: SmtpArgs,
+    run: String,
+    next: AtomicUsize,
+    acked: Mutex<Vec<String>>,
+    latencies: Mutex<Vec<Duration>>,
+    failures: AtomicUsize,
+    start: Instant,
+}
+
+async fn smtp(args: SmtpArgs) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared {
+        run: format!("{:x}", rand::rng().random::<u64>()),
+        next: AtomicUsize::new(0),
+        acked: Mutex::new(Vec::with_capacity(args.messages)),
+        latencies: Mutex::new(Vec::with_capacity(args.messages)),
+        failures: AtomicUsize::new(0),
+        start: Instant::now(),
+        args,
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..shared.args.sessions {
+        let shared = Arc::clone(&shared);
+        tasks.push(tokio::spawn(async move { session(shared).await }));
+    }
+    for t in tasks {
+        if let Err(err) = t.await? {
+            eprintln!("session error: {err:#}");
+        }
+    }
+    let elapsed = shared.start.elapsed();
+    let args = &shared.args;
+    let acked = shared.acked.lock().await.clone();
+    let mut lat = shared.latencies.lock().await.clone();
+    lat.sort();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "sent {} messages over {} sessions ({}), sizes {:?}, reply share {}{}",
+        args.messages,
+        args.sessions,
+        if args.reuse {
+            "connections reused"
+        } else {
+            "new connection per message"
+        },
+        args.sizes,
+        args.reply_share,
+        if args.rate > 0 {
+            format!(", rate limit {}/s", args.rate)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "acknowledged {} in {:.2} s: {:.0} messages/s; failures {}",
+        acked.len(),
+        elapsed.as_secs_f64(),
+        acked.len() as f64 / elapsed.as_secs_f64(),
+        shared.failures.load(Ordering::Relaxed)
+    );
+    println!(
+        "end-of-DATA to 250: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.5),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    if let Some(pid) = args.pid {
+        println!(
+            "server peak RSS: {}",
+            peak_rss(pid).unwrap_or_else(|| "unknown".into())
+        );
+    }
+    if let Some(url) = &args.database_url {
+        verify(url, &acked).await?;
+    }
+    Ok(())
+}
+
+/// Every acknowledged Message-ID must be stored as a message, and nothing may be left pending.
+async fn verify(url: &str, acked: &[String]) -> anyhow::Result<()> {
+    let store = open(url).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = store.inbound_counts().await?;
+        let pending = counts
+            .iter()
+            .find(|(s, _)| s == "pending")
+            .map_or(0, |(_, n)| *n);
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{pending} messages still pending after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = store.stored_message_ids(acked).await?;
+    let counts = store.inbound_counts().await?;
+    println!(
+        "check: {}/{} acknowledged messages stored and processed; inbound by status {counts:?}",
+        found.len(),
+        acked.len()
+    );
+    if found.len() != acked.len() {
+        bail!(
+            "{} acknowledged messages are missing",
+            acked.len() - found.len()
+        );
+    }
+    Ok(())
+}
+
+fn peak_rss(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l[key.len()..].trim().to_string())
+    };
+    Some(format!("{} (now {})", line("VmHWM:")?, line("VmRSS:")?))
+}
+
+async fn session(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let args = &shared.args;
+    let mut conn: Option<Conn> = None;
+    loop {
+        let i = shared.next.fetch_add(1, Ordering::Relaxed);
+        if i >= args.messages {
+            break;
+        }
+        if args.rate > 0 {
+            let due = shared.start + Duration::from_secs_f64(i as f64 / args.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let message_id = format!("bench-{}-{i}@load.example", shared.run);
+        let parent = {
+            let acked = shared.acked.lock().await;
+            (!acked.is_empty() && rand::rng().random_bool(args.reply_share.clamp(0.0, 1.0)))
+                .then(|| acked[rand::rng().random_range(0..acked.len())].clone())
+        };
+        let raw = build_message(
+            i,
+            &message_id,
+            parent.as_deref(),
+            args.sizes[i % args.sizes.len()],
+            &args.to,
+        );
+        if conn.is_none() {
+            conn = Some(Conn::open(&args.addr).await.context("connect")?);
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match c
+            .send(&format!("sender{}@load.example", i % 1000), &args.to, &raw)
+            .await
+        {
+            Ok(Some(latency)) => {
+                shared.acked.lock().await.push(message_id);
+                shared.latencies.lock().await.push(latency);
+            }
+            Ok(None) => {
+                shared.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                shared.failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("message {i}: {err:#}");
+                conn = None;
+                continue;
+            }
+        }
+        if !args.reuse
+            && let Some(mut c) = conn.take()
+        {
+            let _ = c.quit().await;
+        }
+    }
+    if let Some(mut c) = conn {
+        let _ = c.quit().await;
+    }
+    Ok(())
+}
+
+fn build_message(
+    i: usize,
+    message_id: &str,
+    parent: Option<&str>,
+    size: usize,
+    to: &str,
+) -> Vec<u8> {
+    let mut m = format!(
+        "From: Sender {n} <sender{n}@load.example>\r\nTo: {to}\r\nSubject: Load message {i}\r\nMessage-ID: <{message_id}>\r\n\
+Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n",
+        n = i % 1000
+    );
+    if let Some(p) = parent {
+        m.push_str(&format!("In-Reply-To: <{p}>\r\nReferences: <{p}>\r\n"));
+    }
+    m.push_str("\r\n");
+    let line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    while m.len() < size {
+        m.push_str(line);
+    }
+    m.into_bytes()
+}
+
+struct Conn {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let mut c = Self {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        expect(c.reply().await?, 220)?;
+        c.writer.write_all(b"EHLO bench.load.example\r\n").await?;
+        expect(c.reply().await?, 250)?;
+        Ok(c)
+    }
+
+    /// One transaction; `Ok(Some(latency))` on 250, `Ok(None)` on a refusal.
+    async fn send(&mut self, from: &str, to: &str, raw: &[u8]) -> anyhow::Result<Option<Duration>> {
+        self.writer
+            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+            .await?;
+        if self.reply().await? != 250 {
+            self.writer.write_all(b"RSET\r\n").await?;
+            self.reply().await?;
+            return Ok(None);
+        }
+        self.writer
+            .write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
+            .await?;
+        if self.reply().await? != 250 {
+            self.writer.write_all(b"RSET\r\n").await?;
+            self.reply().await?;
+            return Ok(None);
+        }
+        self.writer.write_all(b"DATA\r\n").await?;
+        expect(self.reply().await?, 354)?;
+        // Generated messages have no line starting with '.', so no dot-stuffing is needed.
+        self.writer.write_all(raw).await?;
+        self.writer.write_all(b".\r\n").await?;
+        let sent = Instant::now();
+        let code = self.reply().await?;
+        Ok((code == 250).then(|| sent.elapsed()))
+    }
+
+    async fn quit(&mut self) -> anyhow::Result<()> {
+        self.writer.write_all(b"QUIT\r\n").await?;
+        self.reply().await?;
+        Ok(())
+    }
+
+    async fn reply(&mut self) -> anyhow::Result<u16> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).await? == 0 {
+                bail!("connection closed");
+            }
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .context("malformed reply")?;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(code);
+            }
+        }
+    }
+}
+
+fn expect(code: u16, want: u16) -> anyhow::Result<()> {
+    if code == want {
+        Ok(())
+    } else {
+        bail!("expected {want}, got {code}")
+    }
+}
+
+async fn seed(url: &str, count: usize, to: &str, size: usize) -> anyhow::Result<()> {
+    let mut settings = Settings::defaults()?;
+    settings.database.url = url.to_string();
+    let store = emailin::app::open_store(&settings).await?;
+    let directory = Arc::new(std::sync::RwLock::new(Arc::new(
+        store.load_directory().await?,
+    )));
+    let processor = Processor::new(
+        Arc::clone(&store),
+        directory,
+        settings.processing.batch_max_messages,
+    );
+    let (intake, writer) = Intake::start(
+        Arc::clone(&store),
+        settings.intake.clone(),
+        Some(processor.clone()),
+        Arc::new(Notify::new()),
+        CancellationToken::new(),
+    );
+    let run = format!("{:x}", rand::rng().random::<u64>());
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..256 {
+        let (intake, next, run, to) = (
+            intake.clone(),
+            Arc::clone(&next),
+            run.clone(),
+            to.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let raw =
+                    build_message(i, &format!("seed-{run}-{i}@load.example"), None, size, &to);
+                let envelope = Envelope {
+                    rcpt_to: vec![to.clone()],
+                    ..Envelope::default()
+                };
+                intake
+                    .submit(InboundMessage::new(Source::Import, envelope, raw))
+                    .await?;
+                if i % 100_000 == 0 && i > 0 {
+                    eprintln!("seeded {i}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    drop(intake);
+    writer.await?;
+    processor.drain().await?;
+    println!(
+        "seeded {count} messages in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn idle(addr: &str, sessions: usize, pid: u32) -> anyhow::Result<()> {
+    let before = peak_rss(pid).unwrap_or_default();
+    let mut conns = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        conns.push(Conn::open(addr).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+        .unwrap_or_default();
+    println!(
+        "{sessions} idle SMTP sessions open (EHLO done): server RSS {rss}; before: peak/now {before}"
+    );
+    for mut c in conns {
+        let _ = c.quit().await;
+    }
+    Ok(())
+}
