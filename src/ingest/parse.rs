@@ -4,10 +4,13 @@
 //! parser bug becomes an outcome on the raw row, not a dead task.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mail_parser::decoders::charsets::map::charset_decoder;
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders};
+use mail_parser::{
+    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
+};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{EmailAddress, normalize_message_id, synthetic_message_id};
@@ -30,7 +33,8 @@ pub struct ParsedMail {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
-    pub attachments: Vec<NewAttachment>,
+    /// Shared, so a message routed to several pipelines holds its attachments once.
+    pub attachments: Arc<[NewAttachment]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +54,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
 }
 
 fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
-    let msg = MessageParser::default()
+    let mut msg = MessageParser::default()
         .parse(raw)
         .ok_or(ParseError::NotMail)?;
     if msg.headers().is_empty() {
@@ -62,26 +66,6 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     };
     let in_reply_to = id_list(msg.in_reply_to()).into_iter().last();
     let references = id_list(msg.references());
-    let attachments = msg
-        .attachments()
-        .map(|part| {
-            let bytes = part.contents().to_vec();
-            let content_type = part
-                .content_type()
-                .map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                    None => ct.ctype().to_string(),
-                })
-                .unwrap_or_else(|| "application/octet-stream".into())
-                .to_ascii_lowercase();
-            NewAttachment {
-                name: part.attachment_name().map(str::to_string),
-                content_type,
-                sha256: hex::encode(Sha256::digest(&bytes)),
-                bytes,
-            }
-        })
-        .collect();
     let charsets = declared_charsets(&msg);
     let mut from = msg.from().and_then(|a| mailboxes(a).into_iter().next());
     if let (Some(from), Some(decoded)) = (
@@ -110,7 +94,10 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .or_else(|| msg.subject().map(str::to_string))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
+    let text = msg.body_text(0).map(|s| s.into_owned());
+    let html = msg.body_html(0).map(|s| s.into_owned());
     Ok(ParsedMail {
+        attachments: take_attachments(&mut msg).into(),
         from,
         to: msg.to().map(mailboxes).unwrap_or_default(),
         cc: msg.cc().map(mailboxes).unwrap_or_default(),
@@ -126,10 +113,41 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         in_reply_to,
         references,
         subject,
-        text: msg.body_text(0).map(|s| s.into_owned()),
-        html: msg.body_html(0).map(|s| s.into_owned()),
-        attachments,
+        text,
+        html,
     })
+}
+
+/// Moves the attachments' decoded bytes out of the parsed message instead of
+/// copying them: a 25 MB attachment is held once, not twice.
+fn take_attachments(msg: &mut Message<'_>) -> Vec<NewAttachment> {
+    let ids = msg.attachments.clone();
+    ids.iter()
+        .filter_map(|&id| {
+            let part = msg.parts.get_mut(usize::try_from(id).ok()?)?;
+            let name = part.attachment_name().map(str::to_string);
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into())
+                .to_ascii_lowercase();
+            let bytes = match std::mem::take(&mut part.body) {
+                PartType::Text(t) | PartType::Html(t) => t.into_owned().into_bytes(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => b.into_owned(),
+                PartType::Message(m) => m.raw_message.into_owned(),
+                PartType::Multipart(_) => Vec::new(),
+            };
+            Some(NewAttachment {
+                name,
+                content_type,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                bytes,
+            })
+        })
+        .collect()
 }
 
 /// Charsets the message declares on any part, multi-byte ones first (they

@@ -296,7 +296,7 @@ async fn apply(
         html_body: mail.html.clone(),
         thread_rule: rule,
         thread_value: value,
-        attachments: mail.attachments.clone(),
+        attachments: Arc::clone(&mail.attachments),
     };
 
     let Some((_, record)) = hit else {

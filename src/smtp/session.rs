@@ -179,7 +179,9 @@ impl Session {
                         self.state = State::Command;
                         self.reject_too_big();
                     } else if done {
-                        let message = std::mem::take(message);
+                        let mut message = std::mem::take(message);
+                        // Growth by doubling may have reserved up to twice the size.
+                        message.shrink_to_fit();
                         self.state = State::Command;
                         let reply = self.deliver(message).await;
                         self.send(reply);

@@ -651,7 +651,7 @@ macro_rules! sql_store {
             tx: &mut ::sqlx::Transaction<'static, $db>,
             m: &NewMessage,
         ) -> StoreResult<()> {
-            for a in &m.attachments {
+            for a in m.attachments.iter() {
                 sqlx::query(
                     "INSERT INTO attachments (id, message_id, name, content_type, size, sha256, bytes) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -72,7 +72,7 @@ pub struct NewMessage {
     pub html_body: Option<String>,
     pub thread_rule: &'static str,
     pub thread_value: Option<String>,
-    pub attachments: Vec<NewAttachment>,
+    pub attachments: std::sync::Arc<[NewAttachment]>,
 }
 
 #[derive(Debug, Clone)]
