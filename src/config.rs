@@ -39,6 +39,7 @@ pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
     pub busy_timeout_ms: u64,
+    pub sqlite_cache_kib: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

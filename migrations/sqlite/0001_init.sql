@@ -113,12 +113,13 @@ CREATE INDEX messages_record ON messages (record_id, created_at);
 CREATE INDEX messages_inbound ON messages (inbound_id);
 
 -- The thread index: every Message-ID seen or sent for a record, per pipeline,
--- so a thread never crosses pipelines.
+-- so a thread never crosses pipelines. Keyed by Message-ID first, so a
+-- lookup across pipelines (a bounce naming its original) uses it too.
 CREATE TABLE message_ids (
     pipeline_id  BLOB NOT NULL REFERENCES pipelines(id),
     message_id   TEXT NOT NULL,
     record_id    BLOB NOT NULL REFERENCES records(id),
-    PRIMARY KEY (pipeline_id, message_id)
+    PRIMARY KEY (message_id, pipeline_id)
 );
 
 CREATE TABLE attachments (

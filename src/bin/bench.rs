@@ -124,6 +124,7 @@ async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         url: url.to_string(),
         max_connections: 4,
         busy_timeout_ms: 30_000,
+        sqlite_cache_kib: 8192,
     };
     let store = emailin::store::connect(&settings).await?;
     store.migrate().await?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{EmailAddress, StageKind};
+use crate::config::{AliasConfig, PipelineConfig};
 
 #[derive(Debug, Clone)]
 pub struct StageEntry {
@@ -76,5 +77,67 @@ impl Directory {
 
     pub fn pipeline(&self, id: Uuid) -> Option<&PipelineEntry> {
         self.pipelines.get(&id)
+    }
+
+    /// A directory built straight from (validated) configuration with fresh
+    /// ids, without a database: for tools and benchmarks. Entries that do
+    /// not resolve (unknown pipeline or stage) are left out.
+    pub fn from_config(pipelines: &[PipelineConfig], aliases: &[AliasConfig]) -> Self {
+        let mut directory = Directory::default();
+        for p in pipelines {
+            let id = Uuid::new_v4();
+            let stages = p
+                .stages
+                .iter()
+                .zip(0..)
+                .map(|(s, position)| StageEntry {
+                    id: Uuid::new_v4(),
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    position,
+                })
+                .collect();
+            directory.pipelines.insert(
+                id,
+                PipelineEntry {
+                    id,
+                    name: p.name.clone(),
+                    stages,
+                },
+            );
+        }
+        for a in aliases {
+            let Ok(address) = EmailAddress::parse(&a.address) else {
+                continue;
+            };
+            let Some(pipeline) = directory.pipelines.values().find(|p| p.name == a.pipeline) else {
+                continue;
+            };
+            let stage = |name: &str| {
+                pipeline
+                    .stages
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.id)
+            };
+            let reopen = a
+                .reopen
+                .iter()
+                .filter_map(|r| Some((stage(&r.from)?, stage(&r.to)?)))
+                .collect();
+            let entry = AliasEntry {
+                id: Uuid::new_v4(),
+                address: address.clone(),
+                name: a.name.clone(),
+                pipeline_id: pipeline.id,
+                owner_id: None,
+                tags: a.tags.clone(),
+                enabled: a.enabled,
+                reopen_on_reply: a.reopen_on_reply,
+                reopen,
+            };
+            directory.aliases.insert(address, entry);
+        }
+        directory
     }
 }

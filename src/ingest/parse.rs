@@ -95,7 +95,13 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     let text = msg.body_text(0).map(|s| s.into_owned());
-    let html = msg.body_html(0).map(|s| s.into_owned());
+    // Only a real text/html part: mail-parser would otherwise render the
+    // plain text as HTML, which costs time and stores nothing new.
+    let html = msg
+        .html_part(0)
+        .filter(|p| p.is_text_html())
+        .and_then(|p| p.text_contents())
+        .map(str::to_string);
     Ok(ParsedMail {
         attachments: take_attachments(&mut msg).into(),
         from,

@@ -10,16 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rand::RngCore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Envelope;
 use super::outcome::{IgnoreReason, Outcome, PipelineResult};
-use super::parse::{ParsedMail, parse};
-use super::route::{Route, route};
-use super::thread::{NEW_RECORD_RULE, ThreadKey, thread_keys};
+use super::parse::ParsedMail;
+use super::plan::{Plan, PlanError, PlannedRoute, plan};
+use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use crate::domain::{Directory, EmailAddress, StageKind};
 use crate::store::{NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx};
 
@@ -192,21 +191,16 @@ async fn process_one(
     directory: &Directory,
     inbound: &InboundRef<'_>,
 ) -> Result<Outcome, ProcessError> {
-    // Parse
-    let mail = match parse(inbound.raw) {
-        Ok(mail) => mail,
-        Err(err) => {
+    // Parse, route, thread keys
+    let Plan { mail, routes } = match plan(inbound.raw, directory, &inbound.envelope.rcpt_to) {
+        Ok(plan) => plan,
+        Err(PlanError::NoAlias) => return Ok(Outcome::Ignored(IgnoreReason::NoAlias)),
+        Err(PlanError::Unparseable(err)) => {
             tracing::info!(reason = %err, "message_rejected");
             return Ok(Outcome::Ignored(IgnoreReason::Unparseable));
         }
     };
     tracing::Span::current().record("message_id", mail.message_id.as_str());
-
-    // Route
-    let routes = route(directory, &inbound.envelope.rcpt_to);
-    if routes.is_empty() {
-        return Ok(Outcome::Ignored(IgnoreReason::NoAlias));
-    }
 
     // Contact: the sender found by parse, else the envelope sender.
     let envelope_sender = inbound
@@ -232,18 +226,18 @@ async fn apply(
     tx: &mut dyn Tx,
     inbound: &InboundRef<'_>,
     mail: &ParsedMail,
-    route: &Route<'_>,
+    planned: &PlannedRoute<'_>,
     contact: Option<(&str, &str)>,
 ) -> Result<PipelineResult, ProcessError> {
+    let route = &planned.route;
     let pipeline = route.pipeline;
     if inbound.replay && tx.already_applied(inbound.id, pipeline.id).await? {
         return Ok(PipelineResult::AlreadyApplied);
     }
 
     // One indexed lookup for the message's own id (duplicates) and every id it refers to.
-    let keys = thread_keys(route.token.as_deref(), mail);
     let mut ids: Vec<&str> = vec![mail.message_id.as_str()];
-    ids.extend(keys.iter().filter_map(|k| match k {
+    ids.extend(planned.keys.iter().filter_map(|k| match k {
         ThreadKey::InReplyTo(id) | ThreadKey::References(id) => Some(id.as_str()),
         _ => None,
     }));
@@ -262,14 +256,14 @@ async fn apply(
 
     // Thread
     let mut hit: Option<(ThreadKey, RecordState)> = None;
-    for key in keys {
-        let found = match &key {
+    for key in &planned.keys {
+        let found = match key {
             ThreadKey::Token(t) => tx.record_by_token(pipeline.id, t).await?,
             ThreadKey::InReplyTo(id) | ThreadKey::References(id) => known.get(id).cloned(),
             ThreadKey::SubjectTag(n) => tx.record_by_number(pipeline.id, *n).await?,
         };
         if let Some(record) = found {
-            hit = Some((key, record));
+            hit = Some((key.clone(), record));
             break;
         }
     }
@@ -343,9 +337,9 @@ async fn apply(
     })
 }
 
-/// An unguessable token for reply addresses (`alias+r-<token>@domain`).
+/// A token for reply addresses (`alias+r-<token>@domain`): a UUIDv7 in hex,
+/// 74 random bits behind a time prefix, so the unique index on it grows at
+/// its end instead of at random pages.
 fn new_reply_token() -> String {
-    let mut bytes = [0u8; 10];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    Uuid::now_v7().simple().to_string()
 }

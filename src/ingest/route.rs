@@ -52,75 +52,38 @@ pub fn route<'a>(directory: &'a Directory, rcpt_to: &[String]) -> Vec<Route<'a>>
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use uuid::Uuid;
-
     use super::*;
-    use crate::domain::{StageEntry, StageKind};
 
     fn directory() -> Directory {
-        let mut d = Directory::default();
-        for (pipeline, aliases) in [
-            ("Sales", &["sales@x", "deals@x"][..]),
-            ("Service", &["help@x"][..]),
-        ] {
-            let id = Uuid::new_v4();
-            d.pipelines.insert(
-                id,
-                PipelineEntry {
-                    id,
-                    name: pipeline.into(),
-                    stages: vec![StageEntry {
-                        id: Uuid::new_v4(),
-                        name: "New".into(),
-                        kind: StageKind::Open,
-                        position: 0,
-                    }],
-                },
-            );
-            for a in aliases {
-                let address = EmailAddress::parse(a).unwrap();
-                d.aliases.insert(
-                    address.clone(),
-                    AliasEntry {
-                        id: Uuid::new_v4(),
-                        address,
-                        name: String::new(),
-                        pipeline_id: id,
-                        owner_id: None,
-                        tags: vec![],
-                        enabled: true,
-                        reopen_on_reply: false,
-                        reopen: HashMap::new(),
-                    },
-                );
-            }
-        }
-        d
+        let settings = crate::config::Settings::defaults().expect("defaults");
+        let mut aliases = settings.aliases.clone();
+        let mut deals = aliases[0].clone();
+        deals.address = "deals@localhost".into();
+        aliases.push(deals);
+        Directory::from_config(&settings.pipelines, &aliases)
     }
 
     #[test]
     fn one_route_per_pipeline_first_alias_wins() {
         let d = directory();
         let rcpts = [
-            "DEALS@x".to_string(),
-            "sales@x".into(),
-            "help@x".into(),
-            "nobody@x".into(),
+            "DEALS@localhost".to_string(),
+            "sales@localhost".into(),
+            "service@localhost".into(),
+            "nobody@localhost".into(),
         ];
         let routes = route(&d, &rcpts);
         assert_eq!(routes.len(), 2);
-        assert_eq!(routes[0].alias.address.as_str(), "deals@x");
+        assert_eq!(routes[0].alias.address.as_str(), "deals@localhost");
         assert_eq!(routes[1].pipeline.name, "Service");
     }
 
     #[test]
     fn reply_token_comes_from_the_plus_tag() {
         let d = directory();
-        let routes = route(&d, &["sales+r-tok123@x".to_string()]);
+        let routes = route(&d, &["sales+r-tok123@localhost".to_string()]);
         assert_eq!(routes[0].token.as_deref(), Some("tok123"));
-        let routes = route(&d, &["sales+other@x".to_string()]);
+        let routes = route(&d, &["sales+other@localhost".to_string()]);
         assert_eq!(routes[0].token, None);
     }
 
@@ -130,6 +93,6 @@ mod tests {
         for a in d.aliases.values_mut() {
             a.enabled = false;
         }
-        assert!(route(&d, &["sales@x".to_string()]).is_empty());
+        assert!(route(&d, &["sales@localhost".to_string()]).is_empty());
     }
 }

@@ -100,7 +100,7 @@ pub trait Store: Send + Sync + 'static {
     /// by status, or both. Returns how many rows were reset.
     async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64>;
 
-    /// Which of these Message-IDs are stored as messages (for load checks).
+    /// Which of these Message-IDs are in the thread index (for load checks).
     async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>>;
 
     /// Counts inbound rows per status.

@@ -64,15 +64,18 @@ impl PgStore {
 
 /// Contact upsert, record, first message, thread index, `created` event, as
 /// one statement of data-modifying CTEs (PostgreSQL prepares one command at
-/// a time). Binds as in the SQLite backend.
+/// a time). Binds as in the SQLite backend. An existing contact whose name is
+/// set is not rewritten, so `c` returns no row and the record takes the
+/// contact from the statement's snapshot.
 const CREATE_RECORD_SQL: &str = concat!(
     "WITH c AS (INSERT INTO contacts (id, email, name, created_at) \
      SELECT $22::uuid, $23::text, $24::text, $19 WHERE $23::text IS NOT NULL \
-     ON CONFLICT (email) DO UPDATE SET name = CASE WHEN contacts.name = '' THEN excluded.name ELSE contacts.name END \
+     ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '' \
      RETURNING id), ",
     "r AS (INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
      reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
-     $20, $25, (SELECT id FROM c), $26, $27, $28, $29, $30, $19, $19) \
+     $20, $25, COALESCE((SELECT id FROM c), (SELECT id FROM contacts WHERE email = $23::text)), \
+     $26, $27, $28, $29, $30, $19, $19) \
      RETURNING id, number, pipeline_id, stage_id), ",
     "m AS (",
     insert_message_sql!(),

@@ -26,7 +26,7 @@ macro_rules! insert_message_sql {
 macro_rules! insert_message_id_sql {
     () => {
         "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($20, $5, $2) \
-         ON CONFLICT (pipeline_id, message_id) DO NOTHING"
+         ON CONFLICT (message_id, pipeline_id) DO NOTHING"
     };
 }
 
@@ -412,7 +412,7 @@ macro_rules! sql_store {
                 let mut found = Vec::with_capacity(message_ids.len());
                 for chunk in message_ids.chunks(INSERT_CHUNK) {
                     let mut q: QueryBuilder<$db> =
-                        QueryBuilder::new("SELECT DISTINCT message_id FROM messages WHERE message_id IN (");
+                        QueryBuilder::new("SELECT DISTINCT message_id FROM message_ids WHERE message_id IN (");
                     let mut list = q.separated(", ");
                     for id in chunk {
                         list.push_bind(id.as_str());

@@ -34,7 +34,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{}", settings.sqlite_cache_kib));
         let path = options.get_filename();
         if let Some(dir) = path
             .parent()
@@ -84,7 +85,7 @@ impl SqliteStore {
 /// owner, `$27` alias, `$28` title, `$29` tags, `$30` reply token.
 const CREATE_RECORD_SQL: &str = concat!(
     "INSERT INTO contacts (id, email, name, created_at) SELECT $22, $23, $24, $19 WHERE $23 IS NOT NULL \
-     ON CONFLICT (email) DO UPDATE SET name = CASE WHEN contacts.name = '' THEN excluded.name ELSE contacts.name END;",
+     ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '';",
     "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
      reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
      $20, $25, (SELECT id FROM contacts WHERE email = $23), $26, $27, $28, $29, $30, $19, $19) \
