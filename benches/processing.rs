@@ -8,7 +8,6 @@
 //! messages/s (group "messages") and bytes/s (group "bytes"); the ratio of
 //! the two rows in a group is what emailin's own work costs on top of parsing.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -17,46 +16,18 @@ use emailin::domain::Directory;
 use emailin::ingest::{mbox, plan};
 use mail_parser::MessageParser;
 
+#[path = "../tests/support/corpus_files.rs"]
+mod corpus_files;
+
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let mut files = Vec::new();
-    collect(&dir, &mut files);
-    files
+    let Some(dir) = corpus_files::corpus_dir() else {
+        return Vec::new();
+    };
+    corpus_files::mail_files(&dir)
         .iter()
         .filter_map(|f| std::fs::read(f).ok())
         .flat_map(|data| mbox::split(&data))
         .collect()
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for path in entries.flatten().map(|e| e.path()) {
-        let text = path.to_string_lossy().to_string();
-        if path.is_dir() {
-            if !text.ends_with("email-reply-trimmer") {
-                collect(&path, out);
-            }
-            continue;
-        }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default();
-        let skip = ["json", "yml", "txt", "md", "gitattributes", "MIT"].contains(&ext)
-            || ["README", "COPYING", "LICENSE", "SOURCE", "."]
-                .iter()
-                .any(|p| name.starts_with(p))
-            || (text.contains("dovecot-imaptest") && ext != "mbox");
-        if !skip {
-            out.push(path);
-        }
-    }
 }
 
 fn bench(c: &mut Criterion) {

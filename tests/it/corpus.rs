@@ -2,7 +2,7 @@
 //! outcome; Zammad's expectations measure sender and subject parsing.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use emailin::config::{AliasConfig, PipelineConfig, StageConfig};
@@ -12,59 +12,21 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, TestDb, test_settings};
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "../shared/corpus is required in CI"
-    );
-    eprintln!("skipped: corpus test (../shared/corpus not found)");
-    None
-}
+#[path = "../support/corpus_files.rs"]
+mod corpus_files;
 
-/// Mail files: everything but expectations, licences and non-mail fixtures.
-fn mail_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let text = path.to_string_lossy();
-        if path.is_dir() {
-            if !text.ends_with("email-reply-trimmer") {
-                mail_files(&path, out);
-            }
-            continue;
-        }
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default();
-        let skip_ext = ["json", "yml", "txt", "md", "gitattributes", "MIT"].contains(&ext);
-        let skip_name = [
-            "README",
-            "COPYING",
-            "LICENSE",
-            "SOURCE.txt",
-            ".gitattributes",
-        ]
-        .iter()
-        .any(|s| name.starts_with(s));
-        // imaptest scripts sit next to their mboxes.
-        let script = text.contains("dovecot-imaptest") && ext != "mbox";
-        if !(skip_ext || skip_name || script) {
-            out.push(path);
-        }
+use corpus_files::mail_files;
+
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = corpus_files::corpus_dir();
+    if dir.is_none() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "../shared/corpus is required in CI"
+        );
+        eprintln!("skipped: corpus test (../shared/corpus not found)");
     }
+    dir
 }
 
 async fn ingest(store: &Arc<dyn Store>, db: &TestDb, files: &[PathBuf]) -> Vec<(PathBuf, Uuid)> {
@@ -84,8 +46,7 @@ async fn open(db: &TestDb) -> Arc<dyn Store> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_corpus_mail_is_ingested_and_gets_an_outcome() {
     let Some(dir) = corpus_dir() else { return };
-    let mut files = Vec::new();
-    mail_files(&dir, &mut files);
+    let files = mail_files(&dir);
     assert!(
         files.len() > 1000,
         "expected the whole corpus, found {} files",

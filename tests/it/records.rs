@@ -17,6 +17,7 @@ on_both_backends!(
     thread_never_crosses_pipelines,
     message_without_message_id_gets_a_stable_synthetic_one,
     message_fields_and_attachments_are_stored,
+    records_are_filtered_and_paginated,
 );
 
 async fn first_record(app: &TestApp, pipeline: &str) -> Value {
@@ -379,5 +380,65 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n";
         att["sha256"],
         hex::encode(sha2::Sha256::digest(b"%PDF-1.4\n"))
     );
+    app.stop().await;
+}
+
+async fn records_are_filtered_and_paginated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for i in 0..5 {
+        app.post(
+            "Ann <ann@example.com>",
+            "sales@localhost",
+            &format!("Ann {i}"),
+            &format!("pa{i}@x"),
+            &[],
+        )
+        .await;
+    }
+    let raw = b"From: Bob <bob@example.com>\r\nTo: sales@localhost\r\nMessage-ID: <pb@x>\r\n\r\nno subject line\r\n";
+    app.deliver("bob@example.com", &["sales@localhost"], raw)
+        .await;
+
+    // Pages of two, newest first, until the cursor runs out.
+    let mut titles = Vec::new();
+    let mut path = "/api/v1/records?pipeline=Sales&limit=2".to_string();
+    loop {
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        titles.extend(
+            items
+                .iter()
+                .map(|r| r["title"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/records?pipeline=Sales&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        titles,
+        ["(no subject)", "Ann 4", "Ann 3", "Ann 2", "Ann 1", "Ann 0"]
+    );
+
+    let (_, by_contact) = app.get("/api/v1/records?contact=BOB@example.com").await;
+    assert_eq!(by_contact["items"].as_array().unwrap().len(), 1);
+    let (_, by_stage) = app.get("/api/v1/records?pipeline=Sales&stage=Won").await;
+    assert!(by_stage["items"].as_array().unwrap().is_empty());
+    let (_, open) = app
+        .get("/api/v1/records?pipeline=Sales&stage=New&limit=500")
+        .await;
+    assert_eq!(open["items"].as_array().unwrap().len(), 6);
+
+    let (status, err) = app.get("/api/v1/records?limit=0").await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["code"], "bad_request");
+    let (status, _) = app
+        .get(&format!("/api/v1/records/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app.get("/api/v1/contacts?email=nobody@example.com").await;
+    assert_eq!(status, 404);
     app.stop().await;
 }
