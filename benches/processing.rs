@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function("emailin plan (parse+route+thread keys)", |b| {
             b.iter(|| {
                 for m in &messages {
-                    let _ = std::hint::black_box(plan(m, &directory, &rcpt));
+                    let _ = std::hint::black_box(plan(m, &directory, &rcpt, false));
                 }
             })
         });

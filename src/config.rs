@@ -31,6 +31,8 @@ pub struct Settings {
     pub pipelines: Vec<PipelineConfig>,
     #[serde(default)]
     pub aliases: Vec<AliasConfig>,
+    #[serde(default)]
+    pub imap: Vec<ImapAccountConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +120,10 @@ pub struct AliasConfig {
     pub reopen_on_reply: bool,
     #[serde(default)]
     pub reopen: Vec<ReopenRuleConfig>,
+    /// Further addresses this alias answers for, e.g. the team's own
+    /// `support@acme.example` that forwards to it or is polled over IMAP.
+    #[serde(default)]
+    pub also: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,6 +135,157 @@ pub struct ReopenRuleConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// How to reach an IMAP server.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapTls {
+    /// TLS from the first byte (port 993).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS (port 143).
+    Starttls,
+    /// No TLS: only allowed for a server on 127.0.0.1.
+    None,
+}
+
+/// A password: given directly, read from an environment variable, or read
+/// from a file. Never printed: `Debug` and serialisation show `***`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// One polled mailbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImapAccountConfig {
+    /// Unique name, used for the cursor, the lease and the status API.
+    pub name: String,
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default = "implicit")]
+    pub tls: ImapTls,
+    pub username: String,
+    #[serde(default)]
+    pub password: Secret,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    #[serde(default = "inbox")]
+    pub folders: Vec<String>,
+    /// Alias for messages whose headers name none.
+    pub alias: String,
+    /// Seconds between polls when the server has no IDLE.
+    #[serde(default = "sixty")]
+    pub poll_interval_secs: u64,
+    /// After a message is stored: "keep", "seen", "move:FOLDER" or "delete".
+    #[serde(default = "keep")]
+    pub after: String,
+    /// On the first run, ingest the last N days once (0: start at the end of the mailbox).
+    #[serde(default)]
+    pub backfill_days: u32,
+    /// Extra CA certificates (PEM) trusted besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+fn implicit() -> ImapTls {
+    ImapTls::Implicit
+}
+fn inbox() -> Vec<String> {
+    vec!["INBOX".into()]
+}
+fn sixty() -> u64 {
+    60
+}
+fn keep() -> String {
+    "keep".into()
+}
+
+/// What the poller does with a message once it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterStore {
+    Keep,
+    Seen,
+    Move(String),
+    Delete,
+}
+
+impl AfterStore {
+    /// Parses `keep`, `seen`, `move:FOLDER`, `delete`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "keep" => Some(AfterStore::Keep),
+            "seen" => Some(AfterStore::Seen),
+            "delete" => Some(AfterStore::Delete),
+            other => other
+                .strip_prefix("move:")
+                .filter(|f| !f.trim().is_empty())
+                .map(|f| AfterStore::Move(f.trim().to_string())),
+        }
+    }
+}
+
+impl ImapAccountConfig {
+    /// The port, defaulting by TLS mode (993 implicit, 143 otherwise).
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            ImapTls::Implicit => 993,
+            _ => 143,
+        })
+    }
+
+    pub fn after_store(&self) -> AfterStore {
+        AfterStore::parse(&self.after).unwrap_or(AfterStore::Keep)
+    }
+
+    /// The password from wherever it is configured.
+    ///
+    /// # Errors
+    /// The variable is unset or the file unreadable.
+    pub fn resolve_password(&self) -> Result<Secret, ConfigError> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map(Secret).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "imap {:?}: environment variable {var} is not set",
+                    self.name
+                ))
+            });
+        }
+        if let Some(file) = &self.password_file {
+            return std::fs::read_to_string(file)
+                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("imap {:?}: {}: {e}", self.name, file.display()))
+                });
+        }
+        Ok(self.password.clone())
+    }
 }
 
 /// A configuration that cannot be used, with the key or item it concerns.
@@ -249,6 +406,51 @@ impl Settings {
                 }
             }
         }
+        let mut accounts = HashSet::new();
+        for account in &self.imap {
+            let name = &account.name;
+            if !accounts.insert(name.as_str()) {
+                return invalid(format!("imap account {name:?} is defined twice"));
+            }
+            if account.tls == ImapTls::None
+                && !["127.0.0.1", "localhost", "::1"].contains(&account.host.as_str())
+            {
+                return invalid(format!(
+                    "imap {name:?}: tls = \"none\" is only allowed for a server on 127.0.0.1"
+                ));
+            }
+            if AfterStore::parse(&account.after).is_none() {
+                return invalid(format!(
+                    "imap {name:?}: after = {:?} must be keep, seen, move:FOLDER or delete",
+                    account.after
+                ));
+            }
+            if account.folders.is_empty() {
+                return invalid(format!("imap {name:?}: folders is empty"));
+            }
+            let sources = [
+                !account.password.expose().is_empty(),
+                account.password_env.is_some(),
+                account.password_file.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return invalid(format!(
+                    "imap {name:?}: set exactly one of password, password_env, password_file"
+                ));
+            }
+            let known = self.aliases.iter().any(|a| {
+                a.address.eq_ignore_ascii_case(&account.alias)
+                    || a.also
+                        .iter()
+                        .any(|x| x.eq_ignore_ascii_case(&account.alias))
+            });
+            if !known {
+                return invalid(format!(
+                    "imap {name:?}: alias {:?} is not a configured alias",
+                    account.alias
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -283,6 +485,45 @@ mod tests {
         s.aliases[0].pipeline = "Nope".into();
         let err = s.validate().expect_err("must fail");
         assert!(err.to_string().contains("Nope"), "{err}");
+    }
+
+    #[test]
+    fn imap_password_is_redacted_everywhere() {
+        let account: ImapAccountConfig = toml_account("password = \"hunter2\"");
+        assert!(!format!("{account:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&account).unwrap().contains("hunter2"));
+        assert_eq!(account.resolve_password().unwrap().expose(), "hunter2");
+        assert_eq!(account.port(), 993);
+        assert_eq!(account.after_store(), AfterStore::Keep);
+    }
+
+    #[test]
+    fn imap_plaintext_only_on_loopback() {
+        let mut s = Settings::defaults().expect("defaults");
+        let mut account = toml_account("password = \"x\"\ntls = \"none\"");
+        s.imap.push(account.clone());
+        assert!(s.validate().is_err());
+        account.host = "127.0.0.1".into();
+        s.imap = vec![account];
+        s.validate().expect("loopback plaintext is fine");
+    }
+
+    #[test]
+    fn after_store_forms() {
+        assert_eq!(
+            AfterStore::parse("move:Processed"),
+            Some(AfterStore::Move("Processed".into()))
+        );
+        assert_eq!(AfterStore::parse("move:"), None);
+        assert_eq!(AfterStore::parse("archive"), None);
+    }
+
+    fn toml_account(extra: &str) -> ImapAccountConfig {
+        Figment::from(Toml::string(&format!(
+            "name = \"support\"\nhost = \"imap.example.com\"\nusername = \"u\"\nalias = \"service@localhost\"\n{extra}\n"
+        )))
+        .extract()
+        .expect("account")
     }
 
     #[test]

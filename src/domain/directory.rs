@@ -47,16 +47,30 @@ pub struct AliasEntry {
     pub reopen_on_reply: bool,
     /// closed stage id → open stage id
     pub reopen: HashMap<Uuid, Uuid>,
+    /// Further addresses it answers for (forwarding team mailboxes).
+    pub also: Vec<EmailAddress>,
 }
 
 /// Everything routing needs, without I/O.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     pub pipelines: HashMap<Uuid, PipelineEntry>,
+    /// By address, and again by each address in `also`.
     pub aliases: HashMap<EmailAddress, AliasEntry>,
 }
 
 impl Directory {
+    /// Adds an alias under its address and every `also` address (an
+    /// alias's own address wins over another's `also`).
+    pub fn insert_alias(&mut self, alias: AliasEntry) {
+        for extra in &alias.also {
+            self.aliases
+                .entry(extra.clone())
+                .or_insert_with(|| alias.clone());
+        }
+        self.aliases.insert(alias.address.clone(), alias);
+    }
+
     /// The enabled alias that receives mail for `address`, ignoring a `+tag`,
     /// with the tag.
     pub fn alias_for<'a, 'b>(
@@ -127,7 +141,7 @@ impl Directory {
                 .collect();
             let entry = AliasEntry {
                 id: Uuid::new_v4(),
-                address: address.clone(),
+                address,
                 name: a.name.clone(),
                 pipeline_id: pipeline.id,
                 owner_id: None,
@@ -135,8 +149,13 @@ impl Directory {
                 enabled: a.enabled,
                 reopen_on_reply: a.reopen_on_reply,
                 reopen,
+                also: a
+                    .also
+                    .iter()
+                    .filter_map(|x| EmailAddress::parse(x).ok())
+                    .collect(),
             };
-            directory.aliases.insert(address, entry);
+            directory.insert_alias(entry);
         }
         directory
     }

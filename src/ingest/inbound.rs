@@ -58,6 +58,16 @@ pub struct Envelope {
     pub tls: bool,
 }
 
+/// Where a polled message sits in its mailbox. Stored with the message, in
+/// the same transaction, as the account/folder's new cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapCursor {
+    pub account: String,
+    pub folder: String,
+    pub uidvalidity: u32,
+    pub uid: u32,
+}
+
 /// A message as received: the exact bytes and the envelope.
 #[derive(Debug, Clone)]
 pub struct InboundMessage {
@@ -67,16 +77,29 @@ pub struct InboundMessage {
     /// Hex SHA-256 of `raw`, computed by the source's own task so the
     /// intake writer does no per-byte work.
     pub sha256: String,
+    pub cursor: Option<ImapCursor>,
 }
 
 impl InboundMessage {
     pub fn new(source: Source, envelope: Envelope, raw: Vec<u8>) -> Self {
-        let sha256 = hex::encode(Sha256::digest(&raw));
+        let sha256 = sha256_hex(&raw);
         Self {
             source,
             envelope,
             raw,
             sha256,
+            cursor: None,
         }
     }
+
+    /// Marks the message as polled from `cursor`'s position.
+    pub fn with_cursor(mut self, cursor: ImapCursor) -> Self {
+        self.cursor = Some(cursor);
+        self
+    }
+}
+
+/// Hex SHA-256, as stored in `inbound.sha256`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }

@@ -35,12 +35,16 @@ pub enum IntakeError {
     ShuttingDown,
 }
 
-type Reply = oneshot::Sender<Result<Uuid, IntakeError>>;
+type Reply = oneshot::Sender<Result<Vec<Uuid>, IntakeError>>;
+
+/// Messages submitted together (committed in the same transaction) and where
+/// to send their ids.
+type Request = (Vec<InboundMessage>, Reply);
 
 /// Handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Intake {
-    tx: mpsc::Sender<(InboundMessage, Reply)>,
+    tx: mpsc::Sender<Request>,
 }
 
 impl Intake {
@@ -74,9 +78,26 @@ impl Intake {
     /// [`IntakeError`] when the commit failed or intake is stopping; nothing
     /// of the message was kept, so the sender must be told to retry.
     pub async fn submit(&self, message: InboundMessage) -> Result<Uuid, IntakeError> {
+        let ids = self.submit_all(vec![message]).await?;
+        ids.into_iter().next().ok_or(IntakeError::ShuttingDown)
+    }
+
+    /// Stores `messages` durably in ONE transaction (all or none) and returns
+    /// their ids in order. A poller uses this so its cursor never passes a
+    /// message that was not stored.
+    ///
+    /// # Errors
+    /// As [`Intake::submit`]; then none of the messages was kept.
+    pub async fn submit_all(
+        &self,
+        messages: Vec<InboundMessage>,
+    ) -> Result<Vec<Uuid>, IntakeError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((message, reply))
+            .send((messages, reply))
             .await
             .map_err(|_| IntakeError::ShuttingDown)?;
         answer.await.map_err(|_| IntakeError::ShuttingDown)?
@@ -91,55 +112,55 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(
-        self,
-        mut rx: mpsc::Receiver<(InboundMessage, Reply)>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
         let max_messages = self.settings.batch_max_messages.max(1);
-        let mut batch: Vec<(InboundMessage, Reply)> = Vec::with_capacity(max_messages);
+        let mut batch: Vec<Request> = Vec::with_capacity(max_messages);
         loop {
-            // Wait for the first message, then take whatever else is already queued.
+            // Wait for the first request, then take whatever else is already queued.
             let first = tokio::select! {
                 biased;
                 msg = rx.recv() => msg,
                 () = shutdown.cancelled() => None,
             };
             let Some(first) = first else { break };
-            let mut bytes = first.0.raw.len();
+            let size = |r: &Request| r.0.iter().map(|m| m.raw.len()).sum::<usize>();
+            let (mut count, mut bytes) = (first.0.len(), size(&first));
             batch.push(first);
-            while batch.len() < max_messages && bytes < self.settings.batch_max_bytes {
+            while count < max_messages && bytes < self.settings.batch_max_bytes {
                 match rx.try_recv() {
                     Ok(next) => {
-                        bytes += next.0.raw.len();
+                        count += next.0.len();
+                        bytes += size(&next);
                         batch.push(next);
                     }
                     Err(_) => break,
                 }
             }
 
-            let messages: Vec<&InboundMessage> = batch.iter().map(|(m, _)| m).collect();
+            let messages: Vec<&InboundMessage> = batch.iter().flat_map(|(m, _)| m).collect();
             let started = std::time::Instant::now();
             match self.commit(&messages).await {
                 Ok((ids, processed)) => {
                     tracing::debug!(
-                        messages = batch.len(),
+                        messages = count,
                         bytes,
                         processed,
                         micros = started.elapsed().as_micros() as u64,
                         "intake batch committed"
                     );
-                    for ((_, reply), id) in batch.drain(..).zip(ids) {
-                        // The caller may have gone (client disconnected): the message
-                        // is stored all the same and will be processed.
-                        let _ = reply.send(Ok(id));
+                    let mut ids = ids.into_iter();
+                    for (request, reply) in batch.drain(..) {
+                        let mine: Vec<Uuid> = ids.by_ref().take(request.len()).collect();
+                        // The caller may have gone (client disconnected): the messages
+                        // are stored all the same and will be processed.
+                        let _ = reply.send(Ok(mine));
                     }
                     if !processed {
                         self.stored.notify_one();
                     }
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, messages = batch.len(), "intake commit failed");
+                    tracing::error!(error = %err, messages = count, "intake commit failed");
                     let err = IntakeError::Unavailable(err.to_string());
                     for (_, reply) in batch.drain(..) {
                         let _ = reply.send(Err(err.clone()));

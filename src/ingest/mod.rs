@@ -16,7 +16,7 @@ mod process;
 mod route;
 mod thread;
 
-pub use inbound::{Envelope, InboundMessage, Source};
+pub use inbound::{Envelope, ImapCursor, InboundMessage, Source, sha256_hex};
 pub use intake::{Intake, IntakeError};
 pub use outcome::{IgnoreReason, Outcome, PipelineResult};
 pub use parse::{ParseError, ParsedMail, parse};

@@ -33,6 +33,9 @@ pub struct ParsedMail {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
+    /// Recipient addresses a forwarded copy carries, by header, most telling
+    /// first: Delivered-To, X-Original-To, X-Forwarded-To, Envelope-To, To, Cc.
+    pub forward_targets: Vec<Vec<String>>,
     /// Shared, so a message routed to several pipelines holds its attachments once.
     pub attachments: Arc<[NewAttachment]>,
 }
@@ -94,6 +97,31 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .or_else(|| msg.subject().map(str::to_string))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
+    let mut forward_targets: Vec<Vec<String>> = [
+        "Delivered-To",
+        "X-Original-To",
+        "X-Forwarded-To",
+        "Envelope-To",
+    ]
+    .iter()
+    .map(|name| {
+        msg.header_values(*name)
+            .filter_map(|v| v.as_text())
+            .flat_map(|t| t.split(','))
+            .filter_map(|a| EmailAddress::parse(a).ok().map(|a| a.to_string()))
+            .collect()
+    })
+    .collect();
+    for header in [msg.to(), msg.cc()] {
+        forward_targets.push(
+            header
+                .map(mailboxes)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.address)
+                .collect(),
+        );
+    }
     let text = msg.body_text(0).map(|s| s.into_owned());
     // Only a real text/html part: mail-parser would otherwise render the
     // plain text as HTML, which costs time and stores nothing new.
@@ -104,6 +132,7 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .map(str::to_string);
     Ok(ParsedMail {
         attachments: take_attachments(&mut msg).into(),
+        forward_targets,
         from,
         to: msg.to().map(mailboxes).unwrap_or_default(),
         cc: msg.cc().map(mailboxes).unwrap_or_default(),

@@ -32,18 +32,45 @@ pub enum PlanError {
 
 /// Parses `raw` and decides where it goes and how it may thread.
 ///
+/// `by_headers` is for mail polled from a team mailbox: the first of
+/// Delivered-To, X-Original-To, X-Forwarded-To, Envelope-To, To, Cc that
+/// names an alias decides the routes; `rcpt_to` (the account's default
+/// alias) applies only when none does.
+///
 /// # Errors
 /// [`PlanError`] when the message cannot be parsed or reaches no alias.
 pub fn plan<'a>(
     raw: &[u8],
     directory: &'a Directory,
     rcpt_to: &[String],
+    by_headers: bool,
 ) -> Result<Plan<'a>, PlanError> {
-    let routes = route(directory, rcpt_to);
+    let (mail, routes) = if by_headers {
+        let mail = parse(raw)?;
+        let named = mail
+            .forward_targets
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .filter(|a| directory.accepts(a))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .find(|group| !group.is_empty());
+        let routes = route(directory, named.as_deref().unwrap_or(rcpt_to));
+        (mail, routes)
+    } else {
+        // Envelope routing needs no parse: an unroutable message costs nothing more.
+        let routes = route(directory, rcpt_to);
+        if routes.is_empty() {
+            return Err(PlanError::NoAlias);
+        }
+        (parse(raw)?, routes)
+    };
     if routes.is_empty() {
         return Err(PlanError::NoAlias);
     }
-    let mail = parse(raw)?;
     let routes = routes
         .into_iter()
         .map(|route| {

@@ -14,11 +14,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::Envelope;
 use super::outcome::{IgnoreReason, Outcome, PipelineResult};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
+use super::{Envelope, Source};
 use crate::domain::{Directory, EmailAddress, StageKind};
 use crate::store::{NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx};
 
@@ -192,7 +192,13 @@ async fn process_one(
     inbound: &InboundRef<'_>,
 ) -> Result<Outcome, ProcessError> {
     // Parse, route, thread keys
-    let Plan { mail, routes } = match plan(inbound.raw, directory, &inbound.envelope.rcpt_to) {
+    let by_headers = inbound.source == Source::Imap.as_str();
+    let Plan { mail, routes } = match plan(
+        inbound.raw,
+        directory,
+        &inbound.envelope.rcpt_to,
+        by_headers,
+    ) {
         Ok(plan) => plan,
         Err(PlanError::NoAlias) => return Ok(Outcome::Ignored(IgnoreReason::NoAlias)),
         Err(PlanError::Unparseable(err)) => {

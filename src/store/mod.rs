@@ -100,6 +100,33 @@ pub trait Store: Send + Sync + 'static {
     /// by status, or both. Returns how many rows were reset.
     async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64>;
 
+    /// The stored cursor of an IMAP account's folder: (UIDVALIDITY, last UID).
+    async fn imap_cursor(&self, account: &str, folder: &str) -> StoreResult<Option<(u32, u32)>>;
+
+    /// Sets a cursor without storing messages (first run, skipped messages).
+    async fn set_imap_cursor(
+        &self,
+        account: &str,
+        folder: &str,
+        uidvalidity: u32,
+        uid: u32,
+    ) -> StoreResult<()>;
+
+    /// Which of these content hashes are already stored from IMAP.
+    async fn known_sha256(&self, hashes: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now;
+    /// `false` while another holder's lease is unexpired.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<bool>;
+
+    /// Gives a lease up early (on shutdown), if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
     /// Which of these Message-IDs are in the thread index (for load checks).
     async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>>;
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{AliasEntry, Directory, EmailAddress, PipelineEntry, StageEntry, StageKind};
+use crate::domain::{AliasEntry, Directory, PipelineEntry, StageEntry, StageKind};
 use crate::store::{ConversationItem, Mailbox, StoreError, StoreResult};
 
 /// The message insert shared by both backends' record-creating and
@@ -102,18 +102,22 @@ impl DirectoryRows {
         for p in pipelines.values_mut() {
             p.stages.sort_by_key(|s| s.position);
         }
-        let mut aliases: HashMap<EmailAddress, AliasEntry> = self
-            .aliases
-            .into_iter()
-            .map(|a| (a.address.clone(), a))
-            .collect();
+        let mut aliases = self.aliases;
         for (alias_id, from, to) in self.rules {
-            if let Some(a) = aliases.values_mut().find(|a| a.id == alias_id) {
+            if let Some(a) = aliases.iter_mut().find(|a| a.id == alias_id) {
                 a.reopen.insert(from, to);
             }
         }
-        aliases.retain(|_, a| pipelines.contains_key(&a.pipeline_id));
-        Ok(Directory { pipelines, aliases })
+        let mut directory = Directory {
+            pipelines,
+            aliases: HashMap::new(),
+        };
+        for alias in aliases {
+            if directory.pipelines.contains_key(&alias.pipeline_id) {
+                directory.insert_alias(alias);
+            }
+        }
+        Ok(directory)
     }
 }
 
@@ -132,7 +136,7 @@ macro_rules! sql_store {
 
         use $crate::config::{AliasConfig, PipelineConfig};
         use $crate::domain::{AliasEntry, Directory, EmailAddress};
-        use $crate::ingest::{Envelope, InboundMessage};
+        use $crate::ingest::{Envelope, ImapCursor, InboundMessage};
         use $crate::store::sql::{
             DirectoryRows, INSERT_CHUNK, mailbox_list, sort_conversation, string_list, to_json,
         };
@@ -288,11 +292,11 @@ macro_rules! sql_store {
                         None => None,
                     };
                     let alias_id: Uuid = sqlx::query(
-                        "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (address) DO UPDATE SET \
+                        "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
+                         extra_addresses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET \
                          name = excluded.name, pipeline_id = excluded.pipeline_id, owner_id = excluded.owner_id, \
-                         tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply \
-                         RETURNING id",
+                         tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply, \
+                         extra_addresses = excluded.extra_addresses RETURNING id",
                     )
                     .bind(Uuid::now_v7())
                     .bind(address.as_str())
@@ -302,6 +306,12 @@ macro_rules! sql_store {
                     .bind(to_json(&a.tags))
                     .bind(a.enabled)
                     .bind(a.reopen_on_reply)
+                    .bind(to_json(
+                        &a.also
+                            .iter()
+                            .filter_map(|x| EmailAddress::parse(x).ok().map(|e| e.to_string()))
+                            .collect::<Vec<_>>(),
+                    ))
                     .fetch_one(&mut *tx)
                     .await?
                     .try_get("id")?;
@@ -352,7 +362,8 @@ macro_rules! sql_store {
                     })
                     .collect::<StoreResult<Vec<_>>>()?;
                 let aliases = sqlx::query(
-                    "SELECT id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply FROM aliases",
+                    "SELECT id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
+                     extra_addresses FROM aliases",
                 )
                 .fetch_all(pool)
                 .await?
@@ -370,6 +381,10 @@ macro_rules! sql_store {
                         enabled: r.try_get("enabled")?,
                         reopen_on_reply: r.try_get("reopen_on_reply")?,
                         reopen: Default::default(),
+                        also: string_list(&r.try_get::<String, _>("extra_addresses")?)?
+                            .iter()
+                            .filter_map(|a| EmailAddress::parse(a).ok())
+                            .collect(),
                     })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -406,6 +421,73 @@ macro_rules! sql_store {
                 let n = q.build().execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
                 Ok(n)
+            }
+
+            async fn imap_cursor(&self, account: &str, folder: &str) -> StoreResult<Option<(u32, u32)>> {
+                let row = sqlx::query("SELECT uidvalidity, last_uid FROM imap_state WHERE account = $1 AND folder = $2")
+                    .bind(account)
+                    .bind(folder)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                let Some(r) = row else { return Ok(None) };
+                let (v, u): (i64, i64) = (r.try_get("uidvalidity")?, r.try_get("last_uid")?);
+                Ok(Some((
+                    u32::try_from(v).map_err(|_| StoreError::Corrupt("uidvalidity".into()))?,
+                    u32::try_from(u).map_err(|_| StoreError::Corrupt("last_uid".into()))?,
+                )))
+            }
+
+            async fn set_imap_cursor(&self, account: &str, folder: &str, uidvalidity: u32, uid: u32) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                upsert_cursor(&mut tx, account, folder, uidvalidity, uid).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn known_sha256(&self, hashes: &[String]) -> StoreResult<Vec<String>> {
+                let mut found = Vec::new();
+                for chunk in hashes.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new("SELECT DISTINCT sha256 FROM inbound WHERE source = 'imap' AND sha256 IN (");
+                    let mut list = q.separated(", ");
+                    for h in chunk {
+                        list.push_bind(h.as_str());
+                    }
+                    q.push(")");
+                    for row in q.build().fetch_all(self.read_pool()).await? {
+                        found.push(row.try_get("sha256")?);
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> StoreResult<bool> {
+                let now = Utc::now().timestamp_millis();
+                let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) \
+                     DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at < $4 RETURNING holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row.is_some())
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>> {
@@ -614,7 +696,41 @@ macro_rules! sql_store {
                 });
                 q.build().execute(&mut **tx).await?;
             }
+            // Polled messages move their folder's cursor in the same transaction.
+            let mut cursors: Vec<&ImapCursor> = Vec::new();
+            for c in batch.iter().filter_map(|m| m.cursor.as_ref()) {
+                match cursors.iter_mut().find(|k| k.account == c.account && k.folder == c.folder) {
+                    Some(k) if (c.uidvalidity, c.uid) > (k.uidvalidity, k.uid) || c.uidvalidity != k.uidvalidity => *k = c,
+                    Some(_) => {}
+                    None => cursors.push(c),
+                }
+            }
+            for c in cursors {
+                upsert_cursor(tx, &c.account, &c.folder, c.uidvalidity, c.uid).await?;
+            }
             Ok(ids)
+        }
+
+        async fn upsert_cursor(
+            tx: &mut ::sqlx::Transaction<'static, $db>,
+            account: &str,
+            folder: &str,
+            uidvalidity: u32,
+            uid: u32,
+        ) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO imap_state (account, folder, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (account, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, \
+                 last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+            )
+            .bind(account)
+            .bind(folder)
+            .bind(i64::from(uidvalidity))
+            .bind(i64::from(uid))
+            .bind(Utc::now())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
 
         /// Binds `$1`..`$21`, the layout shared by `CREATE_RECORD_SQL` and

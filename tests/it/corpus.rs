@@ -113,6 +113,7 @@ async fn zammad_senders_and_subjects_match_expectations() {
             enabled: true,
             reopen_on_reply: false,
             reopen: vec![],
+            also: vec![],
         });
     }
     let store = emailin::app::open_store(&settings).await.expect("store");
