@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::config::Settings;
+use crate::imap::{self, StatusBoard};
 use crate::ingest::{DirectoryHandle, Intake, Processor};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{self, Store};
@@ -97,6 +98,19 @@ impl App {
 
         tracing::info!(smtp = %self.smtp_addr(), http = %self.http_addr(), "emailin listening");
 
+        let imap_board = StatusBoard::default();
+        let imap_stop = CancellationToken::new();
+        let imap_tracker = TaskTracker::new();
+        imap::spawn_all(
+            &self.settings.imap,
+            Arc::clone(&self.store),
+            intake.clone(),
+            self.settings.smtp.max_message_bytes,
+            imap_board.clone(),
+            imap_stop.clone(),
+            &imap_tracker,
+        );
+
         let ctx = Arc::new(SmtpContext {
             settings: self.settings.smtp.clone(),
             intake,
@@ -111,6 +125,7 @@ impl App {
 
         let router = api::router(ApiState {
             store: Arc::clone(&self.store),
+            imap: imap_board,
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {
@@ -124,6 +139,9 @@ impl App {
         let _ = smtp_task.await;
         tracker.close();
         tracker.wait().await;
+        imap_stop.cancel();
+        imap_tracker.close();
+        imap_tracker.wait().await;
         // Sessions are gone, so nothing new reaches intake; drain and stop it.
         intake_stop.cancel();
         let _ = intake_task.await;

@@ -11,6 +11,7 @@
 //! - [`ingest`]: THE path: intake (group commit), parse, route, thread, apply.
 //! - [`store`]: the only place SQL lives; SQLite and PostgreSQL behind one trait.
 //! - [`smtp`]: the SMTP listener (tokio + smtp-proto).
+//! - [`imap`]: the IMAP poller (async-imap): team mailboxes, exactly once.
 //! - [`api`]: the HTTP API (axum).
 //! - [`app`]: wiring, start and graceful stop.
 //! - [`cli`]: the commands behind the `emailin` binary.
@@ -20,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod imap;
 pub mod ingest;
 pub mod smtp;
 pub mod store;

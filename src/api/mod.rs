@@ -12,12 +12,14 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::imap::StatusBoard;
 use crate::store::{InboundFilter, RecordFilter, Store, StoreError};
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    pub imap: StatusBoard,
 }
 
 /// Builds the router.
@@ -30,6 +32,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/inbound", get(list_inbound))
         .route("/api/v1/inbound/{id}", get(get_inbound))
         .route("/api/v1/inbound/{id}/raw", get(inbound_raw))
+        .route("/api/v1/imap", get(imap_status))
         .fallback(|| async { ApiError::NotFound("no such route") })
         .with_state(state)
 }
@@ -198,4 +201,9 @@ async fn inbound_raw(
     let raw = state.store.inbound_raw(path_id(&id)?).await?;
     let raw = raw.ok_or(ApiError::NotFound("inbound message not found"))?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw))
+}
+
+/// Every IMAP folder this process polls: state, cursor, counts, last error.
+async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
+    Json(json!({ "items": state.imap.snapshot() }))
 }

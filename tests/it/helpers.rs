@@ -103,6 +103,15 @@ impl TestDb {
         }
     }
 
+    /// A database another test app already created (a replica's view).
+    pub fn existing(url: String) -> Self {
+        Self {
+            url,
+            _dir: None,
+            pg_admin: None,
+        }
+    }
+
     /// Drops a PostgreSQL test database; SQLite files go with their temp dir.
     pub async fn drop_db(&self) {
         if let Some((admin, name)) = &self.pg_admin
@@ -143,8 +152,16 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(TestDb::new(backend).await, configure).await
+}
+
+/// A further service on a database another test app created.
+pub async fn spawn_app_on_url(url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(TestDb::existing(url), configure).await
+}
+
+async fn spawn_app_in(db: TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_logs();
-    let db = TestDb::new(backend).await;
     let mut settings = test_settings(&db);
     configure(&mut settings);
     let app = App::build(settings).await.expect("app builds");
@@ -295,6 +312,15 @@ impl TestApp {
         let (code, body) = self.get(&path).await;
         assert_eq!(code, 200, "{body}");
         body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Stops the service gracefully, leaving the database to its owner.
+    pub async fn stop_keeping_db(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("app task")
+            .expect("app stopped cleanly");
     }
 
     /// Stops the service gracefully and removes the test database.

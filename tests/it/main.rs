@@ -5,5 +5,6 @@ mod cli;
 mod corpus;
 mod faults;
 mod helpers;
+mod imap;
 mod records;
 mod smtp;

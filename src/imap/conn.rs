@@ -1,0 +1,168 @@
+//! Connecting to an IMAP server: plain (loopback only), implicit TLS or
+//! STARTTLS, with the system roots plus an optional extra CA file.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::{Client, Session};
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{ImapAccountConfig, ImapTls};
+
+/// A plain or TLS connection, as async-imap sees it.
+#[derive(Debug)]
+pub enum ImapStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ImapStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ImapStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a connection could not be made; all are retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {0}: {1}")]
+    Io(String, io::Error),
+    #[error("timed out connecting to {0}")]
+    Timeout(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("login failed: {0}")]
+    Login(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type ImapSession = Session<ImapStream>;
+
+/// Connects and logs in.
+///
+/// # Errors
+/// [`ConnectError`]: network, TLS, greeting or authentication failure.
+pub async fn connect(
+    account: &ImapAccountConfig,
+    password: &str,
+) -> Result<ImapSession, ConnectError> {
+    let addr = format!("{}:{}", account.host, account.port());
+    let tcp = tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(&addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(addr.clone()))?
+        .map_err(|e| ConnectError::Io(addr.clone(), e))?;
+    let _ = tcp.set_nodelay(true);
+    let client = match account.tls {
+        ImapTls::None => greeted(Client::new(ImapStream::Plain(tcp))).await?,
+        ImapTls::Implicit => {
+            let tls = tls_wrap(account, tcp).await?;
+            greeted(Client::new(ImapStream::Tls(Box::new(tls)))).await?
+        }
+        ImapTls::Starttls => {
+            let mut plain = greeted(Client::new(ImapStream::Plain(tcp))).await?;
+            plain.run_command_and_check_ok("STARTTLS", None).await?;
+            let ImapStream::Plain(tcp) = plain.into_inner() else {
+                return Err(ConnectError::Tls("unexpected stream after STARTTLS".into()));
+            };
+            Client::new(ImapStream::Tls(Box::new(tls_wrap(account, tcp).await?)))
+        }
+    };
+    client
+        .login(&account.username, password)
+        .await
+        .map_err(|(err, _)| ConnectError::Login(err.to_string()))
+}
+
+async fn greeted(mut client: Client<ImapStream>) -> Result<Client<ImapStream>, ConnectError> {
+    match client.read_response().await {
+        Ok(Some(_)) => Ok(client),
+        Ok(None) => Err(ConnectError::Login(
+            "server closed the connection before its greeting".into(),
+        )),
+        Err(e) => Err(ConnectError::Io("greeting".into(), e)),
+    }
+}
+
+async fn tls_wrap(
+    account: &ImapAccountConfig,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let config = tls_config(account)?;
+    let name = ServerName::try_from(account.host.clone())
+        .map_err(|e| ConnectError::Config(format!("host {:?}: {e}", account.host)))?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ConnectError::Tls(e.to_string()))
+}
+
+fn tls_config(account: &ImapAccountConfig) -> Result<ClientConfig, ConnectError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(file) = &account.ca_file {
+        let certs = CertificateDer::pem_file_iter(file)
+            .map_err(|e| ConnectError::Config(format!("ca_file {}: {e}", file.display())))?;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| ConnectError::Config(format!("ca_file {}: {e}", file.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| ConnectError::Config(format!("ca_file {}: {e}", file.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,455 @@
+//! One folder of one account: lease → connect → catch up → IDLE or poll,
+//! reconnecting with capped exponential backoff and jitter.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::imap_proto::{Response, Status};
+use futures::TryStreamExt;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{ImapSession, connect};
+use super::{PollState, StatusBoard};
+use crate::config::{AfterStore, ImapAccountConfig};
+use crate::ingest::{Envelope, ImapCursor, InboundMessage, Intake, Source, sha256_hex};
+use crate::store::Store;
+
+/// Messages fetched and committed together (one transaction each).
+const CHUNK: usize = 200;
+/// An IDLE is renewed well before the 29 minutes of RFC 2177, often enough
+/// to keep the lease and to notice a mailbox that was deleted or recreated
+/// (servers do not always tell an idling client).
+const IDLE_CYCLE: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a folder's lease outlives its last renewal: when a replica dies,
+/// another one takes the folder over after this long. Renewed every IDLE
+/// cycle, poll and fetched chunk.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Everything one folder's poller needs.
+pub struct PollerContext {
+    pub account: ImapAccountConfig,
+    pub folder: String,
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub max_message_bytes: usize,
+    pub board: StatusBoard,
+    /// Identifies this process in the lease table.
+    pub holder: String,
+}
+
+pub struct Poller {
+    ctx: PollerContext,
+    lease: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Connect(#[from] super::ConnectError),
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("intake: {0}")]
+    Intake(#[from] crate::ingest::IntakeError),
+    #[error("the lease was taken over by another process")]
+    LeaseLost,
+    #[error("{0}")]
+    Server(String),
+}
+
+impl Poller {
+    pub fn new(ctx: PollerContext) -> Self {
+        let lease = format!("imap:{}/{}", ctx.account.name, ctx.folder);
+        Self { ctx, lease }
+    }
+
+    /// Polls until `shutdown` fires.
+    #[tracing::instrument(name = "imap", skip_all, fields(account = %self.ctx.account.name, folder = %self.ctx.folder))]
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        while !shutdown.is_cancelled() {
+            match self
+                .ctx
+                .store
+                .try_lease(&self.lease, &self.ctx.holder, LEASE_TTL)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.set_state(PollState::Standby);
+                    if sleep_or_stop(LEASE_TTL / 3, &shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    self.failed(&err.to_string());
+                    if sleep_or_stop(jitter(backoff), &shutdown).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            match self.session(&shutdown, &mut backoff).await {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "imap_error");
+                    self.failed(&err.to_string());
+                    if sleep_or_stop(jitter(backoff), &shutdown).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        let _ = self
+            .ctx
+            .store
+            .release_lease(&self.lease, &self.ctx.holder)
+            .await;
+        self.set_state(PollState::Stopped);
+    }
+
+    /// One connection's life: returns `Ok` only on shutdown.
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> Result<(), PollError> {
+        let account = &self.ctx.account;
+        self.set_state(PollState::Connecting);
+        let password = account
+            .resolve_password()
+            .map_err(|e| PollError::Server(e.to_string()))?;
+        let mut session = connect(account, password.expose()).await?;
+        let mailbox = session.select(&self.ctx.folder).await?;
+        let capabilities = session.capabilities().await?;
+        let can_idle = capabilities.has_str("IDLE");
+        let can_move = capabilities.has_str("MOVE");
+        let uidvalidity = mailbox
+            .uid_validity
+            .ok_or_else(|| PollError::Server("SELECT returned no UIDVALIDITY".into()))?;
+        let uid_next = mailbox.uid_next.unwrap_or(1);
+        tracing::info!(uidvalidity, uid_next, idle = can_idle, "imap_connected");
+        *backoff = Duration::from_secs(1);
+
+        // Where to start: the stored cursor, or the mailbox's end (or the
+        // backfill window) on the first run, or everything again after a
+        // UIDVALIDITY change (content hashes keep that from storing twice).
+        let cursor = self
+            .ctx
+            .store
+            .imap_cursor(&account.name, &self.ctx.folder)
+            .await?;
+        let mut since = None;
+        let mut last = match cursor {
+            Some((v, uid)) if v == uidvalidity => uid,
+            Some((v, _)) => {
+                tracing::warn!(old = v, new = uidvalidity, "imap_uidvalidity_changed");
+                0
+            }
+            None if account.backfill_days > 0 => {
+                since = Some(
+                    chrono::Utc::now() - chrono::Duration::days(i64::from(account.backfill_days)),
+                );
+                0
+            }
+            None => {
+                let end = uid_next.saturating_sub(1);
+                self.ctx
+                    .store
+                    .set_imap_cursor(&account.name, &self.ctx.folder, uidvalidity, end)
+                    .await?;
+                end
+            }
+        };
+        self.ctx.board.update(&account.name, &self.ctx.folder, |s| {
+            s.uidvalidity = Some(uidvalidity);
+            s.last_uid = Some(last);
+        });
+
+        loop {
+            self.renew_lease().await?;
+            self.set_state(PollState::Fetching);
+            last = self
+                .catch_up(&mut session, uidvalidity, last, since.take(), can_move)
+                .await?;
+
+            if can_idle {
+                self.set_state(PollState::Idle);
+                let mut idle = session.idle();
+                timed(idle.init()).await?;
+                tracing::debug!("imap_idle");
+                let (wait, stop) = idle.wait_with_timeout(IDLE_CYCLE);
+                let outcome = tokio::select! {
+                    r = wait => Some(r),
+                    () = shutdown.cancelled() => None,
+                };
+                drop(stop);
+                tracing::debug!(?outcome, "imap_idle_end");
+                session = timed(idle.done()).await?;
+                match outcome {
+                    None => break,
+                    Some(Ok(IdleResponse::NewData(data))) => {
+                        // An untagged NO/BAD/BYE (e.g. the mailbox was deleted) means
+                        // this selection is unusable: reconnect and select again.
+                        if let Response::Data {
+                            status: Status::No | Status::Bad | Status::Bye,
+                            outcome,
+                            ..
+                        } = data.parsed()
+                        {
+                            return Err(PollError::Server(format!(
+                                "server ended IDLE: {}",
+                                outcome.information.as_deref().unwrap_or("no reason given")
+                            )));
+                        }
+                    }
+                    Some(Ok(IdleResponse::Timeout | IdleResponse::ManualInterrupt)) => {}
+                    Some(Err(err)) => return Err(err.into()),
+                }
+            } else {
+                self.set_state(PollState::Polling);
+                let wait =
+                    Duration::from_secs(account.poll_interval_secs.max(1)).min(LEASE_TTL / 3);
+                if sleep_or_stop(wait, shutdown).await {
+                    break;
+                }
+                session.noop().await?;
+            }
+        }
+        let _ = session.logout().await;
+        Ok(())
+    }
+
+    /// Stores every message above `last` (or since `since`), chunk by chunk,
+    /// each chunk in one intake transaction that also moves the cursor.
+    async fn catch_up(
+        &self,
+        session: &mut ImapSession,
+        uidvalidity: u32,
+        last: u32,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        can_move: bool,
+    ) -> Result<u32, PollError> {
+        let query = match since {
+            Some(date) => format!("SINCE {}", date.format("%d-%b-%Y")),
+            None => format!("UID {}:*", last.saturating_add(1)),
+        };
+        // "n:*" also matches the highest UID when it is below n; filter.
+        let mut uids: Vec<u32> = session
+            .uid_search(&query)
+            .await?
+            .into_iter()
+            .filter(|u| *u > last)
+            .collect();
+        uids.sort_unstable();
+        let mut last = last;
+        for chunk in uids.chunks(CHUNK) {
+            self.renew_lease().await?;
+            last = self
+                .store_chunk(session, uidvalidity, chunk)
+                .await?
+                .max(last);
+            self.ctx
+                .board
+                .update(&self.ctx.account.name, &self.ctx.folder, |s| {
+                    s.last_uid = Some(last)
+                });
+            self.after_store(session, chunk, can_move).await;
+        }
+        Ok(last)
+    }
+
+    /// Fetches and stores one chunk; returns the highest UID it covers.
+    async fn store_chunk(
+        &self,
+        session: &mut ImapSession,
+        uidvalidity: u32,
+        uids: &[u32],
+    ) -> Result<u32, PollError> {
+        let account = &self.ctx.account;
+        let set = uids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut fetched: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
+        {
+            let mut stream = session
+                .uid_fetch(&set, "(UID RFC822.SIZE BODY.PEEK[])")
+                .await?;
+            while let Some(fetch) = stream.try_next().await? {
+                let Some(uid) = fetch.uid else { continue };
+                let size = fetch.size.map_or(0, |s| s as usize);
+                if size > self.ctx.max_message_bytes {
+                    tracing::warn!(
+                        uid,
+                        size,
+                        "imap message larger than smtp.max_message_bytes skipped"
+                    );
+                    continue;
+                }
+                match fetch.body() {
+                    Some(body) => fetched.push((uid, body.to_vec())),
+                    None => tracing::warn!(uid, "imap message without a body skipped"),
+                }
+            }
+        }
+        let highest = uids.iter().copied().max().unwrap_or(0);
+
+        // Already stored (a UIDVALIDITY resync, a replayed backfill): skip by content.
+        let hashes: Vec<String> = fetched.iter().map(|(_, raw)| sha256_hex(raw)).collect();
+        let known: HashSet<String> = self
+            .ctx
+            .store
+            .known_sha256(&hashes)
+            .await?
+            .into_iter()
+            .collect();
+        let mut messages = Vec::with_capacity(fetched.len());
+        for ((uid, raw), hash) in fetched.into_iter().zip(hashes) {
+            if known.contains(&hash) {
+                continue;
+            }
+            let envelope = Envelope {
+                rcpt_to: vec![account.alias.clone()],
+                ..Envelope::default()
+            };
+            let cursor = ImapCursor {
+                account: account.name.clone(),
+                folder: self.ctx.folder.clone(),
+                uidvalidity,
+                uid,
+            };
+            messages.push(InboundMessage::new(Source::Imap, envelope, raw).with_cursor(cursor));
+        }
+        let stored = messages.len() as u64;
+        let covers_highest = messages
+            .last()
+            .and_then(|m| m.cursor.as_ref())
+            .is_some_and(|c| c.uid == highest);
+        self.ctx.intake.submit_all(messages).await?;
+        if !covers_highest {
+            // The chunk's last UIDs were skipped: move the cursor past them too.
+            self.ctx
+                .store
+                .set_imap_cursor(&account.name, &self.ctx.folder, uidvalidity, highest)
+                .await?;
+        }
+        tracing::info!(messages = stored, last_uid = highest, "imap_fetched");
+        self.ctx.board.update(&account.name, &self.ctx.folder, |s| {
+            s.messages_stored += stored
+        });
+        Ok(highest)
+    }
+
+    /// What the account says to do with stored messages. Failures are logged:
+    /// the messages are stored and the cursor is past them either way.
+    async fn after_store(&self, session: &mut ImapSession, uids: &[u32], can_move: bool) {
+        let set = uids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let result: Result<(), async_imap::error::Error> = async {
+            match self.ctx.account.after_store() {
+                AfterStore::Keep => {}
+                AfterStore::Seen => {
+                    session
+                        .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+                        .await?
+                        .try_collect::<Vec<_>>()
+                        .await?;
+                }
+                AfterStore::Move(folder) if can_move => session.uid_mv(&set, &folder).await?,
+                AfterStore::Move(folder) => {
+                    session.uid_copy(&set, &folder).await?;
+                    delete(session, &set).await?;
+                }
+                AfterStore::Delete => delete(session, &set).await?,
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "imap after-store action failed");
+        }
+    }
+
+    async fn renew_lease(&self) -> Result<(), PollError> {
+        if self
+            .ctx
+            .store
+            .try_lease(&self.lease, &self.ctx.holder, LEASE_TTL)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(PollError::LeaseLost)
+        }
+    }
+
+    fn set_state(&self, state: PollState) {
+        self.ctx
+            .board
+            .update(&self.ctx.account.name, &self.ctx.folder, |s| {
+                s.state = state
+            });
+    }
+
+    fn failed(&self, error: &str) {
+        self.ctx
+            .board
+            .update(&self.ctx.account.name, &self.ctx.folder, |s| {
+                s.state = PollState::Backoff;
+                s.last_error = Some(error.to_string());
+            });
+    }
+}
+
+async fn delete(session: &mut ImapSession, set: &str) -> Result<(), async_imap::error::Error> {
+    session
+        .uid_store(set, "+FLAGS.SILENT (\\Deleted)")
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    session
+        .uid_expunge(set)
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// Every exchange with the server is bounded: a server that stops answering
+/// must not hold the poller forever.
+async fn timed<T>(
+    fut: impl std::future::Future<Output = Result<T, async_imap::error::Error>>,
+) -> Result<T, PollError> {
+    match tokio::time::timeout(Duration::from_secs(60), fut).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(PollError::Server(
+            "no answer from the server within 60 s".into(),
+        )),
+    }
+}
+
+/// Sleeps; `true` when shutdown came first.
+async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+/// ±25 % so reconnecting pollers do not move in step.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.75..1.25))
+}
