@@ -6,6 +6,7 @@
 //! classification (auto-replies, bounces, authentication) slots in between
 //! parse and route. This module never sees SMTP, IMAP or HTTP types.
 
+mod classify;
 mod inbound;
 mod intake;
 pub mod mbox;
@@ -16,10 +17,11 @@ mod process;
 mod route;
 mod thread;
 
+pub use classify::{Bounce, Class, Classification, FailedRecipient, classify, is_role_address};
 pub use inbound::{Envelope, ImapCursor, InboundMessage, Source, sha256_hex};
 pub use intake::{Intake, IntakeError};
 pub use outcome::{IgnoreReason, Outcome, PipelineResult};
-pub use parse::{ParseError, ParsedMail, parse};
+pub use parse::{ParseError, ParsedMail, Returned, Signals, parse};
 pub use plan::{Plan, PlanError, PlannedRoute, plan};
 pub use process::{DirectoryHandle, Processor};
 pub use route::{REPLY_TOKEN_TAG, Route, route};

@@ -14,6 +14,14 @@ pub enum IgnoreReason {
     NoAlias,
     /// No header could be read.
     Unparseable,
+    /// An automatic reply that belongs to no known thread.
+    AutoReply,
+    /// A bounce of no message we know of.
+    Bounce,
+    /// An abuse/feedback report (the contact is marked).
+    Complaint,
+    /// Our own mail coming back.
+    Loop,
 }
 
 impl IgnoreReason {
@@ -22,6 +30,10 @@ impl IgnoreReason {
             IgnoreReason::Duplicate => "duplicate",
             IgnoreReason::NoAlias => "no-alias",
             IgnoreReason::Unparseable => "unparseable",
+            IgnoreReason::AutoReply => "auto-reply",
+            IgnoreReason::Bounce => "bounce",
+            IgnoreReason::Complaint => "complaint",
+            IgnoreReason::Loop => "loop",
         }
     }
 }
@@ -41,6 +53,8 @@ pub enum PipelineResult {
     },
     /// A replay of a message this row already applied.
     AlreadyApplied,
+    /// Nothing done in this pipeline, for this reason.
+    Ignored(IgnoreReason),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +65,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Collapses per-pipeline results: all duplicates is `ignored: duplicate`.
+    /// Collapses per-pipeline results: when no pipeline got anything, the
+    /// message is ignored (for the first pipeline's reason, else as a duplicate).
     pub fn from_results(results: Vec<PipelineResult>) -> Self {
-        if results
-            .iter()
-            .all(|r| matches!(r, PipelineResult::Duplicate { .. }))
-        {
-            Outcome::Ignored(IgnoreReason::Duplicate)
+        let nothing = |r: &PipelineResult| {
+            matches!(
+                r,
+                PipelineResult::Duplicate { .. } | PipelineResult::Ignored(_)
+            )
+        };
+        if results.iter().all(nothing) {
+            let reason = results.iter().find_map(|r| match r {
+                PipelineResult::Ignored(reason) => Some(*reason),
+                _ => None,
+            });
+            Outcome::Ignored(reason.unwrap_or(IgnoreReason::Duplicate))
         } else {
             Outcome::Processed(results)
         }
@@ -84,6 +106,7 @@ impl Outcome {
                         }
                         PipelineResult::Duplicate { record } => format!("duplicate of #{record}"),
                         PipelineResult::AlreadyApplied => "already applied".into(),
+                        PipelineResult::Ignored(reason) => format!("ignored: {}", reason.as_str()),
                     })
                     .collect();
                 OutcomeRow {

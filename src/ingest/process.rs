@@ -14,13 +14,16 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::classify::{Class, Classification, classify, is_role_address};
 use super::outcome::{IgnoreReason, Outcome, PipelineResult};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
 use crate::domain::{Directory, EmailAddress, StageKind};
-use crate::store::{NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx};
+use crate::store::{
+    ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
+};
 
 /// Shared, swappable routing snapshot.
 pub type DirectoryHandle = Arc<RwLock<Arc<Directory>>>;
@@ -208,7 +211,34 @@ async fn process_one(
     };
     tracing::Span::current().record("message_id", mail.message_id.as_str());
 
-    // Contact: the sender found by parse, else the envelope sender.
+    // Classify
+    let null_sender =
+        inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();
+    let Classification { class, rule } = classify(&mail, null_sender);
+    if class.is_automatic() {
+        tracing::info!(class = class.as_str(), rule, "message_classified");
+    }
+    match &class {
+        Class::Loop => return Ok(Outcome::Ignored(IgnoreReason::Loop)),
+        Class::Complaint { about } => {
+            if let Some(address) = about {
+                tx.mark_contact(&address.to_ascii_lowercase(), &ContactMark::Complained)
+                    .await?;
+            }
+            return Ok(Outcome::Ignored(IgnoreReason::Complaint));
+        }
+        Class::Bounce(bounce) => {
+            for r in bounce.recipients.iter().filter(|r| r.hard) {
+                let status = r.status.clone().unwrap_or_else(|| "5.0.0".into());
+                tx.mark_contact(&r.address, &ContactMark::Bounced { status })
+                    .await?;
+            }
+        }
+        Class::Normal | Class::AutoReply | Class::List => {}
+    }
+
+    // Contact: the sender found by parse, else the envelope sender; never a
+    // daemon or no-reply address.
     let envelope_sender = inbound
         .envelope
         .mail_from
@@ -218,11 +248,12 @@ async fn process_one(
     let contact = match &mail.from {
         Some(m) => Some((m.address.as_str(), m.name.as_deref().unwrap_or_default())),
         None => envelope_sender.as_deref().map(|a| (a, "")),
-    };
+    }
+    .filter(|(address, _)| !is_role_address(address));
 
     let mut results = Vec::with_capacity(routes.len());
     for route in &routes {
-        results.push(apply(tx, inbound, &mail, route, contact).await?);
+        results.push(apply(tx, inbound, &mail, &class, route, contact).await?);
     }
     Ok(Outcome::from_results(results))
 }
@@ -232,6 +263,7 @@ async fn apply(
     tx: &mut dyn Tx,
     inbound: &InboundRef<'_>,
     mail: &ParsedMail,
+    class: &Class,
     planned: &PlannedRoute<'_>,
     contact: Option<(&str, &str)>,
 ) -> Result<PipelineResult, ProcessError> {
@@ -242,8 +274,21 @@ async fn apply(
     }
 
     // One indexed lookup for the message's own id (duplicates) and every id it refers to.
+    // A bounce threads only by the message it returns.
+    let bounce_keys;
+    let keys: &[ThreadKey] = match class {
+        Class::Bounce(b) => {
+            bounce_keys = b
+                .original_message_id
+                .iter()
+                .map(|id| ThreadKey::InReplyTo(id.clone()))
+                .collect::<Vec<_>>();
+            &bounce_keys
+        }
+        _ => &planned.keys,
+    };
     let mut ids: Vec<&str> = vec![mail.message_id.as_str()];
-    ids.extend(planned.keys.iter().filter_map(|k| match k {
+    ids.extend(keys.iter().filter_map(|k| match k {
         ThreadKey::InReplyTo(id) | ThreadKey::References(id) => Some(id.as_str()),
         _ => None,
     }));
@@ -262,7 +307,7 @@ async fn apply(
 
     // Thread
     let mut hit: Option<(ThreadKey, RecordState)> = None;
-    for key in &planned.keys {
+    for key in keys {
         let found = match key {
             ThreadKey::Token(t) => tx.record_by_token(pipeline.id, t).await?,
             ThreadKey::InReplyTo(id) | ThreadKey::References(id) => known.get(id).cloned(),
@@ -296,8 +341,16 @@ async fn apply(
         html_body: mail.html.clone(),
         thread_rule: rule,
         thread_value: value,
+        class: class.as_str(),
         attachments: Arc::clone(&mail.attachments),
     };
+
+    // Machine mail that belongs to no thread creates nothing.
+    match (&hit, class) {
+        (None, Class::AutoReply) => return Ok(PipelineResult::Ignored(IgnoreReason::AutoReply)),
+        (None, Class::Bounce(_)) => return Ok(PipelineResult::Ignored(IgnoreReason::Bounce)),
+        _ => {}
+    }
 
     let Some((_, record)) = hit else {
         let stage = pipeline
@@ -331,7 +384,7 @@ async fn apply(
         .reopen
         .get(&record.stage_id)
         .copied()
-        .filter(|_| closed && alias.reopen_on_reply);
+        .filter(|_| closed && alias.reopen_on_reply && !class.is_automatic());
     tx.append_message(&record, &message, reopen_to).await?;
     tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
     if reopen_to.is_some() {

@@ -206,6 +206,10 @@ pub trait Tx: Send {
         new_stage: Option<Uuid>,
     ) -> StoreResult<()>;
 
+    /// Records what a bounce or complaint said about an existing contact's
+    /// address; `false` when no contact has it (none is created).
+    async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool>;
+
     /// Moves a record to a stage (no event; callers write the event).
     async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()>;
     async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()>;

@@ -69,20 +69,20 @@ impl PgStore {
 /// contact from the statement's snapshot.
 const CREATE_RECORD_SQL: &str = concat!(
     "WITH c AS (INSERT INTO contacts (id, email, name, created_at) \
-     SELECT $22::uuid, $23::text, $24::text, $19 WHERE $23::text IS NOT NULL \
+     SELECT $23::uuid, $24::text, $25::text, $19 WHERE $24::text IS NOT NULL \
      ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '' \
      RETURNING id), ",
     "r AS (INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
      reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
-     $20, $25, COALESCE((SELECT id FROM c), (SELECT id FROM contacts WHERE email = $23::text)), \
-     $26, $27, $28, $29, $30, $19, $19) \
+     $20, $26, COALESCE((SELECT id FROM c), (SELECT id FROM contacts WHERE email = $24::text)), \
+     $27, $28, $29, $30, $31, $19, $19) \
      RETURNING id, number, pipeline_id, stage_id), ",
     "m AS (",
     insert_message_sql!(),
     "), i AS (",
     insert_message_id_sql!(),
     "), e AS (INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-     VALUES ($21, $2, 'created', NULL, $25, $1, 'system', $19)) ",
+     VALUES ($21, $2, 'created', NULL, $26, $1, 'system', $19)) ",
     "SELECT id, number, pipeline_id, stage_id FROM r"
 );
 
@@ -92,9 +92,9 @@ const APPEND_MESSAGE_SQL: &str = concat!(
     insert_message_sql!(),
     "), i AS (",
     insert_message_id_sql!(),
-    "), u AS (UPDATE records SET stage_id = COALESCE($22::uuid, stage_id), updated_at = $19 WHERE id = $2), ",
+    "), u AS (UPDATE records SET stage_id = COALESCE($23::uuid, stage_id), updated_at = $19 WHERE id = $2), ",
     "e AS (INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-     SELECT $21, $2, 'reopened', $23::uuid, $22::uuid, $1, 'system', $19 WHERE $22::uuid IS NOT NULL) ",
+     SELECT $21, $2, 'reopened', $24::uuid, $23::uuid, $1, 'system', $19 WHERE $23::uuid IS NOT NULL) ",
     "SELECT 1 AS done"
 );
 

@@ -12,13 +12,14 @@ use crate::store::{ConversationItem, Mailbox, StoreError, StoreResult};
 
 /// The message insert shared by both backends' record-creating and
 /// message-appending statements: `$1`..`$19` are the message, `$20` the
-/// pipeline, `$21` the event id (bound by `bind_message`).
+/// pipeline, `$21` the event id, `$22` the message's class (bound by
+/// `bind_message`).
 macro_rules! insert_message_sql {
     () => {
         "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
          from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
-         thread_rule, thread_value, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+         thread_rule, thread_value, created_at, class) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $22)"
     };
 }
 
@@ -147,6 +148,8 @@ macro_rules! sql_store {
         const RECORD_SELECT: &str = "SELECT r.id, r.number, p.name AS pipeline, s.name AS stage, \
             s.kind AS stage_kind, r.title, r.tags, u.email AS owner, c.id AS contact_id, \
             c.email AS contact_email, c.name AS contact_name, c.created_at AS contact_created_at, \
+            c.bounced_at AS contact_bounced_at, c.bounce_status AS contact_bounce_status, \
+            c.complained_at AS contact_complained_at, \
             r.created_at, r.updated_at \
             FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
             JOIN stages s ON s.id = r.stage_id \
@@ -164,6 +167,9 @@ macro_rules! sql_store {
                     email: row.try_get("contact_email")?,
                     name: row.try_get("contact_name")?,
                     created_at: row.try_get("contact_created_at")?,
+                    bounced_at: row.try_get("contact_bounced_at")?,
+                    bounce_status: row.try_get("contact_bounce_status")?,
+                    complained_at: row.try_get("contact_complained_at")?,
                 }),
                 None => None,
             };
@@ -569,7 +575,7 @@ macro_rules! sql_store {
                 for r in sqlx::query(
                     "SELECT id, inbound_id, direction, message_id, in_reply_to, refs, from_addr, from_name, \
                      to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, thread_rule, \
-                     thread_value, created_at FROM messages WHERE record_id = $1 ORDER BY created_at, id",
+                     thread_value, created_at, class FROM messages WHERE record_id = $1 ORDER BY created_at, id",
                 )
                 .bind(id)
                 .fetch_all(pool)
@@ -597,6 +603,7 @@ macro_rules! sql_store {
                         attachments: attachments.remove(&message_uuid).unwrap_or_default(),
                         thread: ThreadDecision { rule: r.try_get("thread_rule")?, value: r.try_get("thread_value")? },
                         inbound_id: r.try_get("inbound_id")?,
+                        class: r.try_get("class")?,
                         created_at: r.try_get("created_at")?,
                     })));
                 }
@@ -624,7 +631,10 @@ macro_rules! sql_store {
             }
 
             async fn find_contact(&self, email: &str) -> StoreResult<Option<ContactView>> {
-                let row = sqlx::query("SELECT id, email, name, created_at FROM contacts WHERE email = $1")
+                let row = sqlx::query(
+                    "SELECT id, email, name, created_at, bounced_at, bounce_status, complained_at \
+                     FROM contacts WHERE email = $1",
+                )
                     .bind(email.trim().to_lowercase())
                     .fetch_optional(self.read_pool())
                     .await?;
@@ -634,6 +644,9 @@ macro_rules! sql_store {
                         email: r.try_get("email")?,
                         name: r.try_get("name")?,
                         created_at: r.try_get("created_at")?,
+                        bounced_at: r.try_get("bounced_at")?,
+                        bounce_status: r.try_get("bounce_status")?,
+                        complained_at: r.try_get("complained_at")?,
                     })
                 })
                 .transpose()
@@ -733,7 +746,7 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Binds `$1`..`$21`, the layout shared by `CREATE_RECORD_SQL` and
+        /// Binds `$1`..`$22`, the layout shared by `CREATE_RECORD_SQL` and
         /// `APPEND_MESSAGE_SQL` (see `message_sql!` in `sql.rs`).
         fn bind_message<'q>(
             q: ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments>,
@@ -761,6 +774,7 @@ macro_rules! sql_store {
                 .bind(Utc::now())
                 .bind(pipeline)
                 .bind(Uuid::now_v7())
+                .bind(m.class)
         }
 
         async fn insert_attachments(
@@ -955,6 +969,20 @@ macro_rules! sql_store {
                     .fetch_all(&mut *self.tx)
                     .await?;
                 insert_attachments(&mut self.tx, message).await
+            }
+
+            async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {
+                let q = match mark {
+                    ContactMark::Bounced { status } => {
+                        sqlx::query("UPDATE contacts SET bounced_at = $1, bounce_status = $2 WHERE email = $3")
+                            .bind(Utc::now())
+                            .bind(status.as_str())
+                    }
+                    ContactMark::Complained => {
+                        sqlx::query("UPDATE contacts SET complained_at = $1 WHERE email = $2").bind(Utc::now())
+                    }
+                };
+                Ok(q.bind(email).execute(&mut *self.tx).await?.rows_affected() > 0)
             }
 
             async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()> {

@@ -80,35 +80,35 @@ impl SqliteStore {
 }
 
 /// Contact upsert, record, first message, thread index, `created` event.
-/// Binds: `$1`..`$21` as in `bind_message`, then `$22` new contact id, `$23`
-/// contact email (NULL: no contact), `$24` its name, `$25` stage, `$26`
-/// owner, `$27` alias, `$28` title, `$29` tags, `$30` reply token.
+/// Binds: `$1`..`$22` as in `bind_message`, then `$23` new contact id, `$24`
+/// contact email (NULL: no contact), `$25` its name, `$26` stage, `$27`
+/// owner, `$28` alias, `$29` title, `$30` tags, `$31` reply token.
 const CREATE_RECORD_SQL: &str = concat!(
-    "INSERT INTO contacts (id, email, name, created_at) SELECT $22, $23, $24, $19 WHERE $23 IS NOT NULL \
+    "INSERT INTO contacts (id, email, name, created_at) SELECT $23, $24, $25, $19 WHERE $24 IS NOT NULL \
      ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '';",
     "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
      reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
-     $20, $25, (SELECT id FROM contacts WHERE email = $23), $26, $27, $28, $29, $30, $19, $19) \
+     $20, $26, (SELECT id FROM contacts WHERE email = $24), $27, $28, $29, $30, $31, $19, $19) \
      RETURNING id, number, pipeline_id, stage_id;",
     insert_message_sql!(),
     ";",
     insert_message_id_sql!(),
     ";",
     "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-     VALUES ($21, $2, 'created', NULL, $25, $1, 'system', $19);"
+     VALUES ($21, $2, 'created', NULL, $26, $1, 'system', $19);"
 );
 
 /// Message, thread index, record touched (and moved), `reopened` event.
-/// Binds: `$1`..`$21` as in `bind_message`, then `$22` new stage (NULL: no
-/// move), `$23` current stage.
+/// Binds: `$1`..`$22` as in `bind_message`, then `$23` new stage (NULL: no
+/// move), `$24` current stage.
 const APPEND_MESSAGE_SQL: &str = concat!(
     insert_message_sql!(),
     ";",
     insert_message_id_sql!(),
     ";",
-    "UPDATE records SET stage_id = COALESCE($22, stage_id), updated_at = $19 WHERE id = $2;",
+    "UPDATE records SET stage_id = COALESCE($23, stage_id), updated_at = $19 WHERE id = $2;",
     "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-     SELECT $21, $2, 'reopened', $23, $22, $1, 'system', $19 WHERE $22 IS NOT NULL;"
+     SELECT $21, $2, 'reopened', $24, $23, $1, 'system', $19 WHERE $23 IS NOT NULL;"
 );
 
 sql_store!(SqliteStore, SqliteTx, Sqlite);

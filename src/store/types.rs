@@ -72,6 +72,8 @@ pub struct NewMessage {
     pub html_body: Option<String>,
     pub thread_rule: &'static str,
     pub thread_value: Option<String>,
+    /// What classification made of it: normal, auto-reply, bounce, list.
+    pub class: &'static str,
     pub attachments: std::sync::Arc<[NewAttachment]>,
 }
 
@@ -123,6 +125,21 @@ pub struct ContactView {
     pub email: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Set when a hard bounce named this address: when, and the DSN status.
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub bounce_status: Option<String>,
+    /// Set when a complaint (ARF) named this address.
+    pub complained_at: Option<DateTime<Utc>>,
+}
+
+/// What machine mail says about a contact's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactMark {
+    /// A hard bounce, with its DSN status (`5.1.1`).
+    Bounced {
+        status: String,
+    },
+    Complained,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +192,7 @@ pub struct MessageView {
     pub attachments: Vec<AttachmentView>,
     pub thread: ThreadDecision,
     pub inbound_id: Option<Uuid>,
+    pub class: String,
     pub created_at: DateTime<Utc>,
 }
 

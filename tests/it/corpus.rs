@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use emailin::config::{AliasConfig, PipelineConfig, StageConfig};
 use emailin::domain::StageKind;
-use emailin::store::{ConversationItem, RecordFilter, Store};
+use emailin::store::Store;
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestDb, test_settings};
@@ -130,33 +130,20 @@ async fn zammad_senders_and_subjects_match_expectations() {
         inbound_of.extend(report.stored);
     }
 
-    // What processing stored, by inbound id.
+    // What processing parsed, from the stored raw bytes (machine mail creates
+    // no message, but its sender and subject count all the same).
     let mut parsed: HashMap<Uuid, (Option<String>, Option<String>)> = HashMap::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .list_records(&RecordFilter {
-                cursor,
-                limit: 200,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        for r in &page.items {
-            let detail = store.get_record(r.id).await.unwrap().unwrap();
-            for item in detail.conversation {
-                if let ConversationItem::Message(m) = item
-                    && let Some(inbound) = m.inbound_id
-                {
-                    parsed.insert(inbound, (m.from.map(|f| f.address), m.subject));
-                }
-            }
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(Uuid::parse_str(&c).unwrap()),
-            None => break,
+    for id in inbound_of.values() {
+        let raw = store.inbound_raw(*id).await.unwrap().expect("stored raw");
+        if let Ok(mail) = emailin::ingest::parse(&raw) {
+            parsed.insert(*id, (mail.from.map(|f| f.address), mail.subject));
         }
     }
+    let counts = store.inbound_counts().await.unwrap();
+    assert!(
+        !counts.iter().any(|(s, _)| s == "pending" || s == "failed"),
+        "{counts:?}"
+    );
 
     let (mut from_ok, mut subject_ok) = (0, 0);
     for (case, file) in cases.iter().zip(&files) {
@@ -200,4 +187,181 @@ async fn zammad_senders_and_subjects_match_expectations() {
 
 fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Classification figures over the labelled corpora (no database needed).
+mod machine_mail {
+    use std::path::Path;
+
+    use emailin::ingest::{Class, classify, parse};
+    use serde_json::Value;
+
+    use super::corpus_dir;
+
+    fn class_of_file(path: &Path) -> Option<Class> {
+        let raw = std::fs::read(path).ok()?;
+        let raw = emailin::ingest::mbox::split(&raw).into_iter().next()?;
+        Some(classify(&parse(&raw).ok()?, false).class)
+    }
+
+    fn automatic(class: &Class) -> bool {
+        matches!(class, Class::AutoReply | Class::List)
+    }
+
+    #[test]
+    fn discourse_auto_generated_cases_are_all_correct() {
+        let Some(dir) = corpus_dir() else { return };
+        let d = dir.join("discourse-autogen");
+        let expected: Value =
+            serde_json::from_slice(&std::fs::read(d.join("expected-transcribed.json")).unwrap())
+                .unwrap();
+        for case in expected["cases"].as_array().unwrap() {
+            let class = class_of_file(&d.join(case["file"].as_str().unwrap())).expect("parses");
+            assert_eq!(
+                automatic(&class),
+                case["is_auto_generated"].as_bool().unwrap(),
+                "{}: {class:?}",
+                case["file"]
+            );
+        }
+    }
+
+    #[test]
+    fn zammad_out_of_office_header_cases_are_all_correct() {
+        let Some(dir) = corpus_dir() else { return };
+        let expected: Value = serde_json::from_slice(
+            &std::fs::read(dir.join("zammad/expected-out-of-office-header-cases.json")).unwrap(),
+        )
+        .unwrap();
+        for case in expected["cases"].as_array().unwrap() {
+            let headers: Vec<&str> = case["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+                .collect();
+            let raw = format!(
+                "From: me@example.com\r\nTo: customer@example.com\r\nSubject: {}\r\n{}{}\r\nSome Text\r\n",
+                case["subject"].as_str().unwrap(),
+                headers.join("\r\n"),
+                if headers.is_empty() { "" } else { "\r\n" }
+            );
+            let class = classify(&parse(raw.as_bytes()).unwrap(), false).class;
+            assert_eq!(
+                class == Class::AutoReply,
+                case["out_of_office"].as_bool().unwrap(),
+                "{}: {class:?}",
+                case["name"]
+            );
+        }
+    }
+
+    #[test]
+    fn multipart_report_bounces_are_found_with_their_original_message_id() {
+        let Some(dir) = corpus_dir() else { return };
+        let mut files: Vec<_> =
+            std::fs::read_dir(dir.join("mikel-mail/spec/fixtures/emails/multipart_report_emails"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+        for entry in std::fs::read_dir(dir.join("zammad/test/data/mail"))
+            .unwrap()
+            .flatten()
+        {
+            let text = std::fs::read(entry.path()).unwrap_or_default();
+            let lower = String::from_utf8_lossy(&text).to_ascii_lowercase();
+            if entry.path().extension().is_some_and(|e| e == "box")
+                && lower.contains("multipart/report")
+                && lower.contains("report-type=delivery-status")
+            {
+                files.push(entry.path());
+            }
+        }
+        let (mut bounces, mut with_original) = (0, 0);
+        for f in &files {
+            match class_of_file(f) {
+                Some(Class::Bounce(b)) => {
+                    bounces += 1;
+                    if b.original_message_id.is_some() {
+                        with_original += 1;
+                    } else {
+                        println!("no original Message-ID: {}", f.display());
+                    }
+                }
+                other => println!("not a bounce: {} -> {other:?}", f.display()),
+            }
+        }
+        println!(
+            "multipart/report: {bounces}/{} bounces, {with_original} with the original Message-ID",
+            files.len()
+        );
+        assert_eq!(bounces, files.len());
+    }
+
+    #[test]
+    fn sisimai_bounce_figures() {
+        let Some(dir) = corpus_dir() else { return };
+        let s = dir.join("sisimai-set-of-emails");
+        let expected: Value =
+            serde_json::from_slice(&std::fs::read(s.join("expected-go-sisimai.json")).unwrap())
+                .unwrap();
+        let (mut bounce_cases, mut detected, mut vacations, mut vacations_ok) = (0, 0, 0, 0);
+        let (mut hard_labelled, mut hard_ok, mut status_labelled, mut status_ok) = (0, 0, 0, 0);
+        for case in expected["cases"].as_array().unwrap() {
+            let Some(class) = class_of_file(&s.join(case["file"].as_str().unwrap())) else {
+                continue;
+            };
+            if case["is_auto_reply"].as_bool() == Some(true) {
+                vacations += 1;
+                vacations_ok += usize::from(class == Class::AutoReply);
+            }
+            if case["is_bounce"].as_bool() != Some(true) {
+                continue;
+            }
+            bounce_cases += 1;
+            let Class::Bounce(b) = class else { continue };
+            detected += 1;
+            for want in case["recipients"].as_array().unwrap() {
+                let index = want["index"].as_u64().unwrap_or(1) as usize;
+                let got = b.recipients.get(index - 1);
+                if let Some(hard) = want["hard_bounce"].as_bool() {
+                    hard_labelled += 1;
+                    hard_ok += usize::from(got.is_some_and(|g| g.hard == hard));
+                }
+                if let Some(status) = want["status"].as_str().filter(|s| !s.is_empty()) {
+                    status_labelled += 1;
+                    status_ok += usize::from(got.and_then(|g| g.status.as_deref()) == Some(status));
+                }
+            }
+        }
+        let not_dir = s.join("maildir/not");
+        let mut false_bounces = 0;
+        for entry in std::fs::read_dir(&not_dir).unwrap().flatten() {
+            false_bounces += usize::from(matches!(
+                class_of_file(&entry.path()),
+                Some(Class::Bounce(_))
+            ));
+        }
+        let pct = |a: usize, b: usize| {
+            if b == 0 {
+                100.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
+        println!(
+            "sisimai: bounces detected {detected}/{bounce_cases} ({:.1} %); maildir/not reported as bounces: {false_bounces}; \
+vacations detected {vacations_ok}/{vacations}; hard/soft agreement {hard_ok}/{hard_labelled} ({:.1} %); \
+DSN status agreement {status_ok}/{status_labelled} ({:.1} %)",
+            pct(detected, bounce_cases),
+            pct(hard_ok, hard_labelled),
+            pct(status_ok, status_labelled)
+        );
+        assert_eq!(false_bounces, 0, "no bounce reported for maildir/not");
+        assert_eq!(
+            vacations_ok, vacations,
+            "every vacation reply is an auto-reply"
+        );
+    }
 }

@@ -251,6 +251,26 @@ impl TestApp {
         .await;
     }
 
+    /// Moves a record (as the API returns it) to a stage of its pipeline
+    /// through the store, as a team member would.
+    pub async fn move_to_stage(&self, record: &Value, stage: &str) {
+        let directory = self.store.load_directory().await.expect("directory");
+        let pipeline = directory
+            .pipelines
+            .values()
+            .find(|p| p.name == record["pipeline"])
+            .expect("pipeline");
+        let stage = pipeline
+            .stages
+            .iter()
+            .find(|s| s.name == stage)
+            .expect("stage");
+        let id = uuid::Uuid::parse_str(record["id"].as_str().expect("id")).expect("uuid");
+        let mut tx = self.store.begin().await.expect("tx");
+        tx.set_stage(id, stage.id).await.expect("set stage");
+        tx.commit().await.expect("commit");
+    }
+
     /// Waits until no stored message is pending.
     pub async fn wait_idle(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);

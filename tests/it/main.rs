@@ -6,5 +6,6 @@ mod corpus;
 mod faults;
 mod helpers;
 mod imap;
+mod machine_mail;
 mod records;
 mod smtp;

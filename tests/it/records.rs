@@ -29,25 +29,6 @@ async fn first_record(app: &TestApp, pipeline: &str) -> Value {
     app.record(&id).await
 }
 
-/// Moves a record to a stage through the store, as a team member would.
-async fn move_to_stage(app: &TestApp, record: &Value, stage: &str) {
-    let directory = app.store.load_directory().await.expect("directory");
-    let pipeline = directory
-        .pipelines
-        .values()
-        .find(|p| p.name == record["pipeline"])
-        .expect("pipeline");
-    let stage = pipeline
-        .stages
-        .iter()
-        .find(|s| s.name == stage)
-        .expect("stage");
-    let id = Uuid::parse_str(record["id"].as_str().expect("id")).expect("uuid");
-    let mut tx = app.store.begin().await.expect("tx");
-    tx.set_stage(id, stage.id).await.expect("set stage");
-    tx.commit().await.expect("commit");
-}
-
 async fn new_mail_creates_record_and_contact(backend: Backend) {
     let app = spawn_app(backend).await;
 
@@ -194,7 +175,7 @@ async fn reply_to_resolved_record_moves_it_to_reopened(backend: Backend) {
     app.post(from, "service@localhost", "VPN down", "v1@x", &[])
         .await;
     let record = first_record(&app, "Service").await;
-    move_to_stage(&app, &record, "Resolved").await;
+    app.move_to_stage(&record, "Resolved").await;
     assert_eq!(first_record(&app, "Service").await["stage"], "Resolved");
 
     app.post(
@@ -234,7 +215,7 @@ async fn reply_to_closed_stage_without_rule_stays_closed(backend: Backend) {
     app.post(from, "sales@localhost", "Order", "o1@x", &[])
         .await;
     let record = first_record(&app, "Sales").await;
-    move_to_stage(&app, &record, "Won").await;
+    app.move_to_stage(&record, "Won").await;
 
     app.post(
         from,

@@ -1,0 +1,459 @@
+//! Classify: who wrote this, a person or a machine? One pure function over
+//! the parsed message, returning a closed class and the rule that fired.
+//!
+//! Order: our own loop, complaint (ARF), bounce (DSN), auto-reply, mailing
+//! list, normal. A DSN often also says `Auto-Submitted`, so bounces are
+//! recognised before auto-replies.
+
+use super::parse::{ParsedMail, Returned};
+
+/// One failed (or delayed) recipient of a delivery status notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRecipient {
+    pub address: String,
+    pub action: Option<String>,
+    /// RFC 3463 status, `5.1.1`.
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+    /// Permanent (5.x.x): the address should not be mailed again.
+    pub hard: bool,
+}
+
+/// What a bounce tells.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bounce {
+    pub recipients: Vec<FailedRecipient>,
+    /// The Message-ID of the message that bounced, when returned.
+    pub original_message_id: Option<String>,
+}
+
+/// The closed set of classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Normal,
+    AutoReply,
+    Bounce(Bounce),
+    /// An abuse/feedback report about a message to `about`.
+    Complaint {
+        about: Option<String>,
+    },
+    List,
+    Loop,
+}
+
+impl Class {
+    /// The name stored on messages.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Class::Normal => "normal",
+            Class::AutoReply => "auto-reply",
+            Class::Bounce(_) => "bounce",
+            Class::Complaint { .. } => "complaint",
+            Class::List => "list",
+            Class::Loop => "loop",
+        }
+    }
+
+    /// Written by a machine: never reopens a record.
+    pub fn is_automatic(&self) -> bool {
+        !matches!(self, Class::Normal)
+    }
+}
+
+/// A class and the rule that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub class: Class,
+    pub rule: &'static str,
+}
+
+/// Addresses that are never people: they never become contacts.
+pub fn is_role_address(address: &str) -> bool {
+    let local = address
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    matches!(
+        local.as_str(),
+        "mailer-daemon" | "postmaster" | "noreply" | "no-reply" | "donotreply" | "do-not-reply"
+    ) || local.starts_with("no-reply")
+        || local.starts_with("noreply")
+}
+
+/// Classifies `mail`. `null_sender` is true when the envelope sender was `<>`.
+pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
+    let s = &mail.signals;
+    let c = |class, rule| Classification { class, rule };
+    let header = |name: &str| s.header(name).map(str::to_ascii_lowercase);
+
+    if s.header("x-emailin-loop").is_some() {
+        return c(Class::Loop, "x-emailin-loop");
+    }
+
+    // Complaint: RFC 5965 feedback report.
+    if s.report_type.as_deref() == Some("feedback-report") || s.feedback_report.is_some() {
+        let about = s
+            .feedback_report
+            .as_deref()
+            .and_then(|r| field(r, "original-rcpt-to"))
+            .map(strip_address_type)
+            .or_else(|| s.returned.as_ref().and_then(|r| r.to.first().cloned()));
+        return c(Class::Complaint { about }, "feedback-report");
+    }
+
+    // Bounce: RFC 3464 report, or a returned message from a null or daemon sender.
+    if s.report_type.as_deref() == Some("delivery-status") || s.delivery_status.is_some() {
+        return c(
+            Class::Bounce(bounce(s.delivery_status.as_deref(), s.returned.as_ref())),
+            "delivery-status",
+        );
+    }
+    let daemon = mail.from.as_ref().is_some_and(|f| {
+        matches!(
+            f.address.split('@').next(),
+            Some("mailer-daemon" | "postmaster")
+        )
+    });
+    let return_path_null = s.header("return-path").is_some_and(|v| v.trim() == "<>");
+    if (daemon || null_sender || return_path_null) && s.returned.is_some() {
+        let rule = if daemon {
+            "daemon-sender-with-returned-message"
+        } else {
+            "null-sender-with-returned-message"
+        };
+        return c(Class::Bounce(bounce(None, s.returned.as_ref())), rule);
+    }
+    // Plain-text bounces (qmail, Exim, older MTAs): a daemon or null sender and
+    // a non-delivery subject; the original is quoted in the text, if at all.
+    if (daemon || null_sender || return_path_null)
+        && mail.subject.as_deref().is_some_and(is_bounce_subject)
+    {
+        let mut b = bounce(None, s.returned.as_ref());
+        b.recipients = text_bounce_recipients(mail.text.as_deref().unwrap_or_default());
+        return c(Class::Bounce(b), "daemon-sender-bounce-subject");
+    }
+
+    // Auto-reply (RFC 3834 and the vendors' own headers).
+    if header("auto-submitted").is_some_and(|v| token(&v) != "no") {
+        return c(Class::AutoReply, "auto-submitted");
+    }
+    for (name, rule) in [
+        ("x-autoreply", "x-autoreply"),
+        ("x-autorespond", "x-autorespond"),
+        ("x-autoresponder", "x-autoresponder"),
+        ("x-autoresponse", "x-autoresponse"),
+        ("x-autoreply-from", "x-autoreply-from"),
+        ("x-mail-autoreply", "x-mail-autoreply"),
+    ] {
+        if s.header(name).is_some() {
+            return c(Class::AutoReply, rule);
+        }
+    }
+    if header("x-autogenerated").is_some_and(|v| v == "reply") {
+        return c(Class::AutoReply, "x-autogenerated");
+    }
+    for name in ["precedence", "x-precedence"] {
+        if header(name).is_some_and(|v| matches!(token(&v), "auto_reply" | "bulk" | "junk")) {
+            return c(Class::AutoReply, "precedence");
+        }
+    }
+    // Exchange: X-Auto-Response-Suppress alone is set on ordinary mail too.
+    if s.header("x-auto-response-suppress").is_some()
+        && s.header("x-ms-exchange-inbox-rules-loop").is_some()
+    {
+        return c(Class::AutoReply, "exchange-inbox-rules-loop");
+    }
+    if header("x-ms-exchange-generated-message-source").is_some_and(|v| {
+        v.contains("autoreply") || v.contains("auto reply") || v.contains("auto-reply")
+    }) {
+        return c(Class::AutoReply, "exchange-generated-message-source");
+    }
+    if header("delivered-to").is_some_and(|v| v.contains("autoresponder")) {
+        return c(Class::AutoReply, "delivered-to-autoresponder");
+    }
+    // iCloud's vacation responder marks itself only this way.
+    if header("x-apple-action").is_some_and(|v| v.contains("vacation")) {
+        return c(Class::AutoReply, "x-apple-action");
+    }
+
+    if s.header("list-id").is_some() {
+        return c(Class::List, "list-id");
+    }
+    if header("precedence").is_some_and(|v| token(&v) == "list") {
+        return c(Class::List, "precedence-list");
+    }
+    c(Class::Normal, "none")
+}
+
+/// Best effort for a bounce without a delivery-status part: the first
+/// enhanced status code in the text and the first address written as
+/// `<address>` or `address:` at the start of a line (qmail, Exim, Postfix).
+fn text_bounce_recipients(text: &str) -> Vec<FailedRecipient> {
+    let status = text
+        .split(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(str::to_string);
+    let address = text.lines().find_map(|line| {
+        let line = line.trim();
+        let candidate = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .map(|(a, _)| a)
+            .or_else(|| line.strip_suffix(':').filter(|l| !l.contains(' ')))?;
+        crate::domain::EmailAddress::parse(candidate).ok()
+    });
+    let diagnostic = None;
+    match address {
+        Some(address) => vec![FailedRecipient {
+            address: address.to_string(),
+            action: Some("failed".into()),
+            hard: is_hard(status.as_deref(), Some(text)),
+            status,
+            diagnostic,
+        }],
+        None => Vec::new(),
+    }
+}
+
+/// Subjects that MTAs give non-delivery reports.
+fn is_bounce_subject(subject: &str) -> bool {
+    let s = subject.to_ascii_lowercase();
+    [
+        "undeliver",
+        "delivery status notification",
+        "delivery failure",
+        "delivery failed",
+        "mail delivery failed",
+        "failure notice",
+        "returned mail",
+        "delivery notification",
+        "non-delivery",
+        "nondeliverable",
+        "mail system error",
+        "could not be delivered",
+        "delivery problem",
+        "rejected:",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+}
+
+/// The first word of a header value: `auto-replied (zimbra; vacation)` → `auto-replied`.
+fn token(v: &str) -> &str {
+    v.split(|ch: char| ch == ';' || ch == '(' || ch.is_whitespace())
+        .next()
+        .unwrap_or_default()
+}
+
+/// Reads the per-recipient fields of a delivery-status body.
+fn bounce(status: Option<&str>, returned: Option<&Returned>) -> Bounce {
+    let mut recipients = Vec::new();
+    if let Some(report) = status {
+        let normalized = report.replace("\r\n", "\n");
+        // The first block is per-message; every block with a recipient is per-recipient.
+        for block in normalized.split("\n\n") {
+            let Some(address) =
+                field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
+            else {
+                continue;
+            };
+            let status = field(block, "status")
+                .map(|s| s.split_whitespace().next().unwrap_or_default().to_string());
+            let action = field(block, "action").map(|a| a.to_ascii_lowercase());
+            let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
+            let hard = is_hard(status.as_deref(), diagnostic.as_deref());
+            recipients.push(FailedRecipient {
+                address: strip_address_type(address).to_ascii_lowercase(),
+                action,
+                status,
+                diagnostic,
+                hard,
+            });
+        }
+    }
+    Bounce {
+        recipients,
+        original_message_id: returned.and_then(|r| r.message_id.clone()),
+    }
+}
+
+/// Hard means the address itself is bad (unknown user or domain, disabled
+/// mailbox): mailing it again cannot work. A full mailbox, a policy or spam
+/// rejection, or a timeout is soft, whatever its 5xx code.
+fn is_hard(status: Option<&str>, diagnostic: Option<&str>) -> bool {
+    if let Some(status) = status {
+        if status.starts_with('4') {
+            return false;
+        }
+        // 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null MX,
+        // 5.2.1 mailbox disabled.
+        if ["5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"].contains(&status) {
+            return true;
+        }
+    }
+    let Some(text) = diagnostic.map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    const BAD_ADDRESS: &[&str] = &[
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "no such recipient",
+        "unknown recipient",
+        "recipient unknown",
+        "does not exist",
+        "doesn't exist",
+        "no mailbox",
+        "mailbox not found",
+        "mailbox unavailable",
+        "invalid recipient",
+        "invalid mailbox",
+        "user not found",
+        "address rejected: user",
+        "unrouteable address",
+        "host not found",
+        "domain not found",
+        "no such domain",
+        "host unknown",
+        "account disabled",
+        "account has been disabled",
+    ];
+    BAD_ADDRESS.iter().any(|p| text.contains(p))
+}
+
+/// A `Name: value` field of a header-like block (continuation lines joined).
+fn field(block: &str, name: &str) -> Option<String> {
+    let mut lines = block.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if key.trim().eq_ignore_ascii_case(name) {
+            let mut value = value.trim().to_string();
+            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+                value.push(' ');
+                value.push_str(next.trim());
+                lines.next();
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// `rfc822; user@example.com` → `user@example.com`; `smtp; 550 ...` → `550 ...`.
+fn strip_address_type(v: String) -> String {
+    match v.split_once(';') {
+        Some((kind, rest)) if !kind.contains(' ') => {
+            rest.trim().trim_matches(['<', '>']).to_string()
+        }
+        _ => v.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse;
+
+    fn class_of(raw: &str) -> Classification {
+        classify(&parse(raw.as_bytes()).expect("parses"), false)
+    }
+
+    #[test]
+    fn auto_submitted_other_than_no_is_an_auto_reply() {
+        assert_eq!(
+            class_of("From: a@b.c\r\nAuto-Submitted: auto-replied (vacation)\r\n\r\nx").class,
+            Class::AutoReply
+        );
+        assert_eq!(
+            class_of("From: a@b.c\r\nAuto-Submitted: no\r\n\r\nx").class,
+            Class::Normal
+        );
+    }
+
+    #[test]
+    fn exchange_suppress_header_alone_is_not_an_auto_reply() {
+        assert_eq!(
+            class_of("From: a@b.c\r\nX-Auto-Response-Suppress: All\r\n\r\nx").class,
+            Class::Normal
+        );
+        let both = "From: a@b.c\r\nX-Auto-Response-Suppress: All\r\nX-MS-Exchange-Inbox-Rules-Loop: a@b.c\r\n\r\nx";
+        assert_eq!(class_of(both).rule, "exchange-inbox-rules-loop");
+    }
+
+    #[test]
+    fn precedence_bulk_is_auto_list_is_list() {
+        assert_eq!(
+            class_of("From: a@b.c\r\nPrecedence: bulk\r\n\r\nx").class,
+            Class::AutoReply
+        );
+        assert_eq!(
+            class_of("From: a@b.c\r\nPrecedence: list\r\n\r\nx").class,
+            Class::List
+        );
+        assert_eq!(
+            class_of("From: a@b.c\r\nList-Id: <dev.example.org>\r\n\r\nx").class,
+            Class::List
+        );
+    }
+
+    #[test]
+    fn rfc3464_report_yields_recipients_and_the_original_message_id() {
+        let raw = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Undelivered\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; gone@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n\
+--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: sales@localhost\r\nTo: gone@customer.example\r\n\
+Message-ID: <out-1@in.acme.example>\r\nSubject: Quote\r\n\r\n--b--\r\n";
+        let Classification {
+            class: Class::Bounce(b),
+            rule,
+        } = class_of(raw)
+        else {
+            panic!("a bounce")
+        };
+        assert_eq!(rule, "delivery-status");
+        assert_eq!(
+            b.original_message_id.as_deref(),
+            Some("out-1@in.acme.example")
+        );
+        assert_eq!(b.recipients.len(), 1);
+        let r = &b.recipients[0];
+        assert_eq!(r.address, "gone@customer.example");
+        assert_eq!(r.status.as_deref(), Some("5.1.1"));
+        assert!(r.hard);
+        assert_eq!(r.diagnostic.as_deref(), Some("550 5.1.1 no such user"));
+    }
+
+    #[test]
+    fn loop_header_wins() {
+        assert_eq!(
+            class_of("From: a@b.c\r\nX-Emailin-Loop: 1\r\nPrecedence: bulk\r\n\r\nx").class,
+            Class::Loop
+        );
+    }
+
+    #[test]
+    fn role_addresses() {
+        for a in [
+            "MAILER-DAEMON@x.org",
+            "postmaster@x",
+            "noreply@x",
+            "no-reply-billing@x",
+        ] {
+            assert!(is_role_address(a), "{a}");
+        }
+        assert!(!is_role_address("ann@x"));
+    }
+}

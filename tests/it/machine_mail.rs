@@ -1,0 +1,166 @@
+//! Mail no person wrote: auto-replies never reopen, bounces attach to the
+//! record of the message they return, complaints mark the contact.
+
+use crate::helpers::{Backend, TestApp, messages, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    auto_reply_in_a_thread_is_appended_but_never_reopens,
+    auto_reply_outside_any_thread_creates_nothing,
+    bounce_attaches_to_the_record_and_marks_the_address_bounced,
+    complaint_marks_the_contact_and_creates_nothing,
+    no_reply_sender_never_becomes_a_contact,
+);
+
+async fn resolved_record(app: &TestApp) -> String {
+    app.post(
+        "Cy <cy@example.com>",
+        "service@localhost",
+        "VPN down",
+        "v1@x",
+        &[],
+    )
+    .await;
+    let record = app.records("Service").await[0].clone();
+    app.move_to_stage(&record, "Resolved").await;
+    record["id"].as_str().unwrap().to_string()
+}
+
+async fn auto_reply_in_a_thread_is_appended_but_never_reopens(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = resolved_record(&app).await;
+    app.post(
+        "Cy <cy@example.com>",
+        "service@localhost",
+        "Automatic reply: VPN down",
+        "v2@x",
+        &[
+            ("In-Reply-To", "<v1@x>"),
+            ("Auto-Submitted", "auto-replied"),
+        ],
+    )
+    .await;
+
+    let record = app.record(&id).await;
+    assert_eq!(
+        record["stage"], "Resolved",
+        "an out-of-office reply never reopens"
+    );
+    let msgs = messages(&record);
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[1]["class"], "auto-reply");
+    // A person's reply still reopens.
+    app.post(
+        "Cy <cy@example.com>",
+        "service@localhost",
+        "Re: VPN down",
+        "v3@x",
+        &[("In-Reply-To", "<v1@x>")],
+    )
+    .await;
+    assert_eq!(app.record(&id).await["stage"], "Reopened");
+    app.stop().await;
+}
+
+async fn auto_reply_outside_any_thread_creates_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Out Of Office <ooo@example.com>",
+        "sales@localhost",
+        "Away",
+        "ooo@x",
+        &[("X-Autoreply", "yes")],
+    )
+    .await;
+    assert!(app.records("Sales").await.is_empty());
+    assert_eq!(app.inbound(None).await[0]["outcome"], "ignored: auto-reply");
+    let (status, _) = app.get("/api/v1/contacts?email=ooo@example.com").await;
+    assert_eq!(status, 404, "no contact for an auto-responder");
+    app.stop().await;
+}
+
+async fn bounce_attaches_to_the_record_and_marks_the_address_bounced(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Gone <gone@customer.example>",
+        "sales@localhost",
+        "Quote",
+        "q1@x",
+        &[],
+    )
+    .await;
+    let id = app.records("Sales").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bounce = "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\nTo: sales@localhost\r\n\
+Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nI'm sorry.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; gone@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: sales@localhost\r\nTo: gone@customer.example\r\n\
+Message-ID: <q1@x>\r\nSubject: Quote\r\n\r\n--b--\r\n";
+    app.deliver("", &["sales@localhost"], bounce.as_bytes())
+        .await;
+
+    assert_eq!(
+        app.records("Sales").await.len(),
+        1,
+        "a bounce never creates a record"
+    );
+    let record = app.record(&id).await;
+    let msgs = messages(&record);
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[1]["class"], "bounce");
+    let (_, contact) = app
+        .get("/api/v1/contacts?email=gone@customer.example")
+        .await;
+    assert_eq!(contact["bounce_status"], "5.1.1");
+    assert!(contact["bounced_at"].is_string());
+    let (status, _) = app
+        .get("/api/v1/contacts?email=mailer-daemon@mx.example")
+        .await;
+    assert_eq!(status, 404, "the daemon never becomes a contact");
+    app.stop().await;
+}
+
+async fn complaint_marks_the_contact_and_creates_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Ann <ann@example.com>",
+        "sales@localhost",
+        "Hello",
+        "h1@x",
+        &[],
+    )
+    .await;
+    let arf = "From: abuse@isp.example\r\nTo: sales@localhost\r\nSubject: Abuse report\r\nMessage-ID: <arf1@isp.example>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n\
+--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\
+Original-Rcpt-To: ann@example.com\r\n\r\n--b--\r\n";
+    app.deliver("abuse@isp.example", &["sales@localhost"], arf.as_bytes())
+        .await;
+    assert_eq!(app.records("Sales").await.len(), 1);
+    assert_eq!(app.inbound(None).await[0]["outcome"], "ignored: complaint");
+    let (_, contact) = app.get("/api/v1/contacts?email=ann@example.com").await;
+    assert!(contact["complained_at"].is_string(), "{contact}");
+    app.stop().await;
+}
+
+async fn no_reply_sender_never_becomes_a_contact(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Shop <no-reply@shop.example>",
+        "sales@localhost",
+        "Your order",
+        "o1@x",
+        &[],
+    )
+    .await;
+    let records = app.records("Sales").await;
+    assert_eq!(records.len(), 1);
+    assert!(records[0]["contact"].is_null());
+    app.stop().await;
+}
