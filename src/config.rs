@@ -42,6 +42,7 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub busy_timeout_ms: u64,
     pub sqlite_cache_kib: u64,
+    pub sqlite_wal_autocheckpoint: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

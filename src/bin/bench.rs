@@ -125,6 +125,7 @@ async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         max_connections: 4,
         busy_timeout_ms: 30_000,
         sqlite_cache_kib: 8192,
+        sqlite_wal_autocheckpoint: 10000,
     };
     let store = emailin::store::connect(&settings).await?;
     store.migrate().await?;

@@ -35,7 +35,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
             .foreign_keys(true)
-            .pragma("cache_size", format!("-{}", settings.sqlite_cache_kib));
+            .pragma("cache_size", format!("-{}", settings.sqlite_cache_kib))
+            .pragma(
+                "wal_autocheckpoint",
+                settings.sqlite_wal_autocheckpoint.to_string(),
+            );
         let path = options.get_filename();
         if let Some(dir) = path
             .parent()
