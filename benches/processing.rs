@@ -1,4 +1,4 @@
-//! Per-message processing without I/O (parse + route + thread keys, i.e.
+//! Per-message processing without I/O (parse + classify + route + thread keys, i.e.
 //! `emailin::ingest::plan`) next to bare mail-parser parsing, over every
 //! mail of `../shared/corpus`.
 //!
@@ -62,10 +62,10 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        group.bench_function("emailin plan (parse+route+thread keys)", |b| {
+        group.bench_function("emailin plan (parse+classify+route+thread keys)", |b| {
             b.iter(|| {
                 for m in &messages {
-                    let _ = std::hint::black_box(plan(m, &directory, &rcpt, false));
+                    let _ = std::hint::black_box(plan(m, &directory, &rcpt, false, false));
                 }
             })
         });

@@ -1,7 +1,8 @@
-//! The I/O-free part of processing: parse, route, and the thread keys to
-//! look up in each pipeline. Pure and cheap to benchmark; `process` adds
+//! The I/O-free part of processing: parse, classify, route, and the thread
+//! keys to look up in each pipeline. Pure and cheap to benchmark; `process` adds
 //! the lookups and writes.
 
+use super::classify::{Classification, classify};
 use super::parse::{ParseError, ParsedMail, parse};
 use super::route::{Route, route};
 use super::thread::{ThreadKey, thread_keys};
@@ -11,6 +12,7 @@ use crate::domain::Directory;
 #[derive(Debug)]
 pub struct Plan<'a> {
     pub mail: ParsedMail,
+    pub classification: Classification,
     pub routes: Vec<PlannedRoute<'a>>,
 }
 
@@ -32,6 +34,7 @@ pub enum PlanError {
 
 /// Parses `raw` and decides where it goes and how it may thread.
 ///
+/// `null_sender` says the envelope sender was `<>` (a bounce hint).
 /// `by_headers` is for mail polled from a team mailbox: the first of
 /// Delivered-To, X-Original-To, X-Forwarded-To, Envelope-To, To, Cc that
 /// names an alias decides the routes; `rcpt_to` (the account's default
@@ -44,6 +47,7 @@ pub fn plan<'a>(
     directory: &'a Directory,
     rcpt_to: &[String],
     by_headers: bool,
+    null_sender: bool,
 ) -> Result<Plan<'a>, PlanError> {
     let (mail, routes) = if by_headers {
         let mail = parse(raw)?;
@@ -78,5 +82,10 @@ pub fn plan<'a>(
             PlannedRoute { route, keys }
         })
         .collect();
-    Ok(Plan { mail, routes })
+    let classification = classify(&mail, null_sender);
+    Ok(Plan {
+        mail,
+        classification,
+        routes,
+    })
 }

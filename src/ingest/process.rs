@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::classify::{Class, Classification, classify, is_role_address};
+use super::classify::{Class, Classification, is_role_address};
 use super::outcome::{IgnoreReason, Outcome, PipelineResult};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
@@ -196,12 +196,14 @@ async fn process_one(
 ) -> Result<Outcome, ProcessError> {
     // Parse, route, thread keys
     let by_headers = inbound.source == Source::Imap.as_str();
-    let Plan { mail, routes } = match plan(
-        inbound.raw,
-        directory,
-        &inbound.envelope.rcpt_to,
-        by_headers,
-    ) {
+    let null_sender =
+        inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();
+    let rcpt_to = &inbound.envelope.rcpt_to;
+    let Plan {
+        mail,
+        classification,
+        routes,
+    } = match plan(inbound.raw, directory, rcpt_to, by_headers, null_sender) {
         Ok(plan) => plan,
         Err(PlanError::NoAlias) => return Ok(Outcome::Ignored(IgnoreReason::NoAlias)),
         Err(PlanError::Unparseable(err)) => {
@@ -211,10 +213,8 @@ async fn process_one(
     };
     tracing::Span::current().record("message_id", mail.message_id.as_str());
 
-    // Classify
-    let null_sender =
-        inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();
-    let Classification { class, rule } = classify(&mail, null_sender);
+    // Classification effects
+    let Classification { class, rule } = classification;
     if class.is_automatic() {
         tracing::info!(class = class.as_str(), rule, "message_classified");
     }
