@@ -14,8 +14,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::config::Settings;
+use crate::domain::BlockList;
 use crate::imap::{self, StatusBoard};
-use crate::ingest::{DirectoryHandle, Intake, Processor};
+use crate::ingest::{DirectoryHandle, Intake, Policy, Processor};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{self, Store};
 
@@ -80,6 +81,7 @@ impl App {
         let processor = Processor::new(
             Arc::clone(&self.store),
             Arc::clone(&self.directory),
+            Policy::from_settings(&self.settings),
             self.settings.processing.batch_max_messages,
         );
         let (intake, intake_task) = Intake::start(
@@ -115,6 +117,7 @@ impl App {
             settings: self.settings.smtp.clone(),
             intake,
             directory: Arc::clone(&self.directory),
+            blocked: BlockList::new(&self.settings.blocked_senders),
         });
         let smtp_task = tokio::spawn(smtp::serve(
             self.smtp,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::app::{App, open_store};
 use crate::config::Settings;
 use crate::domain::EmailAddress;
-use crate::ingest::{Envelope, InboundMessage, Intake, Processor, Source, mbox};
+use crate::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source, mbox};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -228,6 +228,7 @@ async fn processor_for(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::R
     Ok(Processor::new(
         Arc::clone(store),
         directory,
+        Policy::from_settings(settings),
         settings.processing.batch_max_messages,
     ))
 }

@@ -33,6 +33,10 @@ pub struct Settings {
     pub aliases: Vec<AliasConfig>,
     #[serde(default)]
     pub imap: Vec<ImapAccountConfig>,
+    /// Senders refused at MAIL FROM (SMTP) or quarantined (other sources):
+    /// addresses, or domains (with their subdomains).
+    #[serde(default)]
+    pub blocked_senders: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +80,19 @@ pub struct IntakeSettings {
 pub struct ProcessingSettings {
     pub batch_max_messages: usize,
     pub poll_interval_secs: u64,
+    pub untrusted_thread: UntrustedThread,
+}
+
+/// What to do when a message names a record's thread (In-Reply-To,
+/// References, subject tag) but its sender is neither the record's contact
+/// nor anyone seen on its messages.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UntrustedThread {
+    /// A new record, linked to the one it named (`related_record_id`).
+    Related,
+    /// Join the thread anyway.
+    Merge,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

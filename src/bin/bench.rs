@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use emailin::config::{DatabaseSettings, Settings};
-use emailin::ingest::{Envelope, InboundMessage, Intake, Processor, Source};
+use emailin::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source};
 use emailin::store::Store;
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -435,6 +435,7 @@ async fn seed(url: &str, count: usize, to: &str, size: usize) -> anyhow::Result<
     let processor = Processor::new(
         Arc::clone(&store),
         directory,
+        Policy::from_settings(&settings),
         settings.processing.batch_max_messages,
     );
     let (intake, writer) = Intake::start(

@@ -4,10 +4,12 @@
 //! types is the only way to obtain it, so code further in can trust it.
 
 mod address;
+mod blocklist;
 mod directory;
 mod message_id;
 
 pub use address::{AddressError, EmailAddress};
+pub use blocklist::BlockList;
 pub use directory::{AliasEntry, Directory, PipelineEntry, StageEntry};
 pub use message_id::{normalize_message_id, synthetic_message_id};
 

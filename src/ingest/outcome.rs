@@ -1,7 +1,7 @@
 //! Outcomes: what processing made of a stored message, as written on its row.
 //!
-//! Statuses are a closed set: `pending`, `processed`, `ignored`, `failed`
-//! (`quarantined` arrives with sender authentication).
+//! Statuses are a closed set: `pending`, `processed`, `ignored`,
+//! `quarantined`, `failed`.
 
 use crate::store::OutcomeRow;
 
@@ -57,10 +57,26 @@ pub enum PipelineResult {
     Ignored(IgnoreReason),
 }
 
+/// Why a stored message is held for an operator instead of processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuarantineReason {
+    /// The sender is on `blocked_senders`.
+    Blocked,
+}
+
+impl QuarantineReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineReason::Blocked => "blocked",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Processed(Vec<PipelineResult>),
     Ignored(IgnoreReason),
+    Quarantined(QuarantineReason),
     Failed(String),
 }
 
@@ -118,6 +134,11 @@ impl Outcome {
             Outcome::Ignored(reason) => OutcomeRow {
                 status: "ignored",
                 outcome: format!("ignored: {}", reason.as_str()),
+                error: None,
+            },
+            Outcome::Quarantined(reason) => OutcomeRow {
+                status: "quarantined",
+                outcome: format!("quarantined: {}", reason.as_str()),
                 error: None,
             },
             Outcome::Failed(error) => OutcomeRow {

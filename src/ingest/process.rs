@@ -15,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::classify::{Class, Classification, is_role_address};
+use super::outcome::QuarantineReason;
 use super::outcome::{IgnoreReason, Outcome, PipelineResult};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
+use super::thread::RELATED_RECORD_RULE;
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
-use crate::domain::{Directory, EmailAddress, StageKind};
+use crate::config::{Settings, UntrustedThread};
+use crate::domain::{BlockList, Directory, EmailAddress, StageKind};
 use crate::store::{
     ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
 };
@@ -28,19 +31,42 @@ use crate::store::{
 /// Shared, swappable routing snapshot.
 pub type DirectoryHandle = Arc<RwLock<Arc<Directory>>>;
 
+/// The trust rules processing applies.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub blocked: BlockList,
+    pub untrusted_thread: UntrustedThread,
+}
+
+impl Policy {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            blocked: BlockList::new(&settings.blocked_senders),
+            untrusted_thread: settings.processing.untrusted_thread,
+        }
+    }
+}
+
 /// Runs stored messages through processing.
 #[derive(Clone)]
 pub struct Processor {
     store: Arc<dyn Store>,
     directory: DirectoryHandle,
+    policy: Arc<Policy>,
     batch: usize,
 }
 
 impl Processor {
-    pub fn new(store: Arc<dyn Store>, directory: DirectoryHandle, batch: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        directory: DirectoryHandle,
+        policy: Policy,
+        batch: usize,
+    ) -> Self {
         Self {
             store,
             directory,
+            policy: Arc::new(policy),
             batch: batch.max(1),
         }
     }
@@ -96,19 +122,20 @@ impl Processor {
         let mut outcomes = Vec::with_capacity(pending.len());
         for inbound in &pending {
             tx.savepoint().await?;
-            let outcome = match process_one(tx.as_mut(), &directory, &inbound.as_ref()).await {
-                Ok(outcome) => {
-                    tx.release_savepoint().await?;
-                    outcome
-                }
-                Err(err) => {
-                    // If the connection itself is gone this fails too and the
-                    // whole batch stays pending for the next attempt.
-                    tx.rollback_to_savepoint().await?;
-                    tracing::warn!(inbound_id = %inbound.id, error = %err, "message_failed");
-                    Outcome::Failed(err.to_string())
-                }
-            };
+            let outcome =
+                match process_one(tx.as_mut(), &directory, &self.policy, &inbound.as_ref()).await {
+                    Ok(outcome) => {
+                        tx.release_savepoint().await?;
+                        outcome
+                    }
+                    Err(err) => {
+                        // If the connection itself is gone this fails too and the
+                        // whole batch stays pending for the next attempt.
+                        tx.rollback_to_savepoint().await?;
+                        tracing::warn!(inbound_id = %inbound.id, error = %err, "message_failed");
+                        Outcome::Failed(err.to_string())
+                    }
+                };
             outcomes.push((inbound.id, outcome.to_row()));
         }
         tx.set_outcomes(&outcomes).await?;
@@ -136,7 +163,7 @@ impl Processor {
         let directory = self.directory();
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items {
-            let outcome = process_one(tx, &directory, item)
+            let outcome = process_one(tx, &directory, &self.policy, item)
                 .await
                 .map_err(|e| e.to_string())?;
             outcomes.push((item.id, outcome.to_row()));
@@ -192,6 +219,7 @@ enum ProcessError {
 async fn process_one(
     tx: &mut dyn Tx,
     directory: &Directory,
+    policy: &Policy,
     inbound: &InboundRef<'_>,
 ) -> Result<Outcome, ProcessError> {
     // Parse, route, thread keys
@@ -212,6 +240,21 @@ async fn process_one(
         }
     };
     tracing::Span::current().record("message_id", mail.message_id.as_str());
+
+    // Blocked senders (SMTP refuses them at MAIL FROM; this covers other sources and the From header).
+    let blocked = mail
+        .from
+        .as_ref()
+        .is_some_and(|f| policy.blocked.blocks_str(&f.address))
+        || inbound
+            .envelope
+            .mail_from
+            .as_deref()
+            .is_some_and(|f| policy.blocked.blocks_str(f));
+    if blocked {
+        tracing::info!(reason = "blocked", "message_quarantined");
+        return Ok(Outcome::Quarantined(QuarantineReason::Blocked));
+    }
 
     // Classification effects
     let Classification { class, rule } = classification;
@@ -253,7 +296,7 @@ async fn process_one(
 
     let mut results = Vec::with_capacity(routes.len());
     for route in &routes {
-        results.push(apply(tx, inbound, &mail, &class, route, contact).await?);
+        results.push(apply(tx, policy, inbound, &mail, &class, route, contact).await?);
     }
     Ok(Outcome::from_results(results))
 }
@@ -261,6 +304,7 @@ async fn process_one(
 /// Thread and apply for one pipeline.
 async fn apply(
     tx: &mut dyn Tx,
+    policy: &Policy,
     inbound: &InboundRef<'_>,
     mail: &ParsedMail,
     class: &Class,
@@ -319,9 +363,37 @@ async fn apply(
         }
     }
 
-    let (rule, value) = match &hit {
-        Some((key, _)) => (key.rule(), Some(key.value())),
-        None => (NEW_RECORD_RULE, None),
+    // Trust: a thread named by headers or subject, from someone who is not on
+    // the record, does not silently join it (a reply token is proof enough).
+    let mut related = None;
+    if let Some((key, record)) = &hit
+        && !matches!(key, ThreadKey::Token(_))
+        && policy.untrusted_thread == UntrustedThread::Related
+        && !class.is_automatic()
+    {
+        let sender = contact.map(|(address, _)| address);
+        let trusted = match sender {
+            Some(address) => tx.is_participant(record.id, address).await?,
+            None => false,
+        };
+        if !trusted {
+            tracing::info!(
+                record = record.number,
+                rule = key.rule(),
+                "thread_from_non_participant"
+            );
+            related = Some((key.clone(), record.id));
+            hit = None;
+        }
+    }
+
+    let (rule, value) = match (&hit, &related) {
+        (Some((key, _)), _) => (key.rule(), Some(key.value())),
+        (None, Some((key, _))) => (
+            RELATED_RECORD_RULE,
+            Some(format!("{}: {}", key.rule(), key.value())),
+        ),
+        (None, None) => (NEW_RECORD_RULE, None),
     };
     let message = NewMessage {
         id: Uuid::now_v7(),
@@ -367,6 +439,7 @@ async fn apply(
                 .unwrap_or_else(|| "(no subject)".into()),
             tags: route.alias.tags.clone(),
             reply_token: new_reply_token(),
+            related_record: related.map(|(_, id)| id),
         };
         let record = tx.create_record(&new, contact, &message).await?;
         tracing::info!(pipeline = %pipeline.name, record = record.number, "record_created");

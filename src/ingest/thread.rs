@@ -18,6 +18,10 @@ pub enum ThreadKey {
 /// How many References (newest first) are looked up.
 pub const MAX_REFERENCES: usize = 50;
 
+/// The rule name stored on a message that named a thread it may not join
+/// (its sender is not on the record); its record links the named one.
+pub const RELATED_RECORD_RULE: &str = "related";
+
 /// The rule name stored on a message that matched no key.
 pub const NEW_RECORD_RULE: &str = "new";
 

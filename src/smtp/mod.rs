@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SmtpSettings;
+use crate::domain::BlockList;
 use crate::ingest::{DirectoryHandle, Intake};
 
 /// What every session shares.
@@ -25,6 +26,7 @@ pub struct SmtpContext {
     pub settings: SmtpSettings,
     pub intake: Intake,
     pub directory: DirectoryHandle,
+    pub blocked: BlockList,
 }
 
 impl SmtpContext {

@@ -82,6 +82,7 @@ pub const HELO_FIRST: Reply = Reply::new(503, [5, 5, 1], "Send EHLO or HELO firs
 pub const MAIL_FIRST: Reply = Reply::new(503, [5, 5, 1], "Send MAIL first");
 pub const NESTED_MAIL: Reply = Reply::new(503, [5, 5, 1], "Sender already specified");
 pub const RCPT_FIRST: Reply = Reply::new(554, [5, 5, 1], "No valid recipients");
+pub const BLOCKED_SENDER: Reply = Reply::new(550, [5, 7, 1], "Sender rejected");
 pub const UNKNOWN_RECIPIENT: Reply = Reply::new(550, [5, 1, 1], "No such recipient here");
 pub const BAD_SENDER: Reply = Reply::new(553, [5, 1, 7], "Bad sender address syntax");
 pub const BAD_RECIPIENT: Reply = Reply::new(553, [5, 1, 3], "Bad recipient address syntax");

@@ -206,6 +206,10 @@ pub trait Tx: Send {
         new_stage: Option<Uuid>,
     ) -> StoreResult<()>;
 
+    /// Whether `address` is the record's contact or appears in From, To or
+    /// Cc of one of its messages.
+    async fn is_participant(&mut self, record: Uuid, address: &str) -> StoreResult<bool>;
+
     /// Records what a bounce or complaint said about an existing contact's
     /// address; `false` when no contact has it (none is created).
     async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool>;

@@ -73,9 +73,9 @@ const CREATE_RECORD_SQL: &str = concat!(
      ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '' \
      RETURNING id), ",
     "r AS (INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
-     reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
+     reply_token, related_record_id, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
      $20, $26, COALESCE((SELECT id FROM c), (SELECT id FROM contacts WHERE email = $24::text)), \
-     $27, $28, $29, $30, $31, $19, $19) \
+     $27, $28, $29, $30, $31, $32::uuid, $19, $19) \
      RETURNING id, number, pipeline_id, stage_id), ",
     "m AS (",
     insert_message_sql!(),

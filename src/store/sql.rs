@@ -146,7 +146,7 @@ macro_rules! sql_store {
         type DbRow = <$db as ::sqlx::Database>::Row;
 
         const RECORD_SELECT: &str = "SELECT r.id, r.number, p.name AS pipeline, s.name AS stage, \
-            s.kind AS stage_kind, r.title, r.tags, u.email AS owner, c.id AS contact_id, \
+            s.kind AS stage_kind, r.title, r.tags, u.email AS owner, r.related_record_id, c.id AS contact_id, \
             c.email AS contact_email, c.name AS contact_name, c.created_at AS contact_created_at, \
             c.bounced_at AS contact_bounced_at, c.bounce_status AS contact_bounce_status, \
             c.complained_at AS contact_complained_at, \
@@ -184,6 +184,7 @@ macro_rules! sql_store {
                 tags: string_list(&row.try_get::<String, _>("tags")?)?,
                 owner: row.try_get("owner")?,
                 contact,
+                related_record_id: row.try_get("related_record_id")?,
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
             })
@@ -949,7 +950,8 @@ macro_rules! sql_store {
                     .bind(record.alias_id)
                     .bind(&record.title)
                     .bind(to_json(&record.tags))
-                    .bind(&record.reply_token);
+                    .bind(&record.reply_token)
+                    .bind(record.related_record);
                 let rows = q.fetch_all(&mut *self.tx).await?;
                 let row = rows.first().ok_or_else(|| StoreError::Corrupt("record insert returned no row".into()))?;
                 let state = record_state(row)?;
@@ -969,6 +971,23 @@ macro_rules! sql_store {
                     .fetch_all(&mut *self.tx)
                     .await?;
                 insert_attachments(&mut self.tx, message).await
+            }
+
+            async fn is_participant(&mut self, record: Uuid, address: &str) -> StoreResult<bool> {
+                // The contact, or anyone in From/To/Cc of the record's messages.
+                let quoted = format!("%\"address\":\"{}\"%", address.replace(['%', '_'], ""));
+                let row = sqlx::query(
+                    "SELECT 1 AS hit FROM records r JOIN contacts c ON c.id = r.contact_id \
+                     WHERE r.id = $1 AND c.email = $2 \
+                     UNION ALL SELECT 1 AS hit FROM messages m WHERE m.record_id = $1 \
+                     AND (m.from_addr = $2 OR m.to_addrs LIKE $3 OR m.cc_addrs LIKE $3) LIMIT 1",
+                )
+                .bind(record)
+                .bind(address)
+                .bind(quoted)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                Ok(row.is_some())
             }
 
             async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {

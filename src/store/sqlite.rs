@@ -86,13 +86,13 @@ impl SqliteStore {
 /// Contact upsert, record, first message, thread index, `created` event.
 /// Binds: `$1`..`$22` as in `bind_message`, then `$23` new contact id, `$24`
 /// contact email (NULL: no contact), `$25` its name, `$26` stage, `$27`
-/// owner, `$28` alias, `$29` title, `$30` tags, `$31` reply token.
+/// owner, `$28` alias, `$29` title, `$30` tags, `$31` reply token, `$32` related record.
 const CREATE_RECORD_SQL: &str = concat!(
     "INSERT INTO contacts (id, email, name, created_at) SELECT $23, $24, $25, $19 WHERE $24 IS NOT NULL \
      ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '';",
     "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
-     reply_token, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
-     $20, $26, (SELECT id FROM contacts WHERE email = $24), $27, $28, $29, $30, $31, $19, $19) \
+     reply_token, related_record_id, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
+     $20, $26, (SELECT id FROM contacts WHERE email = $24), $27, $28, $29, $30, $31, $32, $19, $19) \
      RETURNING id, number, pipeline_id, stage_id;",
     insert_message_sql!(),
     ";",

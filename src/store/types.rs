@@ -36,6 +36,8 @@ pub struct NewRecord {
     pub title: String,
     pub tags: Vec<String>,
     pub reply_token: String,
+    /// The record a stranger's message named (see `UntrustedThread`).
+    pub related_record: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +157,8 @@ pub struct RecordView {
     pub tags: Vec<String>,
     pub owner: Option<String>,
     pub contact: Option<ContactView>,
+    /// The record this one's first message named but could not join.
+    pub related_record_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

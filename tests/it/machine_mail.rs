@@ -1,7 +1,9 @@
 //! Mail no person wrote: auto-replies never reopen, bounces attach to the
 //! record of the message they return, complaints mark the contact.
 
-use crate::helpers::{Backend, TestApp, messages, spawn_app};
+use emailin::config::UntrustedThread;
+
+use crate::helpers::{Backend, TestApp, mail, messages, reply_code, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -10,6 +12,8 @@ on_both_backends!(
     bounce_attaches_to_the_record_and_marks_the_address_bounced,
     complaint_marks_the_contact_and_creates_nothing,
     no_reply_sender_never_becomes_a_contact,
+    stranger_naming_a_thread_gets_a_new_related_record,
+    blocked_sender_is_refused_at_mail_from_and_quarantined_by_header,
 );
 
 async fn resolved_record(app: &TestApp) -> String {
@@ -162,5 +166,126 @@ async fn no_reply_sender_never_becomes_a_contact(backend: Backend) {
     let records = app.records("Sales").await;
     assert_eq!(records.len(), 1);
     assert!(records[0]["contact"].is_null());
+    app.stop().await;
+}
+
+async fn stranger_naming_a_thread_gets_a_new_related_record(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Ann <ann@example.com>",
+        "service@localhost",
+        "My invoice",
+        "inv1@x",
+        &[],
+    )
+    .await;
+    let original = app.records("Service").await[0].clone();
+    let number = original["number"].as_i64().unwrap();
+
+    // A stranger guesses the subject tag and quotes the Message-ID.
+    let subject = format!("Re: My invoice [#{number}]");
+    app.post(
+        "Mallory <mallory@evil.example>",
+        "service@localhost",
+        &subject,
+        "evil1@x",
+        &[("In-Reply-To", "<inv1@x>")],
+    )
+    .await;
+    // Someone on the thread (Cc'd by Ann) may join it.
+    app.post(
+        "Ann <ann@example.com>",
+        "service@localhost",
+        "Re: My invoice",
+        "inv2@x",
+        &[("In-Reply-To", "<inv1@x>"), ("Cc", "Bea <bea@example.com>")],
+    )
+    .await;
+    app.post(
+        "Bea <bea@example.com>",
+        "service@localhost",
+        "Re: My invoice",
+        "inv3@x",
+        &[("In-Reply-To", "<inv2@x>")],
+    )
+    .await;
+
+    let records = app.records("Service").await;
+    assert_eq!(records.len(), 2);
+    let stranger = records
+        .iter()
+        .find(|r| r["contact"]["email"] == "mallory@evil.example")
+        .expect("own record");
+    assert_eq!(stranger["related_record_id"], original["id"]);
+    let detail = app.record(stranger["id"].as_str().unwrap()).await;
+    assert_eq!(messages(&detail)[0]["thread"]["rule"], "related");
+    let thread = app.record(original["id"].as_str().unwrap()).await;
+    assert_eq!(
+        messages(&thread).len(),
+        3,
+        "Ann and Bea joined, Mallory did not"
+    );
+    app.stop().await;
+
+    // Configured to merge, the stranger joins the thread.
+    let app = spawn_app_with(backend, |s| {
+        s.processing.untrusted_thread = UntrustedThread::Merge
+    })
+    .await;
+    app.post(
+        "Ann <ann@example.com>",
+        "service@localhost",
+        "My invoice",
+        "inv1@x",
+        &[],
+    )
+    .await;
+    app.post(
+        "Mallory <mallory@evil.example>",
+        "service@localhost",
+        "Re",
+        "evil1@x",
+        &[("In-Reply-To", "<inv1@x>")],
+    )
+    .await;
+    assert_eq!(app.records("Service").await.len(), 1);
+    app.stop().await;
+}
+
+async fn blocked_sender_is_refused_at_mail_from_and_quarantined_by_header(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.blocked_senders = vec!["spam.example".into(), "bad@ok.example".into()]
+    })
+    .await;
+    let raw = mail(
+        "x@spam.example",
+        "sales@localhost",
+        "Buy",
+        "spam1@x",
+        &[],
+        "x",
+    );
+    let err = app
+        .send("x@mx.spam.example", &["sales@localhost"], &raw)
+        .await
+        .expect_err("refused");
+    assert_eq!(reply_code(&err), 550);
+    assert!(app.inbound(None).await.is_empty());
+
+    // An innocent envelope with a blocked From header: stored, held.
+    let raw = mail(
+        "Bad <bad@ok.example>",
+        "sales@localhost",
+        "Hello",
+        "bad1@x",
+        &[],
+        "x",
+    );
+    app.deliver("relay@ok.example", &["sales@localhost"], &raw)
+        .await;
+    let held = app.inbound(Some("quarantined")).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["outcome"], "quarantined: blocked");
+    assert!(app.records("Sales").await.is_empty());
     app.stop().await;
 }
