@@ -306,10 +306,11 @@ impl Poller {
 
         // Already stored (a UIDVALIDITY resync, a replayed backfill): skip by content.
         let hashes: Vec<String> = fetched.iter().map(|(_, raw)| sha256_hex(raw)).collect();
+        let origin = format!("imap:{}/{}", account.name, self.ctx.folder);
         let known: HashSet<String> = self
             .ctx
             .store
-            .known_sha256(&hashes)
+            .known_sha256(&origin, &hashes)
             .await?
             .into_iter()
             .collect();
@@ -320,6 +321,7 @@ impl Poller {
             }
             let envelope = Envelope {
                 rcpt_to: vec![account.alias.clone()],
+                helo: Some(origin.clone()),
                 ..Envelope::default()
             };
             let cursor = ImapCursor {

@@ -54,6 +54,8 @@ pub struct Envelope {
     /// RCPT TO addresses as the client gave them (already checked against aliases).
     pub rcpt_to: Vec<String>,
     pub client_ip: Option<String>,
+    /// The client's EHLO/HELO name; for polled mail, the mailbox it was read
+    /// from (`imap:ACCOUNT/FOLDER`).
     pub helo: Option<String>,
     pub tls: bool,
 }

@@ -112,8 +112,9 @@ pub trait Store: Send + Sync + 'static {
         uid: u32,
     ) -> StoreResult<()>;
 
-    /// Which of these content hashes are already stored from IMAP.
-    async fn known_sha256(&self, hashes: &[String]) -> StoreResult<Vec<String>>;
+    /// Which of these content hashes are already stored from the IMAP
+    /// mailbox `origin` (the envelope's `helo` of polled mail).
+    async fn known_sha256(&self, origin: &str, hashes: &[String]) -> StoreResult<Vec<String>>;
 
     /// Takes or renews the lease `name` for `holder` until `ttl` from now;
     /// `false` while another holder's lease is unexpired.

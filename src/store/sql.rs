@@ -451,10 +451,12 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn known_sha256(&self, hashes: &[String]) -> StoreResult<Vec<String>> {
+            async fn known_sha256(&self, origin: &str, hashes: &[String]) -> StoreResult<Vec<String>> {
                 let mut found = Vec::new();
                 for chunk in hashes.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new("SELECT DISTINCT sha256 FROM inbound WHERE source = 'imap' AND sha256 IN (");
+                    let mut q: QueryBuilder<$db> =
+                        QueryBuilder::new("SELECT DISTINCT sha256 FROM inbound WHERE source = 'imap' AND helo = ");
+                    q.push_bind(origin).push(" AND sha256 IN (");
                     let mut list = q.separated(", ");
                     for h in chunk {
                         list.push_bind(h.as_str());

@@ -4,6 +4,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use emailin::config::{ImapAccountConfig, ImapTls, Secret, Settings};
+use std::path::PathBuf;
+
 use tokio::process::{Child, Command};
 
 use crate::helpers::{Backend, TestApp, mail, postgres_url, spawn_app_with};
@@ -12,6 +14,8 @@ use crate::helpers::{Backend, TestApp, mail, postgres_url, spawn_app_with};
 pub struct Dovecot {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// Implicit-TLS port, when started with TLS.
+    pub tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -22,6 +26,12 @@ impl Dovecot {
     /// Starts Dovecot, or returns `None` (with a "skipped" line) where it is
     /// not installed. In CI a missing Dovecot fails the test.
     pub async fn start() -> Option<Self> {
+        Self::start_with(false).await
+    }
+
+    /// With `tls`, also serves IMAPS and STARTTLS with a certificate for
+    /// 127.0.0.1 signed by a CA of the test's own (`ca.pem` in its folder).
+    pub async fn start_with(tls: bool) -> Option<Self> {
         let binary = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
@@ -48,20 +58,33 @@ impl Dovecot {
         std::fs::write(root.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n"))
             .expect("passwd");
         let port = free_port();
+        let tls_port = tls.then(free_port);
+        let ssl = match tls_port {
+            Some(_) => {
+                make_certificates(root).await;
+                format!(
+                    "ssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key\n",
+                    r = root.display()
+                )
+            }
+            None => "ssl = no\n".to_string(),
+        };
         let conf = format!(
             "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\nprotocols = imap\n\
-listen = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+listen = 127.0.0.1\n{ssl}disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
 mail_location = maildir:{r}/mail/%u\ndefault_internal_user = dovecot\ndefault_login_user = dovenull\n\
 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {r}/passwd\n}}\n\
 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={r}/mail/%u\n}}\n\
-service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n\
 service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n",
-            r = root.display()
+            r = root.display(),
+            imaps = tls_port.unwrap_or(0),
         );
         std::fs::write(root.join("dovecot.conf"), conf).expect("conf");
         let mut d = Self {
             dir,
             port,
+            tls_port,
             child: None,
         };
         d.spawn(binary).await;
@@ -108,6 +131,11 @@ service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix
     pub async fn restart(&mut self) {
         self.stop().await;
         self.spawn("/usr/sbin/dovecot").await;
+    }
+
+    /// The test CA's certificate (TLS servers only).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     pub fn log(&self) -> String {
@@ -176,6 +204,75 @@ service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix
         let _ = s.logout().await;
         out
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+async fn make_certificates(dir: &std::path::Path) {
+    let d = dir.display().to_string();
+    let ssl = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.replace("{d}", &d)).collect();
+        async move {
+            let status = Command::new("openssl")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+            assert!(status.is_ok_and(|s| s.success()), "openssl {args:?} failed");
+        }
+    };
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "{d}/ca.key",
+        "-out",
+        "{d}/ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=emailin test CA",
+    ])
+    .await;
+    ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "{d}/server.key",
+        "-out",
+        "{d}/server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])
+    .await;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "{d}/server.csr",
+        "-CA",
+        "{d}/ca.pem",
+        "-CAkey",
+        "{d}/ca.key",
+        "-CAcreateserial",
+        "-out",
+        "{d}/server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "{d}/ext.cnf",
+    ])
+    .await;
 }
 
 async fn run(cmd: &str, args: &[&str]) {
@@ -586,4 +683,51 @@ password_env = \"SUPPORT_IMAP_PASSWORD\"\nalias = \"service@localhost\"\nbackfil
     assert_eq!(total, N as i64, "every message exactly once");
     let ids: Vec<String> = (0..N).map(|i| format!("imap-{i}-crash@x")).collect();
     assert_eq!(store.stored_message_ids(&ids).await.expect("ids").len(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_starttls_with_an_extra_ca_file_and_a_refused_unknown_ca() {
+    let Some(dovecot) = Dovecot::start_with(true).await else {
+        return;
+    };
+    dovecot
+        .append("INBOX", &[msg(1, "over tls"), msg(2, "over tls")], None)
+        .await;
+    let mut implicit = dovecot.account("implicit", "INBOX", "service@localhost");
+    implicit.tls = ImapTls::Implicit;
+    implicit.port = dovecot.tls_port;
+    implicit.ca_file = Some(dovecot.ca_file());
+    implicit.backfill_days = 1;
+    let mut starttls = dovecot.account("starttls", "INBOX", "sales@localhost");
+    starttls.tls = ImapTls::Starttls;
+    starttls.ca_file = Some(dovecot.ca_file());
+    starttls.backfill_days = 1;
+    let mut untrusted = dovecot.account("untrusted", "INBOX", "sales@localhost");
+    untrusted.tls = ImapTls::Implicit;
+    untrusted.port = dovecot.tls_port;
+    untrusted.backfill_days = 1;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.imap = vec![implicit, starttls, untrusted];
+    })
+    .await;
+
+    // Both trusted accounts read the same two messages: once per pipeline.
+    wait_for(&app, 4, Duration::from_secs(15)).await;
+    assert_eq!(app.records("Service").await.len(), 2, "implicit TLS");
+    assert_eq!(app.records("Sales").await.len(), 2, "STARTTLS");
+    let (_, status) = app.get("/api/v1/imap").await;
+    let untrusted = status["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["account"] == "untrusted")
+        .unwrap()
+        .clone();
+    assert_eq!(untrusted["state"], "backoff");
+    assert!(
+        untrusted["last_error"].as_str().unwrap().contains("TLS"),
+        "{untrusted}"
+    );
+    assert_eq!(untrusted["messages_stored"], 0);
+    app.stop().await;
 }
