@@ -17,8 +17,10 @@ use crate::config::{AfterStore, ImapAccountConfig};
 use crate::ingest::{Envelope, ImapCursor, InboundMessage, Intake, Source, sha256_hex};
 use crate::store::Store;
 
-/// Messages fetched and committed together (one transaction each).
+/// Messages fetched and committed together (one transaction each)...
 const CHUNK: usize = 200;
+/// ...and at most this many bytes of them.
+const CHUNK_BYTES: usize = 32 * 1024 * 1024;
 /// An IDLE is renewed well before the 29 minutes of RFC 2177, often enough
 /// to keep the lease and to notice a mailbox that was deleted or recreated
 /// (servers do not always tell an idling client).
@@ -253,26 +255,58 @@ impl Poller {
         let mut last = last;
         for chunk in uids.chunks(CHUNK) {
             self.renew_lease().await?;
-            last = self
-                .store_chunk(session, uidvalidity, chunk)
-                .await?
-                .max(last);
+            // Sizes first: oversized messages are never downloaded, and one
+            // fetch holds at most CHUNK_BYTES of mail in memory.
+            let sizes = fetch_sizes(session, chunk).await?;
+            let chunk_end = chunk.iter().copied().max().unwrap_or(last);
+            let mut batch: Vec<u32> = Vec::new();
+            let mut bytes = 0usize;
+            for (i, &(uid, size)) in sizes.iter().enumerate() {
+                if size > self.ctx.max_message_bytes {
+                    tracing::warn!(
+                        uid,
+                        size,
+                        "imap message larger than smtp.max_message_bytes skipped"
+                    );
+                } else {
+                    if !batch.is_empty() && bytes + size > CHUNK_BYTES {
+                        let covered = batch.last().copied().unwrap_or(last);
+                        last = self
+                            .store_chunk(session, uidvalidity, &batch, covered)
+                            .await?
+                            .max(last);
+                        self.after_store(session, &batch, can_move).await;
+                        batch.clear();
+                        bytes = 0;
+                    }
+                    batch.push(uid);
+                    bytes += size;
+                }
+                if i + 1 == sizes.len() {
+                    last = self
+                        .store_chunk(session, uidvalidity, &batch, chunk_end)
+                        .await?
+                        .max(last);
+                    self.after_store(session, &batch, can_move).await;
+                }
+            }
             self.ctx
                 .board
                 .update(&self.ctx.account.name, &self.ctx.folder, |s| {
                     s.last_uid = Some(last)
                 });
-            self.after_store(session, chunk, can_move).await;
         }
         Ok(last)
     }
 
-    /// Fetches and stores one chunk; returns the highest UID it covers.
+    /// Fetches and stores `uids` in one intake transaction, moving the cursor
+    /// to `covered` (which may lie past them: skipped messages); returns it.
     async fn store_chunk(
         &self,
         session: &mut ImapSession,
         uidvalidity: u32,
         uids: &[u32],
+        covered: u32,
     ) -> Result<u32, PollError> {
         let account = &self.ctx.account;
         let set = uids
@@ -281,7 +315,7 @@ impl Poller {
             .collect::<Vec<_>>()
             .join(",");
         let mut fetched: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
-        {
+        if !uids.is_empty() {
             let mut stream = session
                 .uid_fetch(&set, "(UID RFC822.SIZE BODY.PEEK[])")
                 .await?;
@@ -302,7 +336,7 @@ impl Poller {
                 }
             }
         }
-        let highest = uids.iter().copied().max().unwrap_or(0);
+        let highest = covered;
 
         // Already stored (a UIDVALIDITY resync, a replayed backfill): skip by content.
         let hashes: Vec<String> = fetched.iter().map(|(_, raw)| sha256_hex(raw)).collect();
@@ -414,6 +448,26 @@ impl Poller {
                 s.last_error = Some(error.to_string());
             });
     }
+}
+
+/// `(uid, RFC822.SIZE)` of each message in `uids`, in UID order.
+async fn fetch_sizes(
+    session: &mut ImapSession,
+    uids: &[u32],
+) -> Result<Vec<(u32, usize)>, PollError> {
+    let set = uids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut sizes: Vec<(u32, usize)> = session
+        .uid_fetch(&set, "(UID RFC822.SIZE)")
+        .await?
+        .try_filter_map(|f| async move { Ok(f.uid.map(|uid| (uid, f.size.unwrap_or(0) as usize))) })
+        .try_collect()
+        .await?;
+    sizes.sort_unstable();
+    Ok(sizes)
 }
 
 async fn delete(session: &mut ImapSession, set: &str) -> Result<(), async_imap::error::Error> {
