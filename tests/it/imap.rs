@@ -731,3 +731,40 @@ async fn implicit_tls_and_starttls_with_an_extra_ca_file_and_a_refused_unknown_c
     assert_eq!(untrusted["messages_stored"], 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_skipped_and_never_blocks_the_mailbox() {
+    let Some(dovecot) = Dovecot::start().await else {
+        return;
+    };
+    let big = mail(
+        "big@example.com",
+        "support@acme.example",
+        "huge",
+        "huge@x",
+        &[],
+        &"y".repeat(5000),
+    );
+    dovecot
+        .append("INBOX", &[msg(1, "small"), big, msg(2, "small")], None)
+        .await;
+    let mut account = dovecot.account("support", "INBOX", "service@localhost");
+    account.backfill_days = 1;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.smtp.max_message_bytes = 2000;
+        with_account(s, account);
+    })
+    .await;
+    wait_for(&app, 2, Duration::from_secs(10)).await;
+    dovecot.append("INBOX", &[msg(3, "small")], None).await;
+    wait_for(&app, 3, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.inbound(None).await.len(),
+        3,
+        "the oversized one is skipped, the rest flow"
+    );
+    let (_, status) = app.get("/api/v1/imap").await;
+    assert_eq!(status["items"][0]["last_uid"], 4);
+    app.stop().await;
+}
