@@ -129,6 +129,7 @@ impl App {
         let router = api::router(ApiState {
             store: Arc::clone(&self.store),
             imap: imap_board,
+            processor: Arc::clone(&stored),
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {

@@ -7,3 +7,4 @@ ALTER TABLE contacts ADD COLUMN bounced_at TIMESTAMPTZ;
 ALTER TABLE contacts ADD COLUMN bounce_status TEXT;
 ALTER TABLE contacts ADD COLUMN complained_at TIMESTAMPTZ;
 ALTER TABLE records ADD COLUMN related_record_id UUID REFERENCES records(id);
+ALTER TABLE inbound ADD COLUMN released BOOLEAN NOT NULL DEFAULT FALSE;

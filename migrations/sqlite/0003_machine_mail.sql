@@ -7,3 +7,4 @@ ALTER TABLE contacts ADD COLUMN bounced_at TEXT;
 ALTER TABLE contacts ADD COLUMN bounce_status TEXT;
 ALTER TABLE contacts ADD COLUMN complained_at TEXT;
 ALTER TABLE records ADD COLUMN related_record_id BLOB REFERENCES records(id);
+ALTER TABLE inbound ADD COLUMN released BOOLEAN NOT NULL DEFAULT FALSE;

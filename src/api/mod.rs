@@ -6,10 +6,11 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::imap::StatusBoard;
@@ -20,6 +21,8 @@ use crate::store::{InboundFilter, RecordFilter, Store, StoreError};
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub imap: StatusBoard,
+    /// Wakes the processor (after a release).
+    pub processor: Arc<Notify>,
 }
 
 /// Builds the router.
@@ -30,7 +33,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/records/{id}", get(get_record))
         .route("/api/v1/contacts", get(find_contact))
         .route("/api/v1/inbound", get(list_inbound))
-        .route("/api/v1/inbound/{id}", get(get_inbound))
+        .route(
+            "/api/v1/inbound/{id}",
+            get(get_inbound).delete(drop_inbound),
+        )
+        .route("/api/v1/inbound/{id}/release", post(release_inbound))
         .route("/api/v1/inbound/{id}/raw", get(inbound_raw))
         .route("/api/v1/imap", get(imap_status))
         .fallback(|| async { ApiError::NotFound("no such route") })
@@ -42,6 +49,7 @@ pub fn router(state: ApiState) -> Router {
 pub enum ApiError {
     NotFound(&'static str),
     BadRequest(String),
+    Conflict(&'static str),
     Unavailable(StoreError),
 }
 
@@ -59,6 +67,7 @@ impl IntoResponse for ApiError {
         let (status, code, message) = match self {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what.to_string()),
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "bad_request", msg),
+            ApiError::Conflict(msg) => (StatusCode::CONFLICT, "conflict", msg.to_string()),
             ApiError::Unavailable(err) => {
                 tracing::error!(error = %err, "api storage error");
                 (
@@ -206,4 +215,47 @@ async fn inbound_raw(
 /// Every IMAP folder this process polls: state, cursor, counts, last error.
 async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
     Json(json!({ "items": state.imap.snapshot() }))
+}
+
+/// Releases a quarantined message: it is processed as if its reason did not apply.
+async fn release_inbound(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    if !state.store.release_inbound(id).await? {
+        return Err(quarantine_error(&state, id).await?);
+    }
+    state.processor.notify_one();
+    let row = state
+        .store
+        .get_inbound(id)
+        .await?
+        .ok_or(ApiError::NotFound("inbound message not found"))?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// Drops a quarantined message (its raw bytes stay stored).
+async fn drop_inbound(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    if !state.store.drop_inbound(id).await? {
+        return Err(quarantine_error(&state, id).await?);
+    }
+    let row = state
+        .store
+        .get_inbound(id)
+        .await?
+        .ok_or(ApiError::NotFound("inbound message not found"))?;
+    Ok(Json(row))
+}
+
+/// 404 for an unknown message, 409 for one that is not quarantined.
+async fn quarantine_error(state: &ApiState, id: Uuid) -> ApiResult<ApiError> {
+    Ok(match state.store.get_inbound(id).await? {
+        Some(_) => ApiError::Conflict("the message is not quarantined"),
+        None => ApiError::NotFound("inbound message not found"),
+    })
 }

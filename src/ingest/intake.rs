@@ -194,6 +194,7 @@ impl Writer {
                     envelope: &m.envelope,
                     raw: &m.raw,
                     replay: false,
+                    released: false,
                 })
                 .collect();
             match processor.process_fresh(tx.as_mut(), &items).await {

@@ -188,6 +188,8 @@ pub struct InboundRef<'a> {
     pub raw: &'a [u8],
     /// Processing ran on it before (a replay): check what it already applied.
     pub replay: bool,
+    /// Released from quarantine by an operator.
+    pub released: bool,
 }
 
 impl PendingInbound {
@@ -198,6 +200,7 @@ impl PendingInbound {
             envelope: &self.envelope,
             raw: &self.raw,
             replay: self.attempts > 0,
+            released: self.released,
         }
     }
 }
@@ -251,7 +254,7 @@ async fn process_one(
             .mail_from
             .as_deref()
             .is_some_and(|f| policy.blocked.blocks_str(f));
-    if blocked {
+    if blocked && !inbound.released {
         tracing::info!(reason = "blocked", "message_quarantined");
         return Ok(Outcome::Quarantined(QuarantineReason::Blocked));
     }

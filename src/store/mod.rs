@@ -131,6 +131,15 @@ pub trait Store: Send + Sync + 'static {
     /// Which of these Message-IDs are in the thread index (for load checks).
     async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>>;
 
+    /// Releases a quarantined message: back to `pending`, processed
+    /// normally (its quarantine reason no longer applies). `false` when it
+    /// is not quarantined.
+    async fn release_inbound(&self, id: Uuid) -> StoreResult<bool>;
+
+    /// Drops a quarantined message: status `dropped`, raw bytes kept.
+    /// `false` when it is not quarantined.
+    async fn drop_inbound(&self, id: Uuid) -> StoreResult<bool>;
+
     /// Counts inbound rows per status.
     async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
 

@@ -516,6 +516,33 @@ macro_rules! sql_store {
                 Ok(found)
             }
 
+            async fn release_inbound(&self, id: Uuid) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE inbound SET status = 'pending', released = TRUE WHERE id = $1 AND status = 'quarantined'",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn drop_inbound(&self, id: Uuid) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE inbound SET status = 'dropped', outcome = 'dropped by an operator' \
+                     WHERE id = $1 AND status = 'quarantined'",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
                 sqlx::query("SELECT status, COUNT(*) AS n FROM inbound GROUP BY status ORDER BY status")
                     .fetch_all(self.read_pool())
@@ -821,7 +848,7 @@ macro_rules! sql_store {
         impl Tx for $tx {
             async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
                 let rows = sqlx::query(
-                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts FROM inbound \
+                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released FROM inbound \
                      WHERE status = 'pending' ORDER BY seq LIMIT $1",
                 )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -841,6 +868,7 @@ macro_rules! sql_store {
                             },
                             raw: r.try_get("raw")?,
                             attempts: r.try_get("attempts")?,
+                            released: r.try_get("released")?,
                         })
                     })
                     .collect()

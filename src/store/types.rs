@@ -15,6 +15,8 @@ pub struct PendingInbound {
     pub raw: Vec<u8>,
     /// How often processing already ran on it (0 for a fresh message).
     pub attempts: i32,
+    /// An operator released it from quarantine: process it normally.
+    pub released: bool,
 }
 
 /// What processing needs to know of a record.

@@ -288,11 +288,29 @@ impl TestApp {
     }
 
     async fn request(&self, path: &str) -> reqwest::Response {
+        self.send_request(reqwest::Method::GET, path).await
+    }
+
+    async fn send_request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.http
-            .get(format!("http://{}{path}", self.http_addr))
+            .request(method, format!("http://{}{path}", self.http_addr))
             .send()
             .await
             .expect("HTTP request")
+    }
+
+    /// POST without a body; status and JSON answer.
+    pub async fn post_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.send_request(reqwest::Method::POST, path).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// DELETE; status and JSON answer.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let resp = self.send_request(reqwest::Method::DELETE, path).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

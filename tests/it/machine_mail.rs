@@ -287,5 +287,47 @@ async fn blocked_sender_is_refused_at_mail_from_and_quarantined_by_header(backen
     assert_eq!(held.len(), 1);
     assert_eq!(held[0]["outcome"], "quarantined: blocked");
     assert!(app.records("Sales").await.is_empty());
+
+    // An operator releases it: processed normally, once.
+    let id = held[0]["id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .post_json(&format!("/api/v1/inbound/{id}/release"))
+        .await;
+    assert_eq!(status, 202);
+    app.wait_idle().await;
+    assert_eq!(app.records("Sales").await.len(), 1);
+    let (status, body) = app
+        .post_json(&format!("/api/v1/inbound/{id}/release"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+
+    // Another held message is dropped; its raw bytes stay.
+    let raw = mail(
+        "Bad <bad@ok.example>",
+        "sales@localhost",
+        "Again",
+        "bad2@x",
+        &[],
+        "x",
+    );
+    app.deliver("relay@ok.example", &["sales@localhost"], &raw)
+        .await;
+    let id = app.inbound(Some("quarantined")).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = app.delete(&format!("/api/v1/inbound/{id}")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("dropped")));
+    let (status, raw) = app.get_bytes(&format!("/api/v1/inbound/{id}/raw")).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&raw).contains("Subject: Again"));
+    let (status, _) = app
+        .delete(&format!("/api/v1/inbound/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(app.records("Sales").await.len(), 1);
     app.stop().await;
 }
