@@ -489,14 +489,8 @@ macro_rules! sql_store {
             }
 
             async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-                    .bind(name)
-                    .bind(holder)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
+                let q = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2").bind(name).bind(holder);
+                self.write_one(q).await.map(|_| ())
             }
 
             async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>> {
@@ -517,30 +511,24 @@ macro_rules! sql_store {
             }
 
             async fn release_inbound(&self, id: Uuid) -> StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let n = sqlx::query(
-                    "UPDATE inbound SET status = 'pending', released = TRUE WHERE id = $1 AND status = 'quarantined'",
+                self.write_one(
+                    sqlx::query(
+                        "UPDATE inbound SET status = 'pending', released = TRUE WHERE id = $1 AND status = 'quarantined'",
+                    )
+                    .bind(id),
                 )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Ok(n > 0)
+                .await
             }
 
             async fn drop_inbound(&self, id: Uuid) -> StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let n = sqlx::query(
-                    "UPDATE inbound SET status = 'dropped', outcome = 'dropped by an operator' \
-                     WHERE id = $1 AND status = 'quarantined'",
+                self.write_one(
+                    sqlx::query(
+                        "UPDATE inbound SET status = 'dropped', outcome = 'dropped by an operator' \
+                         WHERE id = $1 AND status = 'quarantined'",
+                    )
+                    .bind(id),
                 )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Ok(n > 0)
+                .await
             }
 
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
@@ -710,6 +698,19 @@ macro_rules! sql_store {
                     .fetch_optional(self.read_pool())
                     .await?;
                 Ok(row.map(|r| r.try_get("raw")).transpose()?)
+            }
+        }
+
+        impl $store {
+            /// Runs one write statement in its own transaction; whether it changed a row.
+            async fn write_one(
+                &self,
+                q: ::sqlx::query::Query<'_, $db, <$db as ::sqlx::Database>::Arguments>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = q.execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
             }
         }
 
