@@ -21,8 +21,8 @@ VOLUME ["/data"]
 ENV EMAILIN__DATABASE__URL=sqlite:///data/emailin.db \
     EMAILIN__SMTP__LISTEN=0.0.0.0:2525 \
     EMAILIN__LOG__FORMAT=json
-# The HTTP API has no authentication yet and stays on loopback unless
-# EMAILIN__HTTP__LISTEN says otherwise (on a trusted network only).
+# The HTTP API stays on loopback unless EMAILIN__HTTP__LISTEN says otherwise;
+# beyond loopback it needs an API token (`emailin token create`) to start.
 EXPOSE 2525
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["emailin", "healthcheck"]

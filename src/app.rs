@@ -41,6 +41,19 @@ impl App {
         let directory = Arc::new(RwLock::new(Arc::new(
             store.load_directory().await.context("loading aliases")?,
         )));
+        // The API is only as private as its listener without tokens.
+        let has_token = store
+            .list_tokens()
+            .await?
+            .iter()
+            .any(|t| t.revoked_at.is_none());
+        if !settings.http.listen.ip().is_loopback() && !has_token {
+            anyhow::bail!(
+                "refusing to serve the HTTP API on {} without an API token: create one with \
+                 `emailin token create --name NAME --role admin`, or listen on 127.0.0.1",
+                settings.http.listen
+            );
+        }
         let smtp = TcpListener::bind(settings.smtp.listen)
             .await
             .with_context(|| format!("binding SMTP listener on {}", settings.smtp.listen))?;

@@ -17,7 +17,7 @@ use crate::app::{App, open_store};
 use crate::config::Settings;
 use crate::domain::EmailAddress;
 use crate::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source, mbox};
-use crate::store::Store;
+use crate::store::{Role, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +52,11 @@ pub enum Command {
         #[arg(long)]
         id: Option<Uuid>,
     },
+    /// Manage API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
     Ingest {
         /// Files: one message each, or mbox files with many.
@@ -61,6 +66,22 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin (everything) or member (read and work records).
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by name or id.
+    Revoke { name_or_id: String },
 }
 
 /// Runs a parsed command line.
@@ -96,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("replayed {reset} message(s); processed {processed}");
             print_counts(store.as_ref()).await
         }
+        Command::Token { command } => token(&settings, command).await,
         Command::Ingest { files, to } => {
             let store = open_store(&settings).await?;
             let report = ingest_files(&store, &settings, &files, &to).await?;
@@ -107,6 +129,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_counts(store.as_ref()).await
         }
     }
+}
+
+async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match command {
+        TokenCommand::Create { name, role } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("role {role:?}: use admin or member"))?;
+            let token = crate::api::auth::new_token();
+            store
+                .create_token(&name, role, &crate::api::auth::token_hash(&token))
+                .await?;
+            println!("{token}");
+            eprintln!(
+                "token {name:?} ({}) created; it is not shown again",
+                role.as_str()
+            );
+        }
+        TokenCommand::List => {
+            for t in store.list_tokens().await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}  {:<20} {:<6} {state}", t.id, t.name, t.role.as_str());
+            }
+        }
+        TokenCommand::Revoke { name_or_id } => {
+            if !store.revoke_token(&name_or_id).await? {
+                bail!("no active token {name_or_id:?}");
+            }
+            println!("revoked {name_or_id}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -1,5 +1,8 @@
-//! The HTTP API (read side): records, contacts, stored inbound messages,
-//! health. Handlers call the store; no SQL here.
+//! The HTTP API: records, contacts, stored inbound messages, IMAP state,
+//! tokens, health. Every `/api/v1` route needs a bearer token (see `auth`);
+//! `/healthz` is open. Handlers call the store; no SQL here.
+
+pub mod auth;
 
 use std::sync::Arc;
 
@@ -14,7 +17,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::imap::StatusBoard;
-use crate::store::{InboundFilter, RecordFilter, Store, StoreError};
+use crate::store::{InboundFilter, RecordFilter, Role, Store, StoreError};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -27,8 +30,7 @@ pub struct ApiState {
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let api = Router::new()
         .route("/api/v1/records", get(list_records))
         .route("/api/v1/records/{id}", get(get_record))
         .route("/api/v1/contacts", get(find_contact))
@@ -40,6 +42,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/inbound/{id}/release", post(release_inbound))
         .route("/api/v1/inbound/{id}/raw", get(inbound_raw))
         .route("/api/v1/imap", get(imap_status))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route") })
         .with_state(state)
 }
@@ -50,6 +61,9 @@ pub enum ApiError {
     NotFound(&'static str),
     BadRequest(String),
     Conflict(&'static str),
+    Unauthorized,
+    Forbidden,
+    Unprocessable(String),
     Unavailable(StoreError),
 }
 
@@ -68,6 +82,17 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what.to_string()),
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "bad_request", msg),
             ApiError::Conflict(msg) => (StatusCode::CONFLICT, "conflict", msg.to_string()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required".to_string(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this needs an admin token".to_string(),
+            ),
+            ApiError::Unprocessable(msg) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", msg),
             ApiError::Unavailable(err) => {
                 tracing::error!(error = %err, "api storage error");
                 (
@@ -219,6 +244,7 @@ async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
 
 /// Releases a quarantined message: it is processed as if its reason did not apply.
 async fn release_inbound(
+    _: auth::Admin,
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -237,6 +263,7 @@ async fn release_inbound(
 
 /// Drops a quarantined message (its raw bytes stay stored).
 async fn drop_inbound(
+    _: auth::Admin,
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -258,4 +285,60 @@ async fn quarantine_error(state: &ApiState, id: Uuid) -> ApiResult<ApiError> {
         Some(_) => ApiError::Conflict("the message is not quarantined"),
         None => ApiError::NotFound("inbound message not found"),
     })
+}
+
+async fn list_tokens(
+    _: auth::Admin,
+    State(state): State<ApiState>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(json!({ "items": state.store.list_tokens().await? })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: String,
+}
+
+/// Creates a token; the answer is the only time the token is shown.
+async fn create_token(
+    _: auth::Admin,
+    State(state): State<ApiState>,
+    Json(body): Json<NewToken>,
+) -> ApiResult<impl IntoResponse> {
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("name: must not be empty".into()));
+    }
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::Unprocessable("role: must be admin or member".into()))?;
+    let token = auth::new_token();
+    let view = match state
+        .store
+        .create_token(name, role, &auth::token_hash(&token))
+        .await
+    {
+        Ok(view) => view,
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Conflict("a token with this name exists"));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "id": view.id, "name": view.name, "role": view.role })),
+    ))
+}
+
+async fn revoke_token(
+    _: auth::Admin,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    if state.store.revoke_token(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("token not found"))
+    }
 }

@@ -140,6 +140,25 @@ pub trait Store: Send + Sync + 'static {
     /// `false` when it is not quarantined.
     async fn drop_inbound(&self, id: Uuid) -> StoreResult<bool>;
 
+    /// Stores a new API token's hash under a unique name.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the name is taken.
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> StoreResult<TokenView>;
+
+    /// The unrevoked token with this hash.
+    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenView>>;
+
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenView>>;
+
+    /// Revokes a token by id or name; `false` when there is no such active token.
+    async fn revoke_token(&self, id_or_name: &str) -> StoreResult<bool>;
+
     /// Counts inbound rows per status.
     async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
 

@@ -209,6 +209,17 @@ macro_rules! sql_store {
             })
         }
 
+        fn token_view(row: &DbRow) -> StoreResult<TokenView> {
+            let role: String = row.try_get("role")?;
+            Ok(TokenView {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("token role {role:?}")))?,
+                created_at: row.try_get("created_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
+        }
+
         fn record_state(row: &DbRow) -> StoreResult<RecordState> {
             Ok(RecordState {
                 id: row.try_get("id")?,
@@ -529,6 +540,60 @@ macro_rules! sql_store {
                     .bind(id),
                 )
                 .await
+            }
+
+            async fn create_token(&self, name: &str, role: Role, token_hash: &str) -> StoreResult<TokenView> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (name) DO NOTHING RETURNING id, name, role, created_at, revoked_at",
+                )
+                .bind(Uuid::now_v7())
+                .bind(name)
+                .bind(role.as_str())
+                .bind(token_hash)
+                .bind(Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                match row {
+                    Some(r) => token_view(&r),
+                    None => Err(StoreError::Conflict(format!("a token named {name:?} exists"))),
+                }
+            }
+
+            async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenView>> {
+                sqlx::query(
+                    "SELECT id, name, role, created_at, revoked_at FROM api_tokens \
+                     WHERE token_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(token_hash)
+                .fetch_optional(self.read_pool())
+                .await?
+                .as_ref()
+                .map(token_view)
+                .transpose()
+            }
+
+            async fn list_tokens(&self) -> StoreResult<Vec<TokenView>> {
+                sqlx::query("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
+                    .fetch_all(self.read_pool())
+                    .await?
+                    .iter()
+                    .map(token_view)
+                    .collect()
+            }
+
+            async fn revoke_token(&self, id_or_name: &str) -> StoreResult<bool> {
+                let q = match Uuid::parse_str(id_or_name) {
+                    Ok(id) => sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                        .bind(Utc::now())
+                        .bind(id),
+                    Err(_) => sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+                        .bind(Utc::now())
+                        .bind(id_or_name.to_string()),
+                };
+                self.write_one(q).await
             }
 
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {

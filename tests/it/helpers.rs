@@ -138,6 +138,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
 }
 
 pub struct TestApp {
+    /// An admin token, sent with every request unless a test says otherwise.
+    pub admin_token: String,
+    pub member_token: String,
     pub smtp_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub store: Arc<dyn Store>,
@@ -166,9 +169,25 @@ async fn spawn_app_in(db: TestDb, configure: impl FnOnce(&mut Settings)) -> Test
     configure(&mut settings);
     let app = App::build(settings).await.expect("app builds");
     let (smtp_addr, http_addr, store) = (app.smtp_addr(), app.http_addr(), app.store());
+    let token = |role| {
+        let store = Arc::clone(&store);
+        async move {
+            let token = emailin::api::auth::new_token();
+            let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+            store
+                .create_token(&name, role, &emailin::api::auth::token_hash(&token))
+                .await
+                .expect("token");
+            token
+        }
+    };
+    let admin_token = token(emailin::store::Role::Admin).await;
+    let member_token = token(emailin::store::Role::Member).await;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
+        admin_token,
+        member_token,
         smtp_addr,
         http_addr,
         store,
@@ -292,11 +311,28 @@ impl TestApp {
     }
 
     async fn send_request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        self.http
-            .request(method, format!("http://{}{path}", self.http_addr))
-            .send()
-            .await
-            .expect("HTTP request")
+        self.request_as(method, path, Some(&self.admin_token)).await
+    }
+
+    /// The HTTP client, for requests with a body.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A request with the given token (or none).
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", self.http_addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("HTTP request")
     }
 
     /// POST without a body; status and JSON answer.
