@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::imap::StatusBoard;
-use crate::store::{InboundFilter, RecordFilter, Role, Store, StoreError};
+use crate::store::{InboundFilter, RecordChange, RecordFilter, Role, Store, StoreError};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -32,7 +32,8 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/records", get(list_records))
-        .route("/api/v1/records/{id}", get(get_record))
+        .route("/api/v1/records/{id}", get(get_record).patch(update_record))
+        .route("/api/v1/records/{id}/comments", post(add_comment))
         .route("/api/v1/contacts", get(find_contact))
         .route("/api/v1/inbound", get(list_inbound))
         .route(
@@ -341,4 +342,77 @@ async fn revoke_token(
     } else {
         Err(ApiError::NotFound("token not found"))
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordPatch {
+    stage: Option<String>,
+    owner: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+/// Moves a record to a stage, changes its owner or tags; each change is an event.
+async fn update_record(
+    axum::Extension(caller): axum::Extension<auth::Caller>,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Json(patch): Json<RecordPatch>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    let change = RecordChange {
+        stage: patch.stage,
+        owner: patch.owner,
+        tags: patch.tags,
+    };
+    match state.store.update_record(id, &change, &caller.0.name).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("record not found")),
+        Err(StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
+        Err(err) => return Err(err.into()),
+    }
+    let record = state.store.get_record(id).await?;
+    record
+        .map(Json)
+        .ok_or(ApiError::NotFound("record not found"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewComment {
+    text: String,
+}
+
+/// An internal comment (never emailed); `@user@example.com` mentions of
+/// existing users are stored with it.
+async fn add_comment(
+    axum::Extension(caller): axum::Extension<auth::Caller>,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Json(body): Json<NewComment>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    let text = body.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::Unprocessable("text: must not be empty".into()));
+    }
+    let named: Vec<String> = crate::domain::mentions(text)
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect();
+    let users = state.store.existing_users(&named).await?;
+    let mentions: Vec<String> = named.into_iter().filter(|m| users.contains(m)).collect();
+    let comment = match state
+        .store
+        .add_comment(id, text, &caller.0.name, &mentions)
+        .await
+    {
+        Ok(comment) => comment,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("record not found")),
+        Err(err) => return Err(err.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": comment, "mentions": mentions })),
+    ))
 }

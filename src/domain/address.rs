@@ -88,9 +88,33 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// The addresses mentioned as `@user@example.com` in a text, lower-cased,
+/// in order, without repeats.
+pub fn mentions(text: &str) -> Vec<EmailAddress> {
+    let mut found: Vec<EmailAddress> = Vec::new();
+    for word in text.split_whitespace() {
+        let Some(rest) = word.strip_prefix('@') else {
+            continue;
+        };
+        let rest = rest.trim_end_matches(|c: char| !c.is_alphanumeric());
+        if let Ok(address) = EmailAddress::parse(rest)
+            && !found.contains(&address)
+        {
+            found.push(address);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mentions_are_found_trimmed_and_deduplicated() {
+        let found = mentions("ping @Bob@Example.com, and @bob@example.com. Not mail@x or @nobody");
+        assert_eq!(found, [EmailAddress::parse("bob@example.com").unwrap()]);
+    }
 
     #[test]
     fn parse_lowercases_and_strips_brackets() {

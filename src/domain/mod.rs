@@ -8,7 +8,7 @@ mod blocklist;
 mod directory;
 mod message_id;
 
-pub use address::{AddressError, EmailAddress};
+pub use address::{AddressError, EmailAddress, mentions};
 pub use blocklist::BlockList;
 pub use directory::{AliasEntry, Directory, PipelineEntry, StageEntry};
 pub use message_id::{normalize_message_id, synthetic_message_id};

@@ -159,6 +159,30 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a token by id or name; `false` when there is no such active token.
     async fn revoke_token(&self, id_or_name: &str) -> StoreResult<bool>;
 
+    /// Applies a person's change to a record, writing one event per field
+    /// that changed (`stage_changed`, `owner_changed`, `tags_changed`).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown record; [`StoreError::Conflict`]
+    /// naming the field for a stage not in its pipeline or an unknown owner.
+    async fn update_record(&self, id: Uuid, change: &RecordChange, actor: &str) -> StoreResult<()>;
+
+    /// Adds an internal comment (never emailed) with its resolved mentions
+    /// and a `commented` event; returns the comment's id.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown record.
+    async fn add_comment(
+        &self,
+        record: Uuid,
+        text: &str,
+        actor: &str,
+        mentions: &[String],
+    ) -> StoreResult<Uuid>;
+
+    /// Which of these addresses are users.
+    async fn existing_users(&self, emails: &[String]) -> StoreResult<Vec<String>>;
+
     /// Counts inbound rows per status.
     async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
 

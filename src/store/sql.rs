@@ -596,6 +596,146 @@ macro_rules! sql_store {
                 self.write_one(q).await
             }
 
+            async fn update_record(&self, id: Uuid, change: &RecordChange, actor: &str) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("SELECT stage_id, owner_id, tags FROM records WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let (stage_id, owner_id, tags): (Uuid, Option<Uuid>, String) =
+                    (row.try_get("stage_id")?, row.try_get("owner_id")?, row.try_get("tags")?);
+                let now = Utc::now();
+                let event = |kind: &'static str, from: Option<Uuid>, to: Option<Uuid>, detail: Option<String>| {
+                    sqlx::query(
+                        "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, \
+                         detail, created_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(id)
+                    .bind(kind)
+                    .bind(from)
+                    .bind(to)
+                    .bind(actor.to_string())
+                    .bind(detail)
+                    .bind(now)
+                };
+                if let Some(stage) = &change.stage {
+                    let to: Uuid = sqlx::query(
+                        "SELECT s.id FROM stages s JOIN records r ON r.pipeline_id = s.pipeline_id \
+                         WHERE r.id = $1 AND s.name = $2",
+                    )
+                    .bind(id)
+                    .bind(stage.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::Conflict(format!("stage: {stage:?} is not a stage of this pipeline")))?
+                    .try_get("id")?;
+                    if to != stage_id {
+                        sqlx::query("UPDATE records SET stage_id = $1, updated_at = $2 WHERE id = $3")
+                            .bind(to)
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        event("stage_changed", Some(stage_id), Some(to), None).execute(&mut *tx).await?;
+                    }
+                }
+                if let Some(owner) = &change.owner {
+                    let to: Uuid = sqlx::query("SELECT id FROM users WHERE email = $1")
+                        .bind(owner.to_lowercase())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::Conflict(format!("owner: {owner:?} is not a user")))?
+                        .try_get("id")?;
+                    if Some(to) != owner_id {
+                        sqlx::query("UPDATE records SET owner_id = $1, updated_at = $2 WHERE id = $3")
+                            .bind(to)
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        event("owner_changed", None, None, Some(owner.to_lowercase())).execute(&mut *tx).await?;
+                    }
+                }
+                if let Some(new_tags) = &change.tags {
+                    let new_json = to_json(new_tags);
+                    if new_json != tags {
+                        sqlx::query("UPDATE records SET tags = $1, updated_at = $2 WHERE id = $3")
+                            .bind(&new_json)
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        event("tags_changed", None, None, Some(new_json)).execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn add_comment(&self, record: Uuid, text: &str, actor: &str, mentions: &[String]) -> StoreResult<Uuid> {
+                let mut tx = self.begin_write().await?;
+                let exists = sqlx::query("SELECT 1 AS hit FROM records WHERE id = $1")
+                    .bind(record)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let id = Uuid::now_v7();
+                let now = Utc::now();
+                sqlx::query(
+                    "INSERT INTO messages (id, record_id, direction, message_id, from_name, text_body, thread_rule, \
+                     created_at, class, mentions) VALUES ($1, $2, 'comment', $3, $4, $5, 'comment', $6, 'normal', $7)",
+                )
+                .bind(id)
+                .bind(record)
+                .bind(format!("comment-{id}"))
+                .bind(actor)
+                .bind(text)
+                .bind(now)
+                .bind(to_json(&mentions))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO record_events (id, record_id, kind, message_id, actor, created_at) \
+                     VALUES ($1, $2, 'commented', $3, $4, $5)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(record)
+                .bind(id)
+                .bind(actor)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE records SET updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn existing_users(&self, emails: &[String]) -> StoreResult<Vec<String>> {
+                if emails.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q: QueryBuilder<$db> = QueryBuilder::new("SELECT email FROM users WHERE email IN (");
+                let mut list = q.separated(", ");
+                for e in emails {
+                    list.push_bind(e.as_str());
+                }
+                q.push(")");
+                q.build()
+                    .fetch_all(self.read_pool())
+                    .await?
+                    .iter()
+                    .map(|r| Ok(r.try_get("email")?))
+                    .collect()
+            }
+
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
                 sqlx::query("SELECT status, COUNT(*) AS n FROM inbound GROUP BY status ORDER BY status")
                     .fetch_all(self.read_pool())
@@ -658,7 +798,8 @@ macro_rules! sql_store {
                 for r in sqlx::query(
                     "SELECT id, inbound_id, direction, message_id, in_reply_to, refs, from_addr, from_name, \
                      to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, thread_rule, \
-                     thread_value, created_at, class FROM messages WHERE record_id = $1 ORDER BY created_at, id",
+                     thread_value, created_at, class, mentions FROM messages WHERE record_id = $1 \
+                     ORDER BY created_at, id",
                 )
                 .bind(id)
                 .fetch_all(pool)
@@ -687,12 +828,13 @@ macro_rules! sql_store {
                         thread: ThreadDecision { rule: r.try_get("thread_rule")?, value: r.try_get("thread_value")? },
                         inbound_id: r.try_get("inbound_id")?,
                         class: r.try_get("class")?,
+                        mentions: string_list(&r.try_get::<String, _>("mentions")?)?,
                         created_at: r.try_get("created_at")?,
                     })));
                 }
                 for r in sqlx::query(
                     "SELECT e.id, e.kind, fs.name AS from_stage, ts.name AS to_stage, e.message_id, e.actor, \
-                     e.created_at FROM record_events e LEFT JOIN stages fs ON fs.id = e.from_stage_id \
+                     e.detail, e.created_at FROM record_events e LEFT JOIN stages fs ON fs.id = e.from_stage_id \
                      LEFT JOIN stages ts ON ts.id = e.to_stage_id WHERE e.record_id = $1 ORDER BY e.created_at, e.id",
                 )
                 .bind(id)
@@ -706,6 +848,7 @@ macro_rules! sql_store {
                         to_stage: r.try_get("to_stage")?,
                         message_id: r.try_get("message_id")?,
                         actor: r.try_get("actor")?,
+                        detail: r.try_get("detail")?,
                         created_at: r.try_get("created_at")?,
                     }));
                 }

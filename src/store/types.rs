@@ -199,6 +199,8 @@ pub struct MessageView {
     pub thread: ThreadDecision,
     pub inbound_id: Option<Uuid>,
     pub class: String,
+    /// Users a comment mentions.
+    pub mentions: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -210,6 +212,8 @@ pub struct EventView {
     pub to_stage: Option<String>,
     pub message_id: Option<Uuid>,
     pub actor: String,
+    /// What an owner or tags change set, as text.
+    pub detail: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -288,4 +292,14 @@ pub struct TokenView {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A person's change to a record; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RecordChange {
+    /// A stage name of the record's pipeline.
+    pub stage: Option<String>,
+    /// A user's email.
+    pub owner: Option<String>,
+    pub tags: Option<Vec<String>>,
 }

@@ -10,3 +10,4 @@ mod imap;
 mod machine_mail;
 mod records;
 mod smtp;
+mod team;

@@ -8,3 +8,8 @@ CREATE TABLE api_tokens (
     created_at  TEXT NOT NULL,
     revoked_at  TEXT
 );
+
+-- Team work on records: what an event changed (owner, tags), and who a
+-- comment mentions.
+ALTER TABLE record_events ADD COLUMN detail TEXT;
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '[]';

@@ -8,3 +8,8 @@ CREATE TABLE api_tokens (
     created_at  TIMESTAMPTZ NOT NULL,
     revoked_at  TIMESTAMPTZ
 );
+
+-- Team work on records: what an event changed (owner, tags), and who a
+-- comment mentions.
+ALTER TABLE record_events ADD COLUMN detail TEXT;
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '[]';

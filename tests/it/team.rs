@@ -1,0 +1,155 @@
+//! The team side of a record: stage, owner and tags changes with events,
+//! internal comments with mentions.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, events, messages, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(members_move_stages_change_owner_and_tags_and_comment);
+
+async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let resp = app
+        .http_client()
+        .request(method, format!("http://{}{path}", app.http_addr))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("HTTP request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Cy <cy@example.com>",
+        "service@localhost",
+        "VPN down",
+        "v1@x",
+        &[],
+    )
+    .await;
+    let id = app.records("Service").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/v1/records/{id}");
+    let member = app.member_token.clone();
+
+    // sales-team@localhost exists as the Sales alias's owner.
+    let (status, record) = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &member,
+        json!({"stage": "Resolved", "owner": "sales-team@localhost", "tags": ["vip", "vpn"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["stage"], "Resolved");
+    assert_eq!(record["owner"], "sales-team@localhost");
+    assert_eq!(record["tags"], json!(["vip", "vpn"]));
+    let kinds: Vec<String> = events(&record)
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "stage_changed", "owner_changed", "tags_changed"]
+    );
+    let moved = &events(&record)[1];
+    assert_eq!(
+        (moved["from_stage"].as_str(), moved["to_stage"].as_str()),
+        (Some("Open"), Some("Resolved"))
+    );
+    assert!(
+        moved["actor"].as_str().unwrap().starts_with("test-"),
+        "the token's name is the actor"
+    );
+
+    // The same values again change nothing and write no event.
+    let (_, again) = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &member,
+        json!({"stage": "Resolved"}),
+    )
+    .await;
+    assert_eq!(events(&again).len(), 4);
+
+    // Validation names the field; unknown records are 404.
+    let (status, err) = send(&app, Method::PATCH, &path, &member, json!({"stage": "Won"})).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (422, Some("invalid"))
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("stage:")
+    );
+    let (status, err) = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &member,
+        json!({"owner": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("owner:")
+    );
+    let unknown = format!("/api/v1/records/{}", uuid::Uuid::new_v4());
+    assert_eq!(
+        send(
+            &app,
+            Method::PATCH,
+            &unknown,
+            &member,
+            json!({"stage": "Open"})
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Comments are internal; mentions of users are resolved and kept.
+    let (status, comment) = send(
+        &app,
+        Method::POST,
+        &format!("{path}/comments"),
+        &member,
+        json!({"text": "@service-team@localhost please call them; cc @stranger@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{comment}");
+    assert_eq!(comment["mentions"], json!(["service-team@localhost"]));
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &format!("{path}/comments"),
+        &member,
+        json!({"text": "  "}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let record = app.record(&id).await;
+    let last = messages(&record).pop().unwrap();
+    assert_eq!(last["direction"], "comment");
+    assert_eq!(last["mentions"], json!(["service-team@localhost"]));
+    assert_eq!(events(&record).last().unwrap()["kind"], "commented");
+
+    // Without a token: 401.
+    let resp = app.request_as(Method::PATCH, &path, None).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    app.stop().await;
+}
