@@ -61,16 +61,15 @@ async fn api_requires_a_valid_token_and_admin_routes_an_admin_one(backend: Backe
     );
 
     // An admin creates a token (shown once), it works, then it is revoked.
-    let created = app
-        .http_client()
-        .post(format!("http://{}/api/v1/tokens", app.http_addr))
-        .bearer_auth(&app.admin_token)
-        .json(&serde_json::json!({"name": "ci-bot", "role": "member"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status().as_u16(), 201);
-    let created: Value = created.json().await.unwrap();
+    let (created_status, created) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens",
+            &app.admin_token,
+            serde_json::json!({"name": "ci-bot", "role": "member"}),
+        )
+        .await;
+    assert_eq!(created_status, 201);
     let token = created["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("emi_") && token.len() == 68);
     assert_eq!(
@@ -113,15 +112,15 @@ async fn api_requires_a_valid_token_and_admin_routes_an_admin_one(backend: Backe
     );
 
     // Validation and conflicts.
-    let again = app
-        .http_client()
-        .post(format!("http://{}/api/v1/tokens", app.http_addr))
-        .bearer_auth(&app.admin_token)
-        .json(&serde_json::json!({"name": "ci-bot", "role": "owner"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status().as_u16(), 422);
+    let (invalid, _) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens",
+            &app.admin_token,
+            serde_json::json!({"name": "ci-bot", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(invalid, 422);
     app.stop().await;
 }
 

@@ -314,9 +314,24 @@ impl TestApp {
         self.request_as(method, path, Some(&self.admin_token)).await
     }
 
-    /// The HTTP client, for requests with a body.
-    pub fn http_client(&self) -> &reqwest::Client {
-        &self.http
+    /// A JSON request with a token; status and JSON answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, format!("http://{}{path}", self.http_addr))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// A request with the given token (or none).

@@ -2,25 +2,12 @@
 //! internal comments with mentions.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, events, messages, spawn_app};
+use crate::helpers::{Backend, events, messages, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(members_move_stages_change_owner_and_tags_and_comment);
-
-async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .http_client()
-        .request(method, format!("http://{}{path}", app.http_addr))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("HTTP request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -40,14 +27,14 @@ async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend)
     let member = app.member_token.clone();
 
     // sales-team@localhost exists as the Sales alias's owner.
-    let (status, record) = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &member,
-        json!({"stage": "Resolved", "owner": "sales-team@localhost", "tags": ["vip", "vpn"]}),
-    )
-    .await;
+    let (status, record) = app
+        .send_json(
+            Method::PATCH,
+            &path,
+            &member,
+            json!({"stage": "Resolved", "owner": "sales-team@localhost", "tags": ["vip", "vpn"]}),
+        )
+        .await;
     assert_eq!(status, 200, "{record}");
     assert_eq!(record["stage"], "Resolved");
     assert_eq!(record["owner"], "sales-team@localhost");
@@ -71,18 +58,15 @@ async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend)
     );
 
     // The same values again change nothing and write no event.
-    let (_, again) = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &member,
-        json!({"stage": "Resolved"}),
-    )
-    .await;
+    let (_, again) = app
+        .send_json(Method::PATCH, &path, &member, json!({"stage": "Resolved"}))
+        .await;
     assert_eq!(events(&again).len(), 4);
 
     // Validation names the field; unknown records are 404.
-    let (status, err) = send(&app, Method::PATCH, &path, &member, json!({"stage": "Won"})).await;
+    let (status, err) = app
+        .send_json(Method::PATCH, &path, &member, json!({"stage": "Won"}))
+        .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (422, Some("invalid"))
@@ -93,14 +77,14 @@ async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend)
             .unwrap()
             .starts_with("stage:")
     );
-    let (status, err) = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &member,
-        json!({"owner": "nobody@example.com"}),
-    )
-    .await;
+    let (status, err) = app
+        .send_json(
+            Method::PATCH,
+            &path,
+            &member,
+            json!({"owner": "nobody@example.com"}),
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(
         err["error"]["message"]
@@ -110,37 +94,31 @@ async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend)
     );
     let unknown = format!("/api/v1/records/{}", uuid::Uuid::new_v4());
     assert_eq!(
-        send(
-            &app,
-            Method::PATCH,
-            &unknown,
-            &member,
-            json!({"stage": "Open"})
-        )
-        .await
-        .0,
+        app.send_json(Method::PATCH, &unknown, &member, json!({"stage": "Open"}))
+            .await
+            .0,
         404
     );
 
     // Comments are internal; mentions of users are resolved and kept.
-    let (status, comment) = send(
-        &app,
-        Method::POST,
-        &format!("{path}/comments"),
-        &member,
-        json!({"text": "@service-team@localhost please call them; cc @stranger@example.com"}),
-    )
-    .await;
+    let (status, comment) = app
+        .send_json(
+            Method::POST,
+            &format!("{path}/comments"),
+            &member,
+            json!({"text": "@service-team@localhost please call them; cc @stranger@example.com"}),
+        )
+        .await;
     assert_eq!(status, 201, "{comment}");
     assert_eq!(comment["mentions"], json!(["service-team@localhost"]));
-    let (status, _) = send(
-        &app,
-        Method::POST,
-        &format!("{path}/comments"),
-        &member,
-        json!({"text": "  "}),
-    )
-    .await;
+    let (status, _) = app
+        .send_json(
+            Method::POST,
+            &format!("{path}/comments"),
+            &member,
+            json!({"text": "  "}),
+        )
+        .await;
     assert_eq!(status, 422);
     let record = app.record(&id).await;
     let last = messages(&record).pop().unwrap();
