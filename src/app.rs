@@ -143,6 +143,7 @@ impl App {
             store: Arc::clone(&self.store),
             imap: imap_board,
             processor: Arc::clone(&stored),
+            directory: Arc::clone(&self.directory),
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {

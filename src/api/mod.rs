@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::config::AliasConfig;
 use crate::imap::StatusBoard;
+use crate::ingest::DirectoryHandle;
 use crate::store::{InboundFilter, RecordChange, RecordFilter, Role, Store, StoreError};
 
 /// Shared state of every handler.
@@ -26,6 +28,8 @@ pub struct ApiState {
     pub imap: StatusBoard,
     /// Wakes the processor (after a release).
     pub processor: Arc<Notify>,
+    /// The routing snapshot SMTP and processing use; swapped after alias changes.
+    pub directory: DirectoryHandle,
 }
 
 /// Builds the router.
@@ -44,6 +48,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/inbound/{id}/raw", get(inbound_raw))
         .route("/api/v1/imap", get(imap_status))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/aliases", get(list_aliases))
+        .route("/api/v1/aliases/{address}", axum::routing::put(save_alias))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -415,4 +421,57 @@ async fn add_comment(
         StatusCode::CREATED,
         Json(json!({ "id": comment, "mentions": mentions })),
     ))
+}
+
+/// Every alias, with what it answers for and where it routes.
+async fn list_aliases(
+    _: auth::Admin,
+    State(state): State<ApiState>,
+) -> ApiResult<impl IntoResponse> {
+    let directory = state.store.load_directory().await?;
+    let mut items: Vec<Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for alias in directory.aliases.values() {
+        if !seen.insert(alias.id) {
+            continue; // listed under its own address only
+        }
+        items.push(json!({
+            "address": alias.address.as_str(),
+            "name": alias.name,
+            "pipeline": directory.pipeline(alias.pipeline_id).map(|p| p.name.clone()),
+            "tags": alias.tags,
+            "enabled": alias.enabled,
+            "reopen_on_reply": alias.reopen_on_reply,
+            "also": alias.also.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        }));
+    }
+    items.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Creates or updates an alias; the running listener and processor use it at
+/// once (disabling one makes RCPT answer 550 and keeps every record).
+async fn save_alias(
+    _: auth::Admin,
+    State(state): State<ApiState>,
+    Path(address): Path<String>,
+    Json(mut alias): Json<AliasConfig>,
+) -> ApiResult<impl IntoResponse> {
+    if !alias.address.eq_ignore_ascii_case(&address) {
+        return Err(ApiError::Unprocessable(
+            "address: must match the address in the path".into(),
+        ));
+    }
+    alias.address = address;
+    match state.store.save_alias(&alias).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
+        Err(err) => return Err(err.into()),
+    }
+    let fresh = Arc::new(state.store.load_directory().await?);
+    match state.directory.write() {
+        Ok(mut d) => *d = fresh,
+        Err(poisoned) => *poisoned.into_inner() = fresh,
+    }
+    Ok(Json(alias))
 }

@@ -183,6 +183,13 @@ pub trait Store: Send + Sync + 'static {
     /// Which of these addresses are users.
     async fn existing_users(&self, emails: &[String]) -> StoreResult<Vec<String>>;
 
+    /// Creates or updates one alias by address (pipeline and stages by name).
+    /// Disabling keeps every record; nothing is deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] naming what does not resolve.
+    async fn save_alias(&self, alias: &AliasConfig) -> StoreResult<()>;
+
     /// Counts inbound rows per status.
     async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
 

@@ -251,8 +251,6 @@ macro_rules! sql_store {
             ) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 let now = Utc::now();
-                let mut pipeline_ids = std::collections::HashMap::new();
-                let mut stage_ids = std::collections::HashMap::new();
                 for p in pipelines {
                     let id: Uuid = sqlx::query(
                         "INSERT INTO pipelines (id, name, created_at) VALUES ($1, $2, $3) \
@@ -264,9 +262,8 @@ macro_rules! sql_store {
                     .fetch_one(&mut *tx)
                     .await?
                     .try_get("id")?;
-                    pipeline_ids.insert(p.name.as_str(), id);
                     for (position, s) in p.stages.iter().enumerate() {
-                        let stage_id: Uuid = sqlx::query(
+                        sqlx::query(
                             "INSERT INTO stages (id, pipeline_id, name, kind, position) \
                              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline_id, name) \
                              DO UPDATE SET kind = excluded.kind, position = excluded.position \
@@ -278,80 +275,11 @@ macro_rules! sql_store {
                         .bind(s.kind.as_str())
                         .bind(i32::try_from(position).unwrap_or(i32::MAX))
                         .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("id")?;
-                        stage_ids.insert((p.name.as_str(), s.name.as_str()), stage_id);
+                        .await?;
                     }
                 }
                 for a in aliases {
-                    let address = EmailAddress::parse(&a.address)
-                        .map_err(|e| StoreError::Conflict(format!("alias {:?}: {e}", a.address)))?;
-                    let pipeline_id = *pipeline_ids.get(a.pipeline.as_str()).ok_or_else(|| {
-                        StoreError::Conflict(format!("alias {:?}: unknown pipeline {:?}", a.address, a.pipeline))
-                    })?;
-                    let owner_id: Option<Uuid> = match &a.owner {
-                        Some(owner) => {
-                            let owner = EmailAddress::parse(owner).map_err(|e| {
-                                StoreError::Conflict(format!("owner {owner:?}: {e}"))
-                            })?;
-                            Some(
-                                sqlx::query(
-                                    "INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, '', $3) \
-                                     ON CONFLICT (email) DO UPDATE SET email = excluded.email RETURNING id",
-                                )
-                                .bind(Uuid::now_v7())
-                                .bind(owner.as_str())
-                                .bind(now)
-                                .fetch_one(&mut *tx)
-                                .await?
-                                .try_get("id")?,
-                            )
-                        }
-                        None => None,
-                    };
-                    let alias_id: Uuid = sqlx::query(
-                        "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
-                         extra_addresses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET \
-                         name = excluded.name, pipeline_id = excluded.pipeline_id, owner_id = excluded.owner_id, \
-                         tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply, \
-                         extra_addresses = excluded.extra_addresses RETURNING id",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(address.as_str())
-                    .bind(&a.name)
-                    .bind(pipeline_id)
-                    .bind(owner_id)
-                    .bind(to_json(&a.tags))
-                    .bind(a.enabled)
-                    .bind(a.reopen_on_reply)
-                    .bind(to_json(
-                        &a.also
-                            .iter()
-                            .filter_map(|x| EmailAddress::parse(x).ok().map(|e| e.to_string()))
-                            .collect::<Vec<_>>(),
-                    ))
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("id")?;
-                    sqlx::query("DELETE FROM reopen_rules WHERE alias_id = $1")
-                        .bind(alias_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    for rule in &a.reopen {
-                        let stage = |name: &str| {
-                            stage_ids.get(&(a.pipeline.as_str(), name)).copied().ok_or_else(|| {
-                                StoreError::Conflict(format!("alias {:?}: unknown stage {name:?}", a.address))
-                            })
-                        };
-                        sqlx::query(
-                            "INSERT INTO reopen_rules (alias_id, from_stage_id, to_stage_id) VALUES ($1, $2, $3)",
-                        )
-                        .bind(alias_id)
-                        .bind(stage(&rule.from)?)
-                        .bind(stage(&rule.to)?)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    upsert_alias(&mut tx, a).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -736,6 +664,13 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn save_alias(&self, alias: &AliasConfig) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                upsert_alias(&mut tx, alias).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
                 sqlx::query("SELECT status, COUNT(*) AS n FROM inbound GROUP BY status ORDER BY status")
                     .fetch_all(self.read_pool())
@@ -907,6 +842,85 @@ macro_rules! sql_store {
                     .await?;
                 Ok(row.map(|r| r.try_get("raw")).transpose()?)
             }
+        }
+
+        /// Creates or updates an alias (by address) and replaces its reopen
+        /// rules; its pipeline and stages are looked up by name.
+        async fn upsert_alias(tx: &mut ::sqlx::Transaction<'static, $db>, a: &AliasConfig) -> StoreResult<()> {
+            let invalid = |what: String| StoreError::Conflict(format!("alias {:?}: {what}", a.address));
+            let address = EmailAddress::parse(&a.address).map_err(|e| invalid(e.to_string()))?;
+            let pipeline_id: Uuid = sqlx::query("SELECT id FROM pipelines WHERE name = $1")
+                .bind(&a.pipeline)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| invalid(format!("unknown pipeline {:?}", a.pipeline)))?
+                .try_get("id")?;
+            let owner_id: Option<Uuid> = match &a.owner {
+                Some(owner) => {
+                    let owner = EmailAddress::parse(owner).map_err(|e| invalid(format!("owner {owner:?}: {e}")))?;
+                    Some(
+                        sqlx::query(
+                            "INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, '', $3) \
+                             ON CONFLICT (email) DO UPDATE SET email = excluded.email RETURNING id",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(owner.as_str())
+                        .bind(Utc::now())
+                        .fetch_one(&mut **tx)
+                        .await?
+                        .try_get("id")?,
+                    )
+                }
+                None => None,
+            };
+            let also: Vec<String> =
+                a.also.iter().filter_map(|x| EmailAddress::parse(x).ok().map(|e| e.to_string())).collect();
+            let alias_id: Uuid = sqlx::query(
+                "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
+                 extra_addresses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET \
+                 name = excluded.name, pipeline_id = excluded.pipeline_id, owner_id = excluded.owner_id, \
+                 tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply, \
+                 extra_addresses = excluded.extra_addresses RETURNING id",
+            )
+            .bind(Uuid::now_v7())
+            .bind(address.as_str())
+            .bind(&a.name)
+            .bind(pipeline_id)
+            .bind(owner_id)
+            .bind(to_json(&a.tags))
+            .bind(a.enabled)
+            .bind(a.reopen_on_reply)
+            .bind(to_json(&also))
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("id")?;
+            sqlx::query("DELETE FROM reopen_rules WHERE alias_id = $1").bind(alias_id).execute(&mut **tx).await?;
+            for rule in &a.reopen {
+                let stage = |name: String| {
+                    sqlx::query("SELECT id, kind FROM stages WHERE pipeline_id = $1 AND name = $2")
+                        .bind(pipeline_id)
+                        .bind(name)
+                };
+                let from = stage(rule.from.clone())
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| invalid(format!("unknown stage {:?}", rule.from)))?;
+                let to = stage(rule.to.clone())
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| invalid(format!("unknown stage {:?}", rule.to)))?;
+                let (from_kind, to_kind): (String, String) = (from.try_get("kind")?, to.try_get("kind")?);
+                if from_kind != "closed" || to_kind != "open" {
+                    return Err(invalid(format!("reopen {:?} -> {:?} must go from closed to open", rule.from, rule.to)));
+                }
+                sqlx::query("INSERT INTO reopen_rules (alias_id, from_stage_id, to_stage_id) VALUES ($1, $2, $3)")
+                    .bind(alias_id)
+                    .bind(from.try_get::<Uuid, _>("id")?)
+                    .bind(to.try_get::<Uuid, _>("id")?)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
         }
 
         impl $store {

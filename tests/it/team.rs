@@ -131,3 +131,89 @@ async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend)
     assert_eq!(resp.status().as_u16(), 401);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_an_alias_refuses_new_mail_at_once_and_keeps_its_records() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.post(
+        "Ann <ann@example.com>",
+        "sales@localhost",
+        "Before",
+        "b1@x",
+        &[],
+    )
+    .await;
+    let (_, listed) = app.get("/api/v1/aliases").await;
+    let mut sales = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "sales@localhost")
+        .unwrap()
+        .clone();
+    assert_eq!(sales["enabled"], true);
+
+    let body = json!({"address": "sales@localhost", "name": "Sales", "pipeline": "Sales", "enabled": false,
+                      "owner": "sales-team@localhost", "tags": ["sales"]});
+    let (status, _) = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/aliases/sales@localhost",
+            &app.member_token,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, 403, "only admins manage aliases");
+    let (status, saved) = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/aliases/sales@localhost",
+            &app.admin_token,
+            body,
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+
+    let raw = crate::helpers::mail(
+        "ann@example.com",
+        "sales@localhost",
+        "After",
+        "a1@x",
+        &[],
+        "x",
+    );
+    let err = app
+        .send("ann@example.com", &["sales@localhost"], &raw)
+        .await
+        .expect_err("disabled alias refuses");
+    assert_eq!(crate::helpers::reply_code(&err), 550);
+    assert_eq!(app.records("Sales").await.len(), 1, "its records stay");
+
+    sales["enabled"] = json!(true);
+    sales["owner"] = json!("sales-team@localhost");
+    let (status, _) = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/aliases/sales@localhost",
+            &app.admin_token,
+            sales,
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.deliver("ann@example.com", &["sales@localhost"], &raw)
+        .await;
+    assert_eq!(app.records("Sales").await.len(), 2);
+
+    let bad = json!({"address": "new@localhost", "pipeline": "Nope"});
+    let (status, err) = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/aliases/new@localhost",
+            &app.admin_token,
+            bad,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(err["error"]["message"].as_str().unwrap().contains("Nope"));
+    app.stop().await;
+}
