@@ -127,9 +127,8 @@ async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         sqlite_cache_kib: 8192,
         sqlite_wal_autocheckpoint: 10000,
     };
-    let store = emailin::store::connect(&settings).await?;
-    store.migrate().await?;
-    Ok(store)
+    // The server owns the schema: this tool only reads what it wrote.
+    Ok(emailin::store::connect(&settings).await?)
 }
 
 /// What all sessions share.

@@ -75,11 +75,28 @@ impl SqliteStore {
         self.begin_write().await
     }
 
+    /// SQLite has no lock the migrator could take, so two processes starting
+    /// on a fresh file (say `serve` and `token create`) can collide on the
+    /// same migration; the loser retries and finds it applied.
     async fn run_migrations(&self) -> super::StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
-            .await?;
-        Ok(())
+        let mut attempt = 0u64;
+        loop {
+            match sqlx::migrate!("./migrations/sqlite")
+                .run(&self.writer)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(
+                    err @ (sqlx::migrate::MigrateError::Execute(_)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(..)),
+                ) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::debug!(error = %err, attempt, "migration collided; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 }
 

@@ -130,3 +130,19 @@ async fn healthcheck_passes_against_a_running_service_and_fails_without_one() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn processes_starting_together_on_a_fresh_database_all_migrate_it() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let runs: Vec<_> = (0..3)
+        .map(|_| emailin(&db.url).arg("migrate").output())
+        .collect();
+    for out in futures::future::join_all(runs).await {
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
