@@ -57,6 +57,17 @@ enum Command {
         #[arg(long)]
         pid: u32,
     },
+    /// Send one message of about MB megabytes (10^6 bytes; a base64 attachment), then print the server's peak RSS.
+    Big {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        addr: String,
+        #[arg(long, default_value_t = 25)]
+        mb: usize,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value = "sales@localhost")]
+        to: String,
+    },
     /// Print inbound rows per status.
     Count {
         #[arg(long)]
@@ -109,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
             sessions,
             pid,
         } => idle(&addr, sessions, pid).await,
+        Command::Big { addr, mb, pid, to } => big(&addr, mb, pid, &to).await,
         Command::Count { database_url } => {
             let store = open(&database_url).await?;
             for (status, n) in store.inbound_counts().await? {
@@ -508,4 +520,60 @@ async fn idle(addr: &str, sessions: usize, pid: u32) -> anyhow::Result<()> {
         let _ = c.quit().await;
     }
     Ok(())
+}
+
+async fn big(addr: &str, mb: usize, pid: u32, to: &str) -> anyhow::Result<()> {
+    // Random bytes, base64 in 76-column lines: the parser has to decode them.
+    // 57 raw bytes become one 76-column line plus CRLF: 78 bytes.
+    let mut data = vec![0u8; mb * 1_000_000 / 78 * 57];
+    rand::rng().fill(&mut data[..]);
+    let encoded = base64_lines(&data);
+    let mut raw = format!(
+        "From: Big <big@load.example>\r\nTo: {to}\r\nSubject: {mb} MB attachment\r\nMessage-ID: <big-{:x}@load.example>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--b\r\nContent-Type: application/octet-stream; name=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        rand::rng().random::<u64>()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&encoded);
+    raw.extend_from_slice(b"--b--\r\n");
+    let before = peak_rss(pid).unwrap_or_default();
+    let mut conn = Conn::open(addr).await?;
+    let sent = Instant::now();
+    let result = conn.send("big@load.example", to, &raw).await?;
+    let _ = conn.quit().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "message of {} bytes: {} in {:.2} s; server RSS before: {before}; after: {}",
+        raw.len(),
+        if result.is_some() { "250" } else { "refused" },
+        sent.elapsed().as_secs_f64(),
+        peak_rss(pid).unwrap_or_else(|| "unknown".into())
+    );
+    Ok(())
+}
+
+fn base64_lines(data: &[u8]) -> Vec<u8> {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 38 + 8);
+    for (i, chunk) in data.chunks(3).enumerate() {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (j, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            out.push(if j <= chunk.len() {
+                TABLE[((n >> shift) & 63) as usize]
+            } else {
+                b'='
+            });
+        }
+        if (i + 1) % 19 == 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
