@@ -119,6 +119,49 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A JSON body whose rejections use the API's error shape: 422 naming the
+/// field for well-formed JSON of the wrong shape, 400 otherwise.
+pub struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose rejections use the API's error shape (400).
+pub struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    Query<T>:
+        axum::extract::FromRequestParts<S, Rejection = axum::extract::rejection::QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 
@@ -167,7 +210,7 @@ struct RecordQuery {
 
 async fn list_records(
     State(state): State<ApiState>,
-    Query(q): Query<RecordQuery>,
+    Params(q): Params<RecordQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let filter = RecordFilter {
         cursor: cursor(q.cursor.as_deref())?,
@@ -197,7 +240,7 @@ struct ContactQuery {
 
 async fn find_contact(
     State(state): State<ApiState>,
-    Query(q): Query<ContactQuery>,
+    Params(q): Params<ContactQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let contact = state.store.find_contact(&q.email).await?;
     contact
@@ -215,7 +258,7 @@ struct InboundQuery {
 
 async fn list_inbound(
     State(state): State<ApiState>,
-    Query(q): Query<InboundQuery>,
+    Params(q): Params<InboundQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let filter = InboundFilter {
         cursor: cursor(q.cursor.as_deref())?,
@@ -312,7 +355,7 @@ struct NewToken {
 async fn create_token(
     _: auth::Admin,
     State(state): State<ApiState>,
-    Json(body): Json<NewToken>,
+    Body(body): Body<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
     let name = body.name.trim();
     if name.is_empty() {
@@ -363,7 +406,7 @@ async fn update_record(
     axum::Extension(caller): axum::Extension<auth::Caller>,
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Json(patch): Json<RecordPatch>,
+    Body(patch): Body<RecordPatch>,
 ) -> ApiResult<impl IntoResponse> {
     let id = path_id(&id)?;
     let change = RecordChange {
@@ -395,7 +438,7 @@ async fn add_comment(
     axum::Extension(caller): axum::Extension<auth::Caller>,
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Json(body): Json<NewComment>,
+    Body(body): Body<NewComment>,
 ) -> ApiResult<impl IntoResponse> {
     let id = path_id(&id)?;
     let text = body.text.trim();
@@ -455,7 +498,7 @@ async fn save_alias(
     _: auth::Admin,
     State(state): State<ApiState>,
     Path(address): Path<String>,
-    Json(mut alias): Json<AliasConfig>,
+    Body(mut alias): Body<AliasConfig>,
 ) -> ApiResult<impl IntoResponse> {
     if !alias.address.eq_ignore_ascii_case(&address) {
         return Err(ApiError::Unprocessable(

@@ -126,6 +126,32 @@ async fn members_move_stages_change_owner_and_tags_and_comment(backend: Backend)
     assert_eq!(last["mentions"], json!(["service-team@localhost"]));
     assert_eq!(events(&record).last().unwrap()["kind"], "commented");
 
+    // Malformed bodies and queries get the API's error shape, naming the field.
+    let (status, err) = app
+        .send_json(Method::PATCH, &path, &member, json!({"tags": "vip"}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (422, Some("invalid"))
+    );
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("tags"),
+        "{err}"
+    );
+    let (status, err) = app
+        .send_json(Method::PATCH, &path, &member, json!({"colour": "red"}))
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("colour"),
+        "{err}"
+    );
+    let (status, err) = app.get("/api/v1/records?limit=ten").await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+
     // Without a token: 401.
     let resp = app.request_as(Method::PATCH, &path, None).await;
     assert_eq!(resp.status().as_u16(), 401);
