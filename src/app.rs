@@ -3,7 +3,7 @@
 //! until the token fires, then finishes in-flight work and stops.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,9 +14,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::config::Settings;
-use crate::domain::BlockList;
+use crate::domain::{BlockList, DirectoryHandle};
 use crate::imap::{self, StatusBoard};
-use crate::ingest::{DirectoryHandle, Intake, Policy, Processor};
+use crate::ingest::{Intake, Policy, Processor};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{self, Store};
 
@@ -38,9 +38,8 @@ impl App {
     /// listener cannot bind.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
-        let directory = Arc::new(RwLock::new(Arc::new(
-            store.load_directory().await.context("loading aliases")?,
-        )));
+        let directory =
+            DirectoryHandle::new(store.load_directory().await.context("loading aliases")?);
         // The API is only as private as its listener without tokens.
         let has_token = store
             .list_tokens()
@@ -93,7 +92,7 @@ impl App {
         let intake_stop = CancellationToken::new();
         let processor = Processor::new(
             Arc::clone(&self.store),
-            Arc::clone(&self.directory),
+            self.directory.clone(),
             Policy::from_settings(&self.settings),
             self.settings.processing.batch_max_messages,
         );
@@ -129,7 +128,7 @@ impl App {
         let ctx = Arc::new(SmtpContext {
             settings: self.settings.smtp.clone(),
             intake,
-            directory: Arc::clone(&self.directory),
+            directory: self.directory.clone(),
             blocked: BlockList::new(&self.settings.blocked_senders),
         });
         let smtp_task = tokio::spawn(smtp::serve(
@@ -143,7 +142,7 @@ impl App {
             store: Arc::clone(&self.store),
             imap: imap_board,
             processor: Arc::clone(&stored),
-            directory: Arc::clone(&self.directory),
+            directory: self.directory.clone(),
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {

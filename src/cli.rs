@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::app::{App, open_store};
 use crate::config::Settings;
-use crate::domain::EmailAddress;
+use crate::domain::{DirectoryHandle, EmailAddress};
 use crate::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source, mbox};
 use crate::store::{Role, Store};
 
@@ -282,7 +282,7 @@ pub async fn process_pending(store: &Arc<dyn Store>, settings: &Settings) -> any
 }
 
 async fn processor_for(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<Processor> {
-    let directory = Arc::new(RwLock::new(Arc::new(store.load_directory().await?)));
+    let directory = DirectoryHandle::new(store.load_directory().await?);
     Ok(Processor::new(
         Arc::clone(store),
         directory,

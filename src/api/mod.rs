@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::AliasConfig;
+use crate::domain::DirectoryHandle;
 use crate::imap::StatusBoard;
-use crate::ingest::DirectoryHandle;
 use crate::store::{InboundFilter, RecordChange, RecordFilter, Role, Store, StoreError};
 
 /// Shared state of every handler.
@@ -511,10 +511,6 @@ async fn save_alias(
         Err(StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
         Err(err) => return Err(err.into()),
     }
-    let fresh = Arc::new(state.store.load_directory().await?);
-    match state.directory.write() {
-        Ok(mut d) => *d = fresh,
-        Err(poisoned) => *poisoned.into_inner() = fresh,
-    }
+    state.directory.replace(state.store.load_directory().await?);
     Ok(Json(alias))
 }

@@ -440,9 +440,7 @@ async fn seed(url: &str, count: usize, to: &str, size: usize) -> anyhow::Result<
     let mut settings = Settings::defaults()?;
     settings.database.url = url.to_string();
     let store = emailin::app::open_store(&settings).await?;
-    let directory = Arc::new(std::sync::RwLock::new(Arc::new(
-        store.load_directory().await?,
-    )));
+    let directory = emailin::domain::DirectoryHandle::new(store.load_directory().await?);
     let processor = Processor::new(
         Arc::clone(&store),
         directory,

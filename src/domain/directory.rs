@@ -2,6 +2,7 @@
 //! them, as one immutable snapshot loaded from the store.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
@@ -158,5 +159,33 @@ impl Directory {
             directory.insert_alias(entry);
         }
         directory
+    }
+}
+
+/// The directory the running service routes with: SMTP, processing and the
+/// API share one, and an alias change swaps it for all of them at once.
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryHandle(Arc<RwLock<Arc<Directory>>>);
+
+impl DirectoryHandle {
+    pub fn new(directory: Directory) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(directory))))
+    }
+
+    /// The current snapshot (cheap: an `Arc` clone).
+    pub fn current(&self) -> Arc<Directory> {
+        // A writer only ever swaps the Arc, so a poisoned lock still holds a whole directory.
+        match self.0.read() {
+            Ok(d) => Arc::clone(&d),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn replace(&self, directory: Directory) {
+        let fresh = Arc::new(directory);
+        match self.0.write() {
+            Ok(mut d) => *d = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
     }
 }

@@ -10,7 +10,7 @@ mod message_id;
 
 pub use address::{AddressError, EmailAddress, mentions};
 pub use blocklist::BlockList;
-pub use directory::{AliasEntry, Directory, PipelineEntry, StageEntry};
+pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, StageEntry};
 pub use message_id::{normalize_message_id, synthetic_message_id};
 
 use serde::{Deserialize, Serialize};

@@ -259,36 +259,19 @@ impl Poller {
             // fetch holds at most CHUNK_BYTES of mail in memory.
             let sizes = fetch_sizes(session, chunk).await?;
             let chunk_end = chunk.iter().copied().max().unwrap_or(last);
-            let mut batch: Vec<u32> = Vec::new();
-            let mut bytes = 0usize;
-            for (i, &(uid, size)) in sizes.iter().enumerate() {
-                if size > self.ctx.max_message_bytes {
-                    tracing::warn!(
-                        uid,
-                        size,
-                        "imap message larger than smtp.max_message_bytes skipped"
-                    );
+            let batches = fetch_batches(&sizes, self.ctx.max_message_bytes);
+            for (n, batch) in batches.iter().enumerate() {
+                // The last batch also carries the cursor past skipped messages.
+                let covered = if n + 1 == batches.len() {
+                    chunk_end
                 } else {
-                    if !batch.is_empty() && bytes + size > CHUNK_BYTES {
-                        let covered = batch.last().copied().unwrap_or(last);
-                        last = self
-                            .store_chunk(session, uidvalidity, &batch, covered)
-                            .await?
-                            .max(last);
-                        self.after_store(session, &batch, can_move).await;
-                        batch.clear();
-                        bytes = 0;
-                    }
-                    batch.push(uid);
-                    bytes += size;
-                }
-                if i + 1 == sizes.len() {
-                    last = self
-                        .store_chunk(session, uidvalidity, &batch, chunk_end)
-                        .await?
-                        .max(last);
-                    self.after_store(session, &batch, can_move).await;
-                }
+                    batch.last().copied().unwrap_or(last)
+                };
+                last = self
+                    .store_chunk(session, uidvalidity, batch, covered)
+                    .await?
+                    .max(last);
+                self.after_store(session, batch, can_move).await;
             }
             self.ctx
                 .board
@@ -309,34 +292,18 @@ impl Poller {
         covered: u32,
     ) -> Result<u32, PollError> {
         let account = &self.ctx.account;
-        let set = uids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let set = uid_set(uids);
         let mut fetched: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
         if !uids.is_empty() {
-            let mut stream = session
-                .uid_fetch(&set, "(UID RFC822.SIZE BODY.PEEK[])")
-                .await?;
+            let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
             while let Some(fetch) = stream.try_next().await? {
                 let Some(uid) = fetch.uid else { continue };
-                let size = fetch.size.map_or(0, |s| s as usize);
-                if size > self.ctx.max_message_bytes {
-                    tracing::warn!(
-                        uid,
-                        size,
-                        "imap message larger than smtp.max_message_bytes skipped"
-                    );
-                    continue;
-                }
                 match fetch.body() {
                     Some(body) => fetched.push((uid, body.to_vec())),
                     None => tracing::warn!(uid, "imap message without a body skipped"),
                 }
             }
         }
-        let highest = covered;
 
         // Already stored (a UIDVALIDITY resync, a replayed backfill): skip by content.
         let hashes: Vec<String> = fetched.iter().map(|(_, raw)| sha256_hex(raw)).collect();
@@ -370,30 +337,29 @@ impl Poller {
         let covers_highest = messages
             .last()
             .and_then(|m| m.cursor.as_ref())
-            .is_some_and(|c| c.uid == highest);
+            .is_some_and(|c| c.uid == covered);
         self.ctx.intake.submit_all(messages).await?;
         if !covers_highest {
             // The chunk's last UIDs were skipped: move the cursor past them too.
             self.ctx
                 .store
-                .set_imap_cursor(&account.name, &self.ctx.folder, uidvalidity, highest)
+                .set_imap_cursor(&account.name, &self.ctx.folder, uidvalidity, covered)
                 .await?;
         }
-        tracing::info!(messages = stored, last_uid = highest, "imap_fetched");
+        tracing::info!(messages = stored, last_uid = covered, "imap_fetched");
         self.ctx.board.update(&account.name, &self.ctx.folder, |s| {
             s.messages_stored += stored
         });
-        Ok(highest)
+        Ok(covered)
     }
 
     /// What the account says to do with stored messages. Failures are logged:
     /// the messages are stored and the cursor is past them either way.
     async fn after_store(&self, session: &mut ImapSession, uids: &[u32], can_move: bool) {
-        let set = uids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        if uids.is_empty() {
+            return;
+        }
+        let set = uid_set(uids);
         let result: Result<(), async_imap::error::Error> = async {
             match self.ctx.account.after_store() {
                 AfterStore::Keep => {}
@@ -450,16 +416,47 @@ impl Poller {
     }
 }
 
+/// Groups UIDs (in order) into fetches of at most [`CHUNK_BYTES`]; messages
+/// over `max_message` are left out (logged). Always at least one group, so
+/// the cursor moves even when every message was left out.
+fn fetch_batches(sizes: &[(u32, usize)], max_message: usize) -> Vec<Vec<u32>> {
+    let mut batches: Vec<Vec<u32>> = vec![Vec::new()];
+    let mut bytes = 0usize;
+    for &(uid, size) in sizes {
+        if size > max_message {
+            tracing::warn!(
+                uid,
+                size,
+                "imap message larger than smtp.max_message_bytes skipped"
+            );
+            continue;
+        }
+        if bytes + size > CHUNK_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        if let Some(batch) = batches.last_mut() {
+            batch.push(uid);
+        }
+        bytes += size;
+    }
+    batches
+}
+
+/// An IMAP UID set: `1,5,7`.
+fn uid_set(uids: &[u32]) -> String {
+    uids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `(uid, RFC822.SIZE)` of each message in `uids`, in UID order.
 async fn fetch_sizes(
     session: &mut ImapSession,
     uids: &[u32],
 ) -> Result<Vec<(u32, usize)>, PollError> {
-    let set = uids
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let set = uid_set(uids);
     let mut sizes: Vec<(u32, usize)> = session
         .uid_fetch(&set, "(UID RFC822.SIZE)")
         .await?
@@ -508,4 +505,20 @@ async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) -> bool
 /// ±25 % so reconnecting pollers do not move in step.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.75..1.25))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_batches_bound_bytes_and_skip_oversized() {
+        let mb = 1024 * 1024;
+        let sizes = [(1, 20 * mb), (2, 20 * mb), (3, 100 * mb), (4, mb)];
+        assert_eq!(fetch_batches(&sizes, 50 * mb), vec![vec![1], vec![2, 4]]);
+        assert_eq!(
+            fetch_batches(&[(9, 100 * mb)], 50 * mb),
+            vec![Vec::<u32>::new()]
+        );
+    }
 }

@@ -7,9 +7,11 @@
 //! overtakes the message it answers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,13 +25,10 @@ use super::thread::RELATED_RECORD_RULE;
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
 use crate::config::{Settings, UntrustedThread};
-use crate::domain::{BlockList, Directory, EmailAddress, StageKind};
+use crate::domain::{BlockList, Directory, DirectoryHandle, EmailAddress, StageKind};
 use crate::store::{
     ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
 };
-
-/// Shared, swappable routing snapshot.
-pub type DirectoryHandle = Arc<RwLock<Arc<Directory>>>;
 
 /// The trust rules processing applies.
 #[derive(Debug, Clone)]
@@ -118,12 +117,14 @@ impl Processor {
         if pending.is_empty() {
             return Ok(0);
         }
-        let directory = self.directory();
+        let directory = self.directory.current();
         let mut outcomes = Vec::with_capacity(pending.len());
         for inbound in &pending {
             tx.savepoint().await?;
             let outcome =
-                match process_one(tx.as_mut(), &directory, &self.policy, &inbound.as_ref()).await {
+                match process_guarded(tx.as_mut(), &directory, &self.policy, &inbound.as_ref())
+                    .await
+                {
                     Ok(outcome) => {
                         tx.release_savepoint().await?;
                         outcome
@@ -160,22 +161,15 @@ impl Processor {
         tx: &mut dyn Tx,
         items: &[InboundRef<'_>],
     ) -> Result<(), String> {
-        let directory = self.directory();
+        let directory = self.directory.current();
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items {
-            let outcome = process_one(tx, &directory, &self.policy, item)
+            let outcome = process_guarded(tx, &directory, &self.policy, item)
                 .await
                 .map_err(|e| e.to_string())?;
             outcomes.push((item.id, outcome.to_row()));
         }
         tx.set_outcomes(&outcomes).await.map_err(|e| e.to_string())
-    }
-
-    fn directory(&self) -> Arc<Directory> {
-        match self.directory.read() {
-            Ok(d) => Arc::clone(&d),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
     }
 }
 
@@ -216,6 +210,34 @@ enum ProcessError {
     Store(#[from] StoreError),
     #[error("pipeline {0} has no open stage")]
     NoOpenStage(String),
+    #[error("processing panicked: {0}")]
+    Panic(String),
+}
+
+/// [`process_one`], with a panic turned into an error: a bug met by one
+/// message marks that message `failed`; it never ends the intake writer or
+/// the processor task, which every later message needs.
+async fn process_guarded(
+    tx: &mut dyn Tx,
+    directory: &Directory,
+    policy: &Policy,
+    inbound: &InboundRef<'_>,
+) -> Result<Outcome, ProcessError> {
+    match AssertUnwindSafe(process_one(tx, directory, policy, inbound))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(inbound_id = %inbound.id, panic = %what, "processing panicked");
+            Err(ProcessError::Panic(what))
+        }
+    }
 }
 
 #[tracing::instrument(skip_all, fields(inbound_id = %inbound.id, source = %inbound.source, message_id))]

@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::SmtpSettings;
 use crate::domain::BlockList;
-use crate::ingest::{DirectoryHandle, Intake};
+use crate::domain::DirectoryHandle;
+use crate::ingest::Intake;
 
 /// What every session shares.
 pub struct SmtpContext {
@@ -31,10 +32,7 @@ pub struct SmtpContext {
 
 impl SmtpContext {
     fn accepts(&self, address: &str) -> bool {
-        match self.directory.read() {
-            Ok(dir) => dir.accepts(address),
-            Err(poisoned) => poisoned.into_inner().accepts(address),
-        }
+        self.directory.current().accepts(address)
     }
 }
 
