@@ -4,7 +4,6 @@
 //! parser bug becomes an outcome on the raw row, not a dead task.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mail_parser::decoders::charsets::map::charset_decoder;
@@ -169,8 +168,7 @@ pub struct ParsedMail {
     pub forward_targets: Vec<Vec<String>>,
     /// What classification looks at: automation headers, report parts.
     pub signals: Signals,
-    /// Shared, so a message routed to several pipelines holds its attachments once.
-    pub attachments: Arc<[NewAttachment]>,
+    pub attachments: Vec<NewAttachment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -265,7 +263,7 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .map(str::to_string);
     Ok(ParsedMail {
         signals: signals(&msg),
-        attachments: take_attachments(&mut msg).into(),
+        attachments: take_attachments(&mut msg),
         forward_targets,
         from,
         to: msg.to().map(mailboxes).unwrap_or_default(),

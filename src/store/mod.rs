@@ -253,7 +253,7 @@ pub trait Tx: Send {
         &mut self,
         record: &NewRecord,
         contact: Option<(&str, &str)>,
-        message: &NewMessage,
+        message: &NewMessage<'_>,
     ) -> StoreResult<RecordState>;
 
     /// In one statement: appends `message` to `record`, indexes its
@@ -262,7 +262,7 @@ pub trait Tx: Send {
     async fn append_message(
         &mut self,
         record: &RecordState,
-        message: &NewMessage,
+        message: &NewMessage<'_>,
         new_stage: Option<Uuid>,
     ) -> StoreResult<()>;
 

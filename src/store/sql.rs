@@ -1003,25 +1003,25 @@ macro_rules! sql_store {
         /// `APPEND_MESSAGE_SQL` (see `message_sql!` in `sql.rs`).
         fn bind_message<'q>(
             q: ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments>,
-            m: &'q NewMessage,
+            m: &'q NewMessage<'_>,
             pipeline: Uuid,
         ) -> ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments> {
             q.bind(m.id)
                 .bind(m.record_id)
                 .bind(m.inbound_id)
                 .bind(m.direction)
-                .bind(m.message_id.as_str())
-                .bind(m.in_reply_to.as_deref())
+                .bind(m.message_id)
+                .bind(m.in_reply_to)
                 .bind(to_json(&m.references))
-                .bind(m.from.as_ref().map(|f| f.address.as_str()))
-                .bind(m.from.as_ref().and_then(|f| f.name.as_deref()))
+                .bind(m.from.map(|f| f.address.as_str()))
+                .bind(m.from.and_then(|f| f.name.as_deref()))
                 .bind(to_json(&m.to))
                 .bind(to_json(&m.cc))
-                .bind(m.reply_to.as_deref())
-                .bind(m.subject.as_deref())
+                .bind(m.reply_to)
+                .bind(m.subject)
                 .bind(m.sent_at)
-                .bind(m.text_body.as_deref())
-                .bind(m.html_body.as_deref())
+                .bind(m.text_body)
+                .bind(m.html_body)
                 .bind(m.thread_rule)
                 .bind(m.thread_value.as_deref())
                 .bind(Utc::now())
@@ -1032,7 +1032,7 @@ macro_rules! sql_store {
 
         async fn insert_attachments(
             tx: &mut ::sqlx::Transaction<'static, $db>,
-            m: &NewMessage,
+            m: &NewMessage<'_>,
         ) -> StoreResult<()> {
             for a in m.attachments.iter() {
                 sqlx::query(
@@ -1192,7 +1192,7 @@ macro_rules! sql_store {
                 &mut self,
                 record: &NewRecord,
                 contact: Option<(&str, &str)>,
-                message: &NewMessage,
+                message: &NewMessage<'_>,
             ) -> StoreResult<RecordState> {
                 let q = bind_message(sqlx::query(CREATE_RECORD_SQL), message, record.pipeline_id)
                     .bind(Uuid::now_v7())
@@ -1215,7 +1215,7 @@ macro_rules! sql_store {
             async fn append_message(
                 &mut self,
                 record: &RecordState,
-                message: &NewMessage,
+                message: &NewMessage<'_>,
                 new_stage: Option<Uuid>,
             ) -> StoreResult<()> {
                 bind_message(sqlx::query(APPEND_MESSAGE_SQL), message, record.pipeline_id)

@@ -57,28 +57,30 @@ pub struct NewAttachment {
     pub bytes: Vec<u8>,
 }
 
+/// A message to store, borrowing its content from the parsed mail (one
+/// message routed to several pipelines is stored from the same parse).
 #[derive(Debug, Clone)]
-pub struct NewMessage {
+pub struct NewMessage<'a> {
     pub id: Uuid,
     pub record_id: Uuid,
     pub inbound_id: Option<Uuid>,
     pub direction: &'static str,
-    pub message_id: String,
-    pub in_reply_to: Option<String>,
-    pub references: Vec<String>,
-    pub from: Option<Mailbox>,
-    pub to: Vec<Mailbox>,
-    pub cc: Vec<Mailbox>,
-    pub reply_to: Option<String>,
-    pub subject: Option<String>,
+    pub message_id: &'a str,
+    pub in_reply_to: Option<&'a str>,
+    pub references: &'a [String],
+    pub from: Option<&'a Mailbox>,
+    pub to: &'a [Mailbox],
+    pub cc: &'a [Mailbox],
+    pub reply_to: Option<&'a str>,
+    pub subject: Option<&'a str>,
     pub sent_at: Option<DateTime<Utc>>,
-    pub text_body: Option<String>,
-    pub html_body: Option<String>,
+    pub text_body: Option<&'a str>,
+    pub html_body: Option<&'a str>,
     pub thread_rule: &'static str,
     pub thread_value: Option<String>,
     /// What classification made of it: normal, auto-reply, bounce, list.
     pub class: &'static str,
-    pub attachments: std::sync::Arc<[NewAttachment]>,
+    pub attachments: &'a [NewAttachment],
 }
 
 #[derive(Debug, Clone)]
