@@ -101,7 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             let mut shown = settings.clone();
             shown.database.url = crate::app::redact_url(&shown.database.url);
-            println!("{}", toml_like(&shown)?);
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             println!("configuration is valid");
             Ok(())
         }
@@ -191,10 +191,6 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn toml_like(settings: &Settings) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(settings)?)
 }
 
 async fn print_counts(store: &dyn Store) -> anyhow::Result<()> {

@@ -27,10 +27,6 @@ impl Reply {
         })
     }
 
-    pub fn code(&self) -> u16 {
-        self.0.code
-    }
-
     /// Appends the wire form (`250 2.0.0 text\r\n`) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         if self.0.esc == [0, 0, 0] {

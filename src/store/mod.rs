@@ -44,13 +44,6 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Which database a store talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// Opens the database named by `settings.url` (without migrating it).
 ///
 /// # Errors
@@ -69,8 +62,6 @@ pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Arc<dyn Store>>
 /// The service's view of the database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
-
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
 
@@ -273,10 +264,6 @@ pub trait Tx: Send {
     /// Records what a bounce or complaint said about an existing contact's
     /// address; `false` when no contact has it (none is created).
     async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool>;
-
-    /// Moves a record to a stage (no event; callers write the event).
-    async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()>;
-    async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()>;
 
     /// Writes what processing made of inbound rows (one statement per 500).
     async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()>;

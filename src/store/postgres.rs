@@ -21,8 +21,6 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    const BACKEND: super::Backend = super::Backend::Postgres;
-
     /// Connects a pool to the database named by the URL.
     ///
     /// # Errors

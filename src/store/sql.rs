@@ -231,10 +231,6 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl Store for $store {
-            fn backend(&self) -> Backend {
-                Self::BACKEND
-            }
-
             async fn migrate(&self) -> StoreResult<()> {
                 self.run_migrations().await
             }
@@ -1255,34 +1251,6 @@ macro_rules! sql_store {
                     }
                 };
                 Ok(q.bind(email).execute(&mut *self.tx).await?.rows_affected() > 0)
-            }
-
-            async fn set_stage(&mut self, record: Uuid, stage: Uuid) -> StoreResult<()> {
-                sqlx::query("UPDATE records SET stage_id = $1, updated_at = $2 WHERE id = $3")
-                    .bind(stage)
-                    .bind(Utc::now())
-                    .bind(record)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn insert_event(&mut self, e: &NewEvent) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(Uuid::now_v7())
-                .bind(e.record_id)
-                .bind(e.kind)
-                .bind(e.from_stage)
-                .bind(e.to_stage)
-                .bind(e.message_id)
-                .bind(&e.actor)
-                .bind(Utc::now())
-                .execute(&mut *self.tx)
-                .await?;
-                Ok(())
             }
 
             async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()> {

@@ -22,8 +22,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const BACKEND: super::Backend = super::Backend::Sqlite;
-
     /// Opens (creating if needed) the database file and its folder.
     ///
     /// # Errors

@@ -83,16 +83,6 @@ pub struct NewMessage<'a> {
     pub attachments: &'a [NewAttachment],
 }
 
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub record_id: Uuid,
-    pub kind: &'static str,
-    pub from_stage: Option<Uuid>,
-    pub to_stage: Option<Uuid>,
-    pub message_id: Option<Uuid>,
-    pub actor: String,
-}
-
 /// The result of processing, written on the inbound row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeRow {

@@ -273,21 +273,15 @@ impl TestApp {
     /// Moves a record (as the API returns it) to a stage of its pipeline
     /// through the store, as a team member would.
     pub async fn move_to_stage(&self, record: &Value, stage: &str) {
-        let directory = self.store.load_directory().await.expect("directory");
-        let pipeline = directory
-            .pipelines
-            .values()
-            .find(|p| p.name == record["pipeline"])
-            .expect("pipeline");
-        let stage = pipeline
-            .stages
-            .iter()
-            .find(|s| s.name == stage)
-            .expect("stage");
         let id = uuid::Uuid::parse_str(record["id"].as_str().expect("id")).expect("uuid");
-        let mut tx = self.store.begin().await.expect("tx");
-        tx.set_stage(id, stage.id).await.expect("set stage");
-        tx.commit().await.expect("commit");
+        let change = emailin::store::RecordChange {
+            stage: Some(stage.to_string()),
+            ..Default::default()
+        };
+        self.store
+            .update_record(id, &change, "test")
+            .await
+            .expect("stage change");
     }
 
     /// Waits until no stored message is pending.
