@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::domain::{BlockList, DirectoryHandle};
 use crate::imap::{self, StatusBoard};
 use crate::ingest::{Intake, Policy, Processor};
+use crate::outbound::{Outbound, Sender};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{self, Store};
 
@@ -25,6 +26,7 @@ pub struct App {
     settings: Settings,
     store: Arc<dyn Store>,
     directory: DirectoryHandle,
+    policy: Policy,
     smtp: TcpListener,
     http: TcpListener,
 }
@@ -40,6 +42,9 @@ impl App {
         let store = open_store(&settings).await?;
         let directory =
             DirectoryHandle::new(store.load_directory().await.context("loading aliases")?);
+        let policy = Policy::load(&settings, store.as_ref())
+            .await
+            .context("loading the reply-token key")?;
         // The API is only as private as its listener without tokens.
         let has_token = store
             .list_tokens()
@@ -63,6 +68,7 @@ impl App {
             settings,
             store,
             directory,
+            policy,
             smtp,
             http,
         })
@@ -93,7 +99,7 @@ impl App {
         let processor = Processor::new(
             Arc::clone(&self.store),
             self.directory.clone(),
-            Policy::from_settings(&self.settings),
+            self.policy.clone(),
             self.settings.processing.batch_max_messages,
         );
         let (intake, intake_task) = Intake::start(
@@ -138,11 +144,26 @@ impl App {
             tracker.clone(),
         ));
 
+        let outbound = Arc::new(Outbound::new(&self.settings, self.policy.reply_key.clone()));
+        let sender_stop = CancellationToken::new();
+        let sender_task = outbound.enabled.then(|| {
+            tokio::spawn(
+                Sender::new(
+                    Arc::clone(&self.store),
+                    self.settings.outbound.clone(),
+                    self.settings.smtp.hostname.clone(),
+                    Arc::clone(&outbound.wake),
+                )
+                .run(sender_stop.clone()),
+            )
+        });
+
         let router = api::router(ApiState {
             store: Arc::clone(&self.store),
             imap: imap_board,
             processor: Arc::clone(&stored),
             directory: self.directory.clone(),
+            outbound,
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {
@@ -164,6 +185,10 @@ impl App {
         let _ = intake_task.await;
         processor_stop.cancel();
         let _ = processor_task.await;
+        sender_stop.cancel();
+        if let Some(task) = sender_task {
+            let _ = task.await;
+        }
         http_task
             .await
             .context("HTTP task")?

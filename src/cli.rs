@@ -282,7 +282,7 @@ async fn processor_for(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::R
     Ok(Processor::new(
         Arc::clone(store),
         directory,
-        Policy::from_settings(settings),
+        Policy::load(settings, store.as_ref()).await?,
         settings.processing.batch_max_messages,
     ))
 }

@@ -27,6 +27,7 @@ pub struct Settings {
     pub intake: IntakeSettings,
     pub processing: ProcessingSettings,
     pub log: LogSettings,
+    pub outbound: OutboundSettings,
     #[serde(default)]
     pub pipelines: Vec<PipelineConfig>,
     #[serde(default)]
@@ -95,6 +96,47 @@ pub enum UntrustedThread {
     Merge,
 }
 
+/// The SMTP relay replies from records are sent through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Relay host; empty means replies cannot be sent (the API says so).
+    pub host: String,
+    pub port: u16,
+    pub tls: RelayTls,
+    pub username: String,
+    pub password: Secret,
+    /// Domain of reply Message-IDs; empty: `smtp.hostname`.
+    pub domain: String,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl OutboundSettings {
+    /// Whether a relay is configured.
+    pub fn enabled(&self) -> bool {
+        !self.host.trim().is_empty()
+    }
+}
+
+/// How to reach the outbound relay.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTls {
+    /// Plain connection upgraded with STARTTLS (port 587); refused if not offered.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS: only allowed for a relay on 127.0.0.1.
+    None,
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    ["127.0.0.1", "localhost", "::1"].contains(&host)
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -122,7 +164,7 @@ pub struct StageConfig {
     pub kind: StageKind,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AliasConfig {
     pub address: String,
@@ -144,7 +186,7 @@ pub struct AliasConfig {
     pub also: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReopenRuleConfig {
     pub from: String,
@@ -366,6 +408,20 @@ impl Settings {
         if self.intake.batch_max_messages == 0 || self.processing.batch_max_messages == 0 {
             return invalid("batch_max_messages must be > 0".into());
         }
+        let out = &self.outbound;
+        if out.enabled() && out.tls == RelayTls::None && !is_loopback_host(out.host.trim()) {
+            return invalid(
+                "outbound: tls = \"none\" is only allowed for a relay on 127.0.0.1".into(),
+            );
+        }
+        if out.max_attempts == 0 || out.retry_initial_secs == 0 || out.timeout_secs == 0 {
+            return invalid(
+                "outbound: max_attempts, retry_initial_secs and timeout_secs must be > 0".into(),
+            );
+        }
+        if !out.domain.is_empty() && EmailAddress::parse(&format!("x@{}", out.domain)).is_err() {
+            return invalid(format!("outbound: domain {:?} is not a domain", out.domain));
+        }
         let mut names = HashSet::new();
         for p in &self.pipelines {
             if !names.insert(p.name.as_str()) {
@@ -430,9 +486,7 @@ impl Settings {
             if !accounts.insert(name.as_str()) {
                 return invalid(format!("imap account {name:?} is defined twice"));
             }
-            if account.tls == ImapTls::None
-                && !["127.0.0.1", "localhost", "::1"].contains(&account.host.as_str())
-            {
+            if account.tls == ImapTls::None && !is_loopback_host(&account.host) {
                 return invalid(format!(
                     "imap {name:?}: tls = \"none\" is only allowed for a server on 127.0.0.1"
                 ));

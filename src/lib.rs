@@ -23,6 +23,8 @@ pub mod config;
 pub mod domain;
 pub mod imap;
 pub mod ingest;
+pub mod outbound;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

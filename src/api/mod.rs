@@ -1,25 +1,36 @@
-//! The HTTP API: records, contacts, stored inbound messages, IMAP state,
-//! tokens, health. Every `/api/v1` route needs a bearer token (see `auth`);
-//! `/healthz` is open. Handlers call the store; no SQL here.
+//! The HTTP API: records, replies and comments, contacts, stored inbound
+//! messages, IMAP state, and the admin resources (tokens, users, pipelines,
+//! aliases). Every `/api/v1` route needs a bearer token (see `auth`);
+//! `/healthz` and `/metrics` are open. Handlers call the store; no SQL here.
+//!
+//! Routes are registered only through utoipa's router, so the OpenAPI
+//! document served at `/api/v1/openapi.json` lists exactly what is served.
 
+mod admin;
 pub mod auth;
+mod contacts;
+mod inbound;
+mod records;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Notify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::config::AliasConfig;
 use crate::domain::DirectoryHandle;
 use crate::imap::StatusBoard;
-use crate::store::{InboundFilter, RecordChange, RecordFilter, Role, Store, StoreError};
+use crate::outbound::Outbound;
+use crate::store::{ListRequest, Page, Store, StoreError};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -30,35 +41,94 @@ pub struct ApiState {
     pub processor: Arc<Notify>,
     /// The routing snapshot SMTP and processing use; swapped after alias changes.
     pub directory: DirectoryHandle,
+    /// Queues replies and wakes their sender.
+    pub outbound: Arc<Outbound>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "emailin", description = "Email into sales and support pipeline records."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every `/api/v1` route with its documentation.
+fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(records::list_records))
+        .routes(routes!(records::get_record, records::update_record))
+        .routes(routes!(records::add_comment))
+        .routes(routes!(records::send_reply))
+        .routes(routes!(contacts::list_contacts))
+        .routes(routes!(contacts::get_contact))
+        .routes(routes!(inbound::list_inbound))
+        .routes(routes!(inbound::get_inbound, inbound::drop_inbound))
+        .routes(routes!(inbound::release_inbound))
+        .routes(routes!(inbound::inbound_raw))
+        .routes(routes!(inbound::imap_status))
+        .routes(routes!(admin::list_tokens, admin::create_token))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(
+            admin::get_user,
+            admin::update_user,
+            admin::delete_user
+        ))
+        .routes(routes!(admin::list_pipelines, admin::create_pipeline))
+        .routes(routes!(
+            admin::get_pipeline,
+            admin::update_pipeline,
+            admin::delete_pipeline
+        ))
+        .routes(routes!(admin::list_aliases))
+        .routes(routes!(admin::get_alias, admin::save_alias))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of every route (including the open ones).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = api_routes().split_for_parts();
+    let (_, open) = open_routes().split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(api);
+    doc.merge(open);
+    doc
+}
+
+fn open_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
 }
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/records", get(list_records))
-        .route("/api/v1/records/{id}", get(get_record).patch(update_record))
-        .route("/api/v1/records/{id}/comments", post(add_comment))
-        .route("/api/v1/contacts", get(find_contact))
-        .route("/api/v1/inbound", get(list_inbound))
-        .route(
-            "/api/v1/inbound/{id}",
-            get(get_inbound).delete(drop_inbound),
-        )
-        .route("/api/v1/inbound/{id}/release", post(release_inbound))
-        .route("/api/v1/inbound/{id}/raw", get(inbound_raw))
-        .route("/api/v1/imap", get(imap_status))
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/aliases", get(list_aliases))
-        .route("/api/v1/aliases/{address}", axum::routing::put(save_alias))
-        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+    let (api, _) = api_routes()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
-        ));
+        ))
+        .split_for_parts();
+    let (open, _) = open_routes().split_for_parts();
     Router::new()
-        .route("/healthz", get(healthz))
+        .merge(open)
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
@@ -67,10 +137,11 @@ pub fn router(state: ApiState) -> Router {
 pub enum ApiError {
     NotFound(&'static str),
     BadRequest(String),
-    Conflict(&'static str),
+    Conflict(String),
     Unauthorized,
     Forbidden,
     Unprocessable(String),
+    MethodNotAllowed,
     Unavailable(StoreError),
 }
 
@@ -88,7 +159,7 @@ impl IntoResponse for ApiError {
         let (status, code, message) = match self {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what.to_string()),
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "bad_request", msg),
-            ApiError::Conflict(msg) => (StatusCode::CONFLICT, "conflict", msg.to_string()),
+            ApiError::Conflict(msg) => (StatusCode::CONFLICT, "conflict", msg),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -100,6 +171,11 @@ impl IntoResponse for ApiError {
                 "this needs an admin token".to_string(),
             ),
             ApiError::Unprocessable(msg) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", msg),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not answer that method".to_string(),
+            ),
             ApiError::Unavailable(err) => {
                 tracing::error!(error = %err, "api storage error");
                 (
@@ -162,6 +238,66 @@ where
     }
 }
 
+/// The error body of every route.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`, `unavailable`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Maps a store conflict to 409 and a missing row to 404 with `what`.
+fn store_error(err: StoreError, what: &'static str) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::NotFound(what),
+        StoreError::Conflict(msg) => ApiError::Conflict(msg),
+        other => ApiError::Unavailable(other),
+    }
+}
+
+/// A page of a list: `cursor` from the previous page's `next_cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    fn request(&self) -> ApiResult<ListRequest> {
+        Ok(ListRequest {
+            cursor: cursor(self.cursor.as_deref())?,
+            limit: limit(self.limit)?,
+        })
+    }
+}
+
+/// Pages an in-memory list (already in id order) by the same cursor rules.
+fn page_of<T>(all: Vec<T>, q: &PageQuery, id: impl Fn(&T) -> Uuid) -> ApiResult<Page<T>> {
+    let req = q.request()?;
+    let limit = usize::try_from(req.limit).unwrap_or(0);
+    let mut items: Vec<T> = all
+        .into_iter()
+        .filter(|t| req.cursor.is_none_or(|c| id(t) > c))
+        .take(limit + 1)
+        .collect();
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|t| id(t).to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 
@@ -184,6 +320,11 @@ fn path_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("not found"))
 }
 
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/healthz", security(()), responses(
+    (status = 200, description = "the database answers"),
+    (status = 503, description = "the database does not answer"),
+))]
 async fn healthz(State(state): State<ApiState>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
@@ -198,319 +339,39 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordQuery {
-    pipeline: Option<String>,
-    stage: Option<String>,
-    contact: Option<String>,
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn list_records(
-    State(state): State<ApiState>,
-    Params(q): Params<RecordQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let filter = RecordFilter {
-        cursor: cursor(q.cursor.as_deref())?,
-        limit: limit(q.limit)?,
-        pipeline: q.pipeline,
-        stage: q.stage,
-        contact: q.contact,
-    };
-    Ok(Json(state.store.list_records(&filter).await?))
-}
-
-async fn get_record(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    let record = state.store.get_record(path_id(&id)?).await?;
-    record
-        .map(Json)
-        .ok_or(ApiError::NotFound("record not found"))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContactQuery {
-    email: String,
-}
-
-async fn find_contact(
-    State(state): State<ApiState>,
-    Params(q): Params<ContactQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let contact = state.store.find_contact(&q.email).await?;
-    contact
-        .map(Json)
-        .ok_or(ApiError::NotFound("contact not found"))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InboundQuery {
-    status: Option<String>,
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn list_inbound(
-    State(state): State<ApiState>,
-    Params(q): Params<InboundQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let filter = InboundFilter {
-        cursor: cursor(q.cursor.as_deref())?,
-        limit: limit(q.limit)?,
-        status: q.status,
-    };
-    Ok(Json(state.store.list_inbound(&filter).await?))
-}
-
-async fn get_inbound(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    let inbound = state.store.get_inbound(path_id(&id)?).await?;
-    inbound
-        .map(Json)
-        .ok_or(ApiError::NotFound("inbound message not found"))
-}
-
-async fn inbound_raw(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    let raw = state.store.inbound_raw(path_id(&id)?).await?;
-    let raw = raw.ok_or(ApiError::NotFound("inbound message not found"))?;
-    Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw))
-}
-
-/// Every IMAP folder this process polls: state, cursor, counts, last error.
-async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
-    Json(json!({ "items": state.imap.snapshot() }))
-}
-
-/// Releases a quarantined message: it is processed as if its reason did not apply.
-async fn release_inbound(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id)?;
-    if !state.store.release_inbound(id).await? {
-        return Err(quarantine_error(&state, id).await?);
+/// Prometheus text: stored messages by status, replies by delivery status.
+#[utoipa::path(get, path = "/metrics", security(()), responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 503, description = "the database does not answer", body = ErrorBody),
+))]
+async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP emailin_inbound_messages Stored inbound messages by processing status.\n\
+         # TYPE emailin_inbound_messages gauge"
+    );
+    for (status, n) in state.store.inbound_counts().await? {
+        let _ = writeln!(out, "emailin_inbound_messages{{status=\"{status}\"}} {n}");
     }
-    state.processor.notify_one();
-    let row = state
-        .store
-        .get_inbound(id)
-        .await?
-        .ok_or(ApiError::NotFound("inbound message not found"))?;
-    Ok((StatusCode::ACCEPTED, Json(row)))
-}
-
-/// Drops a quarantined message (its raw bytes stay stored).
-async fn drop_inbound(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id)?;
-    if !state.store.drop_inbound(id).await? {
-        return Err(quarantine_error(&state, id).await?);
+    let _ = writeln!(
+        out,
+        "# HELP emailin_outbox_messages Replies by delivery status.\n\
+         # TYPE emailin_outbox_messages gauge"
+    );
+    for (status, n) in state.store.outbox_counts().await? {
+        let _ = writeln!(out, "emailin_outbox_messages{{status=\"{status}\"}} {n}");
     }
-    let row = state
-        .store
-        .get_inbound(id)
-        .await?
-        .ok_or(ApiError::NotFound("inbound message not found"))?;
-    Ok(Json(row))
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
-/// 404 for an unknown message, 409 for one that is not quarantined.
-async fn quarantine_error(state: &ApiState, id: Uuid) -> ApiResult<ApiError> {
-    Ok(match state.store.get_inbound(id).await? {
-        Some(_) => ApiError::Conflict("the message is not quarantined"),
-        None => ApiError::NotFound("inbound message not found"),
-    })
-}
-
-async fn list_tokens(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-) -> ApiResult<impl IntoResponse> {
-    Ok(Json(json!({ "items": state.store.list_tokens().await? })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    role: String,
-}
-
-/// Creates a token; the answer is the only time the token is shown.
-async fn create_token(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-    Body(body): Body<NewToken>,
-) -> ApiResult<impl IntoResponse> {
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::Unprocessable("name: must not be empty".into()));
-    }
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::Unprocessable("role: must be admin or member".into()))?;
-    let token = auth::new_token();
-    let view = match state
-        .store
-        .create_token(name, role, &auth::token_hash(&token))
-        .await
-    {
-        Ok(view) => view,
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict("a token with this name exists"));
-        }
-        Err(err) => return Err(err.into()),
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "token": token, "id": view.id, "name": view.name, "role": view.role })),
-    ))
-}
-
-async fn revoke_token(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    if state.store.revoke_token(&id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("token not found"))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordPatch {
-    stage: Option<String>,
-    owner: Option<String>,
-    tags: Option<Vec<String>>,
-}
-
-/// Moves a record to a stage, changes its owner or tags; each change is an event.
-async fn update_record(
-    axum::Extension(caller): axum::Extension<auth::Caller>,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Body(patch): Body<RecordPatch>,
-) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id)?;
-    let change = RecordChange {
-        stage: patch.stage,
-        owner: patch.owner,
-        tags: patch.tags,
-    };
-    match state.store.update_record(id, &change, &caller.0.name).await {
-        Ok(()) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("record not found")),
-        Err(StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
-        Err(err) => return Err(err.into()),
-    }
-    let record = state.store.get_record(id).await?;
-    record
-        .map(Json)
-        .ok_or(ApiError::NotFound("record not found"))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewComment {
-    text: String,
-}
-
-/// An internal comment (never emailed); `@user@example.com` mentions of
-/// existing users are stored with it.
-async fn add_comment(
-    axum::Extension(caller): axum::Extension<auth::Caller>,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Body(body): Body<NewComment>,
-) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id)?;
-    let text = body.text.trim();
-    if text.is_empty() {
-        return Err(ApiError::Unprocessable("text: must not be empty".into()));
-    }
-    let named: Vec<String> = crate::domain::mentions(text)
-        .into_iter()
-        .map(|a| a.to_string())
-        .collect();
-    let users = state.store.existing_users(&named).await?;
-    let mentions: Vec<String> = named.into_iter().filter(|m| users.contains(m)).collect();
-    let comment = match state
-        .store
-        .add_comment(id, text, &caller.0.name, &mentions)
-        .await
-    {
-        Ok(comment) => comment,
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("record not found")),
-        Err(err) => return Err(err.into()),
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": comment, "mentions": mentions })),
-    ))
-}
-
-/// Every alias, with what it answers for and where it routes.
-async fn list_aliases(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-) -> ApiResult<impl IntoResponse> {
-    let directory = state.store.load_directory().await?;
-    let mut items: Vec<Value> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for alias in directory.aliases.values() {
-        if !seen.insert(alias.id) {
-            continue; // listed under its own address only
-        }
-        items.push(json!({
-            "address": alias.address.as_str(),
-            "name": alias.name,
-            "pipeline": directory.pipeline(alias.pipeline_id).map(|p| p.name.clone()),
-            "tags": alias.tags,
-            "enabled": alias.enabled,
-            "reopen_on_reply": alias.reopen_on_reply,
-            "also": alias.also.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-        }));
-    }
-    items.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
-    Ok(Json(json!({ "items": items })))
-}
-
-/// Creates or updates an alias; the running listener and processor use it at
-/// once (disabling one makes RCPT answer 550 and keeps every record).
-async fn save_alias(
-    _: auth::Admin,
-    State(state): State<ApiState>,
-    Path(address): Path<String>,
-    Body(mut alias): Body<AliasConfig>,
-) -> ApiResult<impl IntoResponse> {
-    if !alias.address.eq_ignore_ascii_case(&address) {
-        return Err(ApiError::Unprocessable(
-            "address: must match the address in the path".into(),
-        ));
-    }
-    alias.address = address;
-    match state.store.save_alias(&alias).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
-        Err(err) => return Err(err.into()),
-    }
-    state.directory.replace(state.store.load_directory().await?);
-    Ok(Json(alias))
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses(
+    (status = 200, description = "the OpenAPI document of every route"),
+    (status = 401, body = ErrorBody),
+))]
+async fn openapi_json() -> impl IntoResponse {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(openapi))
 }

@@ -444,7 +444,7 @@ async fn seed(url: &str, count: usize, to: &str, size: usize) -> anyhow::Result<
     let processor = Processor::new(
         Arc::clone(&store),
         directory,
-        Policy::from_settings(&settings),
+        Policy::load(&settings, store.as_ref()).await?,
         settings.processing.batch_max_messages,
     );
     let (intake, writer) = Intake::start(

@@ -7,11 +7,13 @@ mod address;
 mod blocklist;
 mod directory;
 mod message_id;
+mod reply_token;
 
 pub use address::{AddressError, EmailAddress, mentions};
 pub use blocklist::BlockList;
 pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, StageEntry};
 pub use message_id::{normalize_message_id, synthetic_message_id};
+pub use reply_token::ReplyKey;
 
 use serde::{Deserialize, Serialize};
 

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use async_imap::{Client, Session};
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -143,26 +142,5 @@ async fn tls_wrap(
 }
 
 fn tls_config(account: &ImapAccountConfig) -> Result<ClientConfig, ConnectError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(file) = &account.ca_file {
-        let certs = CertificateDer::pem_file_iter(file)
-            .map_err(|e| ConnectError::Config(format!("ca_file {}: {e}", file.display())))?;
-        for cert in certs {
-            let cert =
-                cert.map_err(|e| ConnectError::Config(format!("ca_file {}: {e}", file.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| ConnectError::Config(format!("ca_file {}: {e}", file.display())))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::tls::client_config(account.ca_file.as_deref()).map_err(ConnectError::Config)
 }

@@ -25,7 +25,7 @@ use super::thread::RELATED_RECORD_RULE;
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
 use crate::config::{Settings, UntrustedThread};
-use crate::domain::{BlockList, Directory, DirectoryHandle, EmailAddress, StageKind};
+use crate::domain::{BlockList, Directory, DirectoryHandle, EmailAddress, ReplyKey, StageKind};
 use crate::store::{
     ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
 };
@@ -35,16 +35,31 @@ use crate::store::{
 pub struct Policy {
     pub blocked: BlockList,
     pub untrusted_thread: UntrustedThread,
+    /// Verifies the reply tokens of `alias+r-<token>` recipients.
+    pub reply_key: ReplyKey,
 }
 
 impl Policy {
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn new(settings: &Settings, reply_key: ReplyKey) -> Self {
         Self {
             blocked: BlockList::new(&settings.blocked_senders),
             untrusted_thread: settings.processing.untrusted_thread,
+            reply_key,
         }
     }
+
+    /// The policy of `settings` with the deployment's reply-token key from the database.
+    ///
+    /// # Errors
+    /// The key cannot be read or created.
+    pub async fn load(settings: &Settings, store: &dyn Store) -> Result<Self, StoreError> {
+        let secret = store.server_secret(REPLY_KEY_SECRET).await?;
+        Ok(Self::new(settings, ReplyKey::new(&secret)))
+    }
 }
+
+/// The name of the reply-token signing secret in the database.
+pub const REPLY_KEY_SECRET: &str = "reply-token-key";
 
 /// Runs stored messages through processing.
 #[derive(Clone)]
@@ -378,7 +393,13 @@ async fn apply(
     let mut hit: Option<(ThreadKey, RecordState)> = None;
     for key in keys {
         let found = match key {
-            ThreadKey::Token(t) => tx.record_by_token(pipeline.id, t).await?,
+            ThreadKey::Token(t) => match policy.reply_key.verify(t) {
+                Some(token) => tx.record_by_token(pipeline.id, &token).await?,
+                None => {
+                    tracing::info!(pipeline = %pipeline.name, "reply_token_unverified");
+                    None
+                }
+            },
             ThreadKey::InReplyTo(id) | ThreadKey::References(id) => known.get(id).cloned(),
             ThreadKey::SubjectTag(n) => tx.record_by_number(pipeline.id, *n).await?,
         };

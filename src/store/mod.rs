@@ -10,6 +10,7 @@
 mod postgres;
 mod sql;
 mod sqlite;
+mod team;
 mod types;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::ingest::InboundMessage;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use team::{TeamStore, now_ms};
 pub use types::*;
 
 /// What can go wrong below the service.
@@ -61,7 +63,7 @@ pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Arc<dyn Store>>
 
 /// The service's view of the database.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TeamStore {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
 
@@ -186,7 +188,6 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Page<RecordView>>;
     async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>>;
-    async fn find_contact(&self, email: &str) -> StoreResult<Option<ContactView>>;
     async fn list_inbound(&self, filter: &InboundFilter) -> StoreResult<Page<InboundView>>;
     async fn get_inbound(&self, id: Uuid) -> StoreResult<Option<InboundView>>;
     async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>>;

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::sql::{insert_message_id_sql, insert_message_sql, sql_store};
+use super::team::sql_team_store;
 use crate::config::DatabaseSettings;
 
 /// Key of the advisory lock that serialises processing across replicas.
@@ -97,3 +98,4 @@ const APPEND_MESSAGE_SQL: &str = concat!(
 );
 
 sql_store!(PgStore, PgTx, Postgres);
+sql_team_store!(PgStore, Postgres);

@@ -190,6 +190,21 @@ macro_rules! sql_store {
             })
         }
 
+        const CONTACT_SELECT: &str = "SELECT id, email, name, created_at, bounced_at, bounce_status, \
+            complained_at FROM contacts";
+
+        fn contact_view(r: &DbRow) -> StoreResult<ContactView> {
+            Ok(ContactView {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+                bounced_at: r.try_get("bounced_at")?,
+                bounce_status: r.try_get("bounce_status")?,
+                complained_at: r.try_get("complained_at")?,
+            })
+        }
+
         fn inbound_view(row: &DbRow) -> StoreResult<InboundView> {
             Ok(InboundView {
                 id: row.try_get("id")?,
@@ -688,6 +703,21 @@ macro_rules! sql_store {
                 if let Some(c) = &f.contact {
                     q.push(" AND c.email = ").push_bind(c.to_lowercase());
                 }
+                if let Some(owner) = &f.owner {
+                    q.push(" AND u.email = ").push_bind(owner.to_lowercase());
+                }
+                if let Some(tag) = &f.tag {
+                    // Tags are a JSON list: match the quoted element.
+                    let element = $crate::store::team::like_pattern(&to_json(tag));
+                    q.push(" AND LOWER(r.tags) LIKE ").push_bind(element).push(" ESCAPE '\\'");
+                }
+                if let Some(text) = &f.text {
+                    let pattern = $crate::store::team::like_pattern(text);
+                    q.push(" AND LOWER(r.title) LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
+                }
+                if let Some(since) = f.updated_since {
+                    q.push(" AND r.updated_at >= ").push_bind(since);
+                }
                 if let Some(cursor) = f.cursor {
                     q.push(" AND r.id < ").push_bind(cursor);
                 }
@@ -727,10 +757,13 @@ macro_rules! sql_store {
 
                 let mut conversation = Vec::new();
                 for r in sqlx::query(
-                    "SELECT id, inbound_id, direction, message_id, in_reply_to, refs, from_addr, from_name, \
-                     to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, thread_rule, \
-                     thread_value, created_at, class, mentions FROM messages WHERE record_id = $1 \
-                     ORDER BY created_at, id",
+                    "SELECT m.id, m.inbound_id, m.direction, m.message_id, m.in_reply_to, m.refs, m.from_addr, \
+                     m.from_name, m.to_addrs, m.cc_addrs, m.reply_to, m.subject, m.sent_at, m.text_body, \
+                     m.html_body, m.thread_rule, m.thread_value, m.created_at, m.class, m.mentions, \
+                     o.status AS delivery_status, o.attempts AS delivery_attempts, \
+                     o.last_reply AS delivery_reply, o.sent_at AS delivery_sent_at \
+                     FROM messages m LEFT JOIN outbox o ON o.id = m.id WHERE m.record_id = $1 \
+                     ORDER BY m.created_at, m.id",
                 )
                 .bind(id)
                 .fetch_all(pool)
@@ -760,6 +793,15 @@ macro_rules! sql_store {
                         inbound_id: r.try_get("inbound_id")?,
                         class: r.try_get("class")?,
                         mentions: string_list(&r.try_get::<String, _>("mentions")?)?,
+                        delivery: match r.try_get::<Option<String>, _>("delivery_status")? {
+                            Some(status) => Some(DeliveryView {
+                                status,
+                                attempts: r.try_get("delivery_attempts")?,
+                                last_reply: r.try_get("delivery_reply")?,
+                                sent_at: r.try_get("delivery_sent_at")?,
+                            }),
+                            None => None,
+                        },
                         created_at: r.try_get("created_at")?,
                     })));
                 }
@@ -785,28 +827,6 @@ macro_rules! sql_store {
                 }
                 sort_conversation(&mut conversation);
                 Ok(Some(RecordDetail { record, conversation }))
-            }
-
-            async fn find_contact(&self, email: &str) -> StoreResult<Option<ContactView>> {
-                let row = sqlx::query(
-                    "SELECT id, email, name, created_at, bounced_at, bounce_status, complained_at \
-                     FROM contacts WHERE email = $1",
-                )
-                    .bind(email.trim().to_lowercase())
-                    .fetch_optional(self.read_pool())
-                    .await?;
-                row.map(|r| {
-                    Ok(ContactView {
-                        id: r.try_get("id")?,
-                        email: r.try_get("email")?,
-                        name: r.try_get("name")?,
-                        created_at: r.try_get("created_at")?,
-                        bounced_at: r.try_get("bounced_at")?,
-                        bounce_status: r.try_get("bounce_status")?,
-                        complained_at: r.try_get("complained_at")?,
-                    })
-                })
-                .transpose()
             }
 
             async fn list_inbound(&self, f: &InboundFilter) -> StoreResult<Page<InboundView>> {

@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::sql::{insert_message_id_sql, insert_message_sql, sql_store};
+use super::team::sql_team_store;
 use crate::config::DatabaseSettings;
 
 pub struct SqliteStore {
@@ -131,3 +132,4 @@ const APPEND_MESSAGE_SQL: &str = concat!(
 );
 
 sql_store!(SqliteStore, SqliteTx, Sqlite);
+sql_team_store!(SqliteStore, Sqlite);

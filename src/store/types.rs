@@ -42,7 +42,7 @@ pub struct NewRecord {
     pub related_record: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Mailbox {
     pub address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,7 +92,7 @@ pub struct OutcomeRow {
 }
 
 /// One page of a list and the cursor for the next one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -103,6 +103,12 @@ pub struct RecordFilter {
     pub pipeline: Option<String>,
     pub stage: Option<String>,
     pub contact: Option<String>,
+    /// A user's email.
+    pub owner: Option<String>,
+    pub tag: Option<String>,
+    /// Part of the title, any case.
+    pub text: Option<String>,
+    pub updated_since: Option<DateTime<Utc>>,
     /// Return records older than this id (ids are time-ordered).
     pub cursor: Option<Uuid>,
     pub limit: i64,
@@ -115,7 +121,7 @@ pub struct InboundFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContactView {
     pub id: Uuid,
     pub email: String,
@@ -138,7 +144,7 @@ pub enum ContactMark {
     Complained,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     pub id: Uuid,
     pub number: i64,
@@ -157,7 +163,7 @@ pub struct RecordView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttachmentView {
     pub id: Uuid,
     pub name: Option<String>,
@@ -166,13 +172,13 @@ pub struct AttachmentView {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ThreadDecision {
     pub rule: String,
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: Uuid,
     pub direction: String,
@@ -193,10 +199,13 @@ pub struct MessageView {
     pub class: String,
     /// Users a comment mentions.
     pub mentions: Vec<String>,
+    /// For a reply sent from the record: where its delivery stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: Uuid,
     pub kind: String,
@@ -210,7 +219,7 @@ pub struct EventView {
 }
 
 /// One entry of a record's conversation, in time order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ConversationItem {
     Message(Box<MessageView>),
@@ -226,14 +235,14 @@ impl ConversationItem {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordDetail {
     #[serde(flatten)]
     pub record: RecordView,
     pub conversation: Vec<ConversationItem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboundView {
     pub id: Uuid,
     pub received_at: DateTime<Utc>,
@@ -252,7 +261,7 @@ pub struct InboundView {
 }
 
 /// Who an API token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -277,7 +286,7 @@ impl Role {
 }
 
 /// An API token as listed (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: Uuid,
     pub name: String,
@@ -294,4 +303,143 @@ pub struct RecordChange {
     /// A user's email.
     pub owner: Option<String>,
     pub tags: Option<Vec<String>>,
+}
+
+/// A page request of an admin list: ascending by id, after `cursor`.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub cursor: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// A person records are assigned to (an alias owner, a record owner).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StageView {
+    pub id: Uuid,
+    pub name: String,
+    /// `open` or `closed`.
+    pub kind: String,
+    pub position: i32,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PipelineView {
+    pub id: Uuid,
+    pub name: String,
+    /// In order.
+    pub stages: Vec<StageView>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One stage of a pipeline being saved; `id` renames an existing stage.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageInput {
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    pub name: String,
+    /// `open` or `closed`.
+    pub kind: String,
+}
+
+/// A contact with the records it is the contact of.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ContactDetail {
+    #[serde(flatten)]
+    pub contact: ContactView,
+    pub records: Vec<RecordView>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContactFilter {
+    /// Part of the address or the name, any case.
+    pub q: Option<String>,
+    /// Exactly this address.
+    pub email: Option<String>,
+    pub cursor: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// What composing a reply needs to know of its record.
+#[derive(Debug, Clone)]
+pub struct ReplyContext {
+    pub record_id: Uuid,
+    pub number: i64,
+    pub title: String,
+    pub pipeline_id: Uuid,
+    pub reply_token: String,
+    /// The alias the record came in through (or the pipeline's first alias).
+    pub alias_address: Option<String>,
+    pub alias_name: String,
+    pub owner: Option<Mailbox>,
+    pub contact: Option<ContactView>,
+    /// The latest message of the thread (in or out): its id and References.
+    pub last_message: Option<(String, Vec<String>)>,
+}
+
+/// A reply ready for the outbox: its message row and its wire form.
+#[derive(Debug, Clone)]
+pub struct QueuedReply {
+    pub id: Uuid,
+    pub record_id: Uuid,
+    pub pipeline_id: Uuid,
+    pub actor: String,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub raw: Vec<u8>,
+    pub first_attempt_at_ms: i64,
+}
+
+/// An outbox row claimed for one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: Uuid,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub raw: Vec<u8>,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// The relay accepted it; its answer.
+    Sent { reply: String },
+    /// Try again at `next_attempt_at_ms`.
+    Retry {
+        error: String,
+        next_attempt_at_ms: i64,
+    },
+    /// Given up: a permanent answer, or too many attempts.
+    Failed { error: String },
+}
+
+/// The delivery state of an outbound message, shown with it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    /// `queued`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    /// The relay's answer, or the error of the last attempt.
+    pub last_reply: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
 }

@@ -364,6 +364,20 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The contact with this address, through the API's search (`None` when there is none).
+    pub async fn contact(&self, email: &str) -> Option<Value> {
+        let (status, page) = self
+            .get(&format!(
+                "/api/v1/contacts?email={}",
+                email.replace('+', "%2B")
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page["items"]
+            .as_array()
+            .and_then(|items| items.first().cloned())
+    }
+
     pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
         let resp = self.request(path).await;
         let status = resp.status().as_u16();

@@ -1,0 +1,143 @@
+//! Stored inbound messages (with their outcome), quarantine release and
+//! drop, raw bytes, and the IMAP pollers' state.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::auth::Admin;
+use super::{ApiError, ApiResult, ApiState, ErrorBody, Params, cursor, limit, path_id};
+use crate::store::{InboundFilter, InboundView, Page};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InboundQuery {
+    /// `pending`, `processed`, `ignored`, `quarantined`, `failed` or `dropped`.
+    status: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Items per page, 1 to 500 (default 50).
+    limit: Option<i64>,
+}
+
+/// Stored messages, newest first, with what processing made of them.
+#[utoipa::path(get, path = "/api/v1/inbound", params(InboundQuery), responses(
+    (status = 200, body = Page<InboundView>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn list_inbound(
+    State(state): State<ApiState>,
+    Params(q): Params<InboundQuery>,
+) -> ApiResult<Json<Page<InboundView>>> {
+    let filter = InboundFilter {
+        cursor: cursor(q.cursor.as_deref())?,
+        limit: limit(q.limit)?,
+        status: q.status,
+    };
+    Ok(Json(state.store.list_inbound(&filter).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/inbound/{id}", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = InboundView),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub async fn get_inbound(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InboundView>> {
+    let inbound = state.store.get_inbound(path_id(&id)?).await?;
+    inbound
+        .map(Json)
+        .ok_or(ApiError::NotFound("inbound message not found"))
+}
+
+/// The message exactly as received.
+#[utoipa::path(get, path = "/api/v1/inbound/{id}/raw", params(("id" = Uuid, Path)), responses(
+    (status = 200, description = "the raw bytes", content_type = "message/rfc822"),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub async fn inbound_raw(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let raw = state.store.inbound_raw(path_id(&id)?).await?;
+    let raw = raw.ok_or(ApiError::NotFound("inbound message not found"))?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw))
+}
+
+/// Every IMAP folder this process polls: state, cursor, counts, last error.
+#[utoipa::path(get, path = "/api/v1/imap", responses(
+    (status = 200, description = "one item per polled folder"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
+    Json(json!({ "items": state.imap.snapshot() }))
+}
+
+/// Releases a quarantined message: it is processed as if its reason did not apply.
+#[utoipa::path(post, path = "/api/v1/inbound/{id}/release", params(("id" = Uuid, Path)), responses(
+    (status = 202, body = InboundView),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "not quarantined", body = ErrorBody),
+))]
+pub async fn release_inbound(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    if !state.store.release_inbound(id).await? {
+        return Err(quarantine_error(&state, id).await?);
+    }
+    state.processor.notify_one();
+    let row = state
+        .store
+        .get_inbound(id)
+        .await?
+        .ok_or(ApiError::NotFound("inbound message not found"))?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// Drops a quarantined message (its raw bytes stay stored).
+#[utoipa::path(delete, path = "/api/v1/inbound/{id}", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = InboundView),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "not quarantined", body = ErrorBody),
+))]
+pub async fn drop_inbound(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InboundView>> {
+    let id = path_id(&id)?;
+    if !state.store.drop_inbound(id).await? {
+        return Err(quarantine_error(&state, id).await?);
+    }
+    let row = state
+        .store
+        .get_inbound(id)
+        .await?
+        .ok_or(ApiError::NotFound("inbound message not found"))?;
+    Ok(Json(row))
+}
+
+/// 404 for an unknown message, 409 for one that is not quarantined.
+async fn quarantine_error(state: &ApiState, id: Uuid) -> ApiResult<ApiError> {
+    Ok(match state.store.get_inbound(id).await? {
+        Some(_) => ApiError::Conflict("the message is not quarantined".into()),
+        None => ApiError::NotFound("inbound message not found"),
+    })
+}

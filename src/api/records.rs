@@ -1,0 +1,266 @@
+//! Records: list, read with the conversation, move and reassign, comment,
+//! and reply to the contact.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::{
+    ApiError, ApiResult, ApiState, Body, ErrorBody, Params, cursor, limit, path_id, store_error,
+};
+use crate::domain::EmailAddress;
+use crate::outbound::{ComposeError, ReplyRequest, compose};
+use crate::store::{Page, RecordChange, RecordDetail, RecordFilter, RecordView};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordQuery {
+    /// Pipeline name.
+    pipeline: Option<String>,
+    /// Stage name.
+    stage: Option<String>,
+    /// The contact's address.
+    contact: Option<String>,
+    /// The owner's address.
+    owner: Option<String>,
+    /// One of the record's tags.
+    tag: Option<String>,
+    /// Part of the title, any case.
+    text: Option<String>,
+    /// Changed at or after this time (RFC 3339).
+    updated_since: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Items per page, 1 to 500 (default 50).
+    limit: Option<i64>,
+}
+
+/// Records, newest first.
+#[utoipa::path(get, path = "/api/v1/records", params(RecordQuery), responses(
+    (status = 200, body = Page<RecordView>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn list_records(
+    State(state): State<ApiState>,
+    Params(q): Params<RecordQuery>,
+) -> ApiResult<Json<Page<RecordView>>> {
+    let updated_since = q
+        .updated_since
+        .as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::BadRequest("updated_since: not an RFC 3339 time".into()))
+        })
+        .transpose()?;
+    let filter = RecordFilter {
+        cursor: cursor(q.cursor.as_deref())?,
+        limit: limit(q.limit)?,
+        pipeline: q.pipeline,
+        stage: q.stage,
+        contact: q.contact,
+        owner: q.owner,
+        tag: q.tag,
+        text: q.text,
+        updated_since,
+    };
+    Ok(Json(state.store.list_records(&filter).await?))
+}
+
+/// A record with its conversation (messages in and out, comments, events) in time order.
+#[utoipa::path(get, path = "/api/v1/records/{id}", params(("id" = uuid::Uuid, Path)), responses(
+    (status = 200, body = RecordDetail),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub async fn get_record(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RecordDetail>> {
+    let record = state.store.get_record(path_id(&id)?).await?;
+    record
+        .map(Json)
+        .ok_or(ApiError::NotFound("record not found"))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordPatch {
+    /// A stage name of the record's pipeline.
+    stage: Option<String>,
+    /// A user's address.
+    owner: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+/// Moves a record to a stage, changes its owner or tags; each change is an event.
+#[utoipa::path(patch, path = "/api/v1/records/{id}", params(("id" = uuid::Uuid, Path)),
+    request_body = RecordPatch, responses(
+    (status = 200, body = RecordDetail),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub async fn update_record(
+    Extension(caller): Extension<Caller>,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Body(patch): Body<RecordPatch>,
+) -> ApiResult<Json<RecordDetail>> {
+    let id = path_id(&id)?;
+    let change = RecordChange {
+        stage: patch.stage,
+        owner: patch.owner,
+        tags: patch.tags,
+    };
+    match state.store.update_record(id, &change, &caller.0.name).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
+        Err(err) => return Err(store_error(err, "record not found")),
+    }
+    get_record(State(state), Path(id.to_string())).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    text: String,
+}
+
+/// An internal comment (never emailed); `@user@example.com` mentions of
+/// existing users are stored with it.
+#[utoipa::path(post, path = "/api/v1/records/{id}/comments", params(("id" = uuid::Uuid, Path)),
+    request_body = NewComment, responses(
+    (status = 201, description = "the comment's id and the users it mentions"),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub async fn add_comment(
+    Extension(caller): Extension<Caller>,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Body(body): Body<NewComment>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    let text = body.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::Unprocessable("text: must not be empty".into()));
+    }
+    let named: Vec<String> = crate::domain::mentions(text)
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect();
+    let users = state.store.existing_users(&named).await?;
+    let mentions: Vec<String> = named.into_iter().filter(|m| users.contains(m)).collect();
+    let comment = state
+        .store
+        .add_comment(id, text, &caller.0.name, &mentions)
+        .await
+        .map_err(|e| store_error(e, "record not found"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": comment, "mentions": mentions })),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReply {
+    /// The reply's text.
+    text: String,
+    /// An HTML alternative.
+    html: Option<String>,
+    /// Further recipients.
+    #[serde(default)]
+    cc: Vec<String>,
+    /// Send even though the contact's address bounced or complained.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Replies to the record's contact through the outbound relay. The reply
+/// is queued at once (202) and shows `queued`, `sent` or `failed` with the
+/// relay's answer in the conversation.
+#[utoipa::path(post, path = "/api/v1/records/{id}/replies", params(("id" = uuid::Uuid, Path)),
+    request_body = NewReply, responses(
+    (status = 202, description = "queued: the message's id, Message-ID and headers"),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "no relay configured, no contact, or reply safety refused the address", body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub async fn send_reply(
+    Extension(caller): Extension<Caller>,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Body(body): Body<NewReply>,
+) -> ApiResult<impl IntoResponse> {
+    let id = path_id(&id)?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::Unprocessable("text: must not be empty".into()));
+    }
+    let cc = body
+        .cc
+        .iter()
+        .map(|c| {
+            EmailAddress::parse(c).map_err(|e| ApiError::Unprocessable(format!("cc: {c:?} {e}")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let context = state
+        .store
+        .reply_context(id)
+        .await?
+        .ok_or(ApiError::NotFound("record not found"))?;
+    let outbound = &state.outbound;
+    if !outbound.enabled {
+        return Err(ApiError::Conflict(
+            "no outbound relay is configured: set [outbound] host".into(),
+        ));
+    }
+    let request = ReplyRequest {
+        text: body.text,
+        html: body.html,
+        cc,
+        actor: caller.0.name.clone(),
+        force: body.force,
+    };
+    let reply = compose(
+        &context,
+        &request,
+        &outbound.domain,
+        &outbound.key,
+        Utc::now(),
+    )
+    .map_err(|e| match e {
+        ComposeError::RefusedCc(_) => ApiError::Unprocessable(e.to_string()),
+        other => ApiError::Conflict(other.to_string()),
+    })?;
+    state.store.queue_reply(&reply).await?;
+    outbound.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": reply.id,
+            "message_id": reply.message_id,
+            "status": "queued",
+            "subject": reply.subject,
+            "from": reply.from,
+            "to": reply.to,
+            "cc": reply.cc,
+            "reply_to": reply.reply_to,
+        })),
+    ))
+}

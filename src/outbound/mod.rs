@@ -1,0 +1,46 @@
+//! Outbound: replies people send from records.
+//!
+//! The API composes a reply ([`compose`]) and queues it in the outbox in the
+//! same transaction that stores it on the record and indexes its Message-ID;
+//! the [`sender`] delivers queued replies to the configured relay with
+//! mail-send, retrying with backoff, and records the relay's answer.
+
+pub mod compose;
+pub mod sender;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::domain::ReplyKey;
+
+pub use compose::{ComposeError, ReplyRequest, compose};
+pub use sender::Sender;
+
+/// What the API needs to queue replies.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// A relay is configured.
+    pub enabled: bool,
+    /// Domain of reply Message-IDs.
+    pub domain: String,
+    pub key: ReplyKey,
+    /// Wakes the sender when a reply was queued.
+    pub wake: Arc<Notify>,
+}
+
+impl Outbound {
+    pub fn new(settings: &Settings, key: ReplyKey) -> Self {
+        let domain = match settings.outbound.domain.trim() {
+            "" => settings.smtp.hostname.clone(),
+            d => d.to_string(),
+        };
+        Self {
+            enabled: settings.outbound.enabled(),
+            domain,
+            key,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! Storage of the team side: users, pipelines and their stages, contacts,
+//! the outbox of replies, and server secrets.
+//!
+//! Like `sql.rs`, the SQL is written once for both dialects; `sql_team_store!`
+//! is expanded next to `sql_store!` in each backend module and uses the
+//! helpers (`record_view`, `page_cursor`, imports) that one defines.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::config::AliasConfig;
+
+use super::{
+    ContactDetail, ContactFilter, ContactView, DeliveryResult, ListRequest, OutboxItem, Page,
+    PipelineView, QueuedReply, ReplyContext, StageInput, StoreResult, UserView,
+};
+
+/// Users, pipelines, contacts, outbox and secrets.
+#[async_trait]
+pub trait TeamStore: Send + Sync + 'static {
+    /// A random 32-byte secret stored under `name`, created on first use (the
+    /// same for every replica of one database).
+    async fn server_secret(&self, name: &str) -> StoreResult<Vec<u8>>;
+
+    async fn list_users(&self, page: &ListRequest) -> StoreResult<Page<UserView>>;
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserView>>;
+    /// # Errors
+    /// [`super::StoreError::Conflict`] when the address is a user already.
+    async fn create_user(&self, email: &str, name: &str) -> StoreResult<UserView>;
+    async fn update_user(&self, id: Uuid, name: &str) -> StoreResult<UserView>;
+    /// # Errors
+    /// [`super::StoreError::Conflict`] while records or aliases are assigned to the user.
+    async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
+
+    async fn list_pipelines(&self, page: &ListRequest) -> StoreResult<Page<PipelineView>>;
+    async fn get_pipeline(&self, id: Uuid) -> StoreResult<Option<PipelineView>>;
+    /// # Errors
+    /// [`super::StoreError::Conflict`] when the name is taken.
+    async fn create_pipeline(&self, name: &str, stages: &[StageInput])
+    -> StoreResult<PipelineView>;
+    /// Renames a pipeline and/or replaces its stage list: stages are matched
+    /// by `id`, else by name; new ones are created; a stage left out is
+    /// deleted only when nothing refers to it.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Conflict`] naming the stage or name that blocks it.
+    async fn update_pipeline(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        stages: Option<&[StageInput]>,
+    ) -> StoreResult<PipelineView>;
+    /// # Errors
+    /// [`super::StoreError::Conflict`] while records or aliases use the pipeline.
+    async fn delete_pipeline(&self, id: Uuid) -> StoreResult<()>;
+
+    /// Aliases as they are configured, by address, after `after` (or only
+    /// the one with address `only`).
+    async fn list_aliases(
+        &self,
+        after: Option<&str>,
+        only: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Page<AliasConfig>>;
+
+    async fn list_contacts(&self, filter: &ContactFilter) -> StoreResult<Page<ContactView>>;
+    /// A contact with its most recent records (at most 100).
+    async fn get_contact(&self, id: Uuid) -> StoreResult<Option<ContactDetail>>;
+
+    async fn reply_context(&self, record: Uuid) -> StoreResult<Option<ReplyContext>>;
+    /// In one transaction: the reply's message row, its Message-ID in the
+    /// thread index, the outbox row and a `reply_queued` event.
+    async fn queue_reply(&self, reply: &QueuedReply) -> StoreResult<()>;
+    /// Takes up to `limit` due replies for `lease_ms`, counting an attempt
+    /// on each; another replica does not take them while the lease runs.
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>>;
+    /// Records how an attempt ended (`reply_sent` / `reply_failed` events).
+    async fn finish_outbox(&self, id: Uuid, result: &DeliveryResult) -> StoreResult<()>;
+    /// When the next queued reply is due, in ms since the epoch.
+    async fn next_outbox_due(&self) -> StoreResult<Option<i64>>;
+    /// Replies per delivery status.
+    async fn outbox_counts(&self) -> StoreResult<Vec<(String, i64)>>;
+}
+
+/// Milliseconds since the epoch, the outbox's clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+macro_rules! sql_team_store {
+    ($store:ty, $db:ty) => {
+        const PIPELINE_STAGES: &str =
+            "SELECT id, name, kind, position FROM stages WHERE pipeline_id = $1 ORDER BY position, id";
+
+        fn user_view(r: &DbRow) -> StoreResult<UserView> {
+            Ok(UserView {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        impl $store {
+            async fn pipeline_view<'e, E>(exec: E, row: &DbRow) -> StoreResult<PipelineView>
+            where
+                E: ::sqlx::Executor<'e, Database = $db>,
+            {
+                let id: Uuid = row.try_get("id")?;
+                let stages = sqlx::query(PIPELINE_STAGES)
+                    .bind(id)
+                    .fetch_all(exec)
+                    .await?
+                    .iter()
+                    .map(|s| {
+                        Ok(StageView {
+                            id: s.try_get("id")?,
+                            name: s.try_get("name")?,
+                            kind: s.try_get("kind")?,
+                            position: s.try_get("position")?,
+                        })
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(PipelineView {
+                    id,
+                    name: row.try_get("name")?,
+                    stages,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            /// Whether a row matches `sql` (a `SELECT 1 ... WHERE x = $1`).
+            async fn referenced(
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                sql: &'static str,
+                id: Uuid,
+            ) -> StoreResult<bool> {
+                Ok(sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?.is_some())
+            }
+
+            /// Makes the pipeline's stages exactly `stages`, in order.
+            async fn replace_stages(
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                pipeline: Uuid,
+                stages: &[StageInput],
+            ) -> StoreResult<()> {
+                let existing: Vec<(Uuid, String)> = sqlx::query(PIPELINE_STAGES)
+                    .bind(pipeline)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+                    .collect::<StoreResult<_>>()?;
+                let mut kept: Vec<(Uuid, &StageInput)> = Vec::new();
+                for input in stages {
+                    let id = match input.id {
+                        Some(id) if existing.iter().any(|(e, _)| *e == id) => id,
+                        Some(id) => {
+                            return Err(StoreError::Conflict(format!(
+                                "stages: {id} is not a stage of this pipeline"
+                            )));
+                        }
+                        None => existing
+                            .iter()
+                            .find(|(_, name)| *name == input.name)
+                            .map_or_else(Uuid::now_v7, |(id, _)| *id),
+                    };
+                    kept.push((id, input));
+                }
+                for (id, name) in &existing {
+                    if kept.iter().any(|(k, _)| k == id) {
+                        continue;
+                    }
+                    for sql in [
+                        "SELECT 1 AS hit FROM records WHERE stage_id = $1 LIMIT 1",
+                        "SELECT 1 AS hit FROM reopen_rules WHERE from_stage_id = $1 OR to_stage_id = $1 LIMIT 1",
+                        "SELECT 1 AS hit FROM record_events WHERE from_stage_id = $1 OR to_stage_id = $1 LIMIT 1",
+                    ] {
+                        if Self::referenced(tx, sql, *id).await? {
+                            return Err(StoreError::Conflict(format!(
+                                "stages: {name:?} is in use (records, history or reopen rules) and cannot be removed"
+                            )));
+                        }
+                    }
+                    sqlx::query("DELETE FROM stages WHERE id = $1").bind(*id).execute(&mut **tx).await?;
+                }
+                // A reopen rule must still go from a closed stage to an open one.
+                let from_rule = "SELECT 1 AS hit FROM reopen_rules WHERE from_stage_id = $1 LIMIT 1";
+                let to_rule = "SELECT 1 AS hit FROM reopen_rules WHERE to_stage_id = $1 LIMIT 1";
+                for (id, input) in &kept {
+                    if (input.kind != "closed" && Self::referenced(tx, from_rule, *id).await?)
+                        || (input.kind != "open" && Self::referenced(tx, to_rule, *id).await?)
+                    {
+                        return Err(StoreError::Conflict(format!(
+                            "stages: {:?} is used by a reopen rule and must keep its kind",
+                            input.name
+                        )));
+                    }
+                }
+                // Free every name first, so renames and swaps never collide.
+                for (id, _) in &kept {
+                    sqlx::query("UPDATE stages SET name = $1 WHERE id = $2")
+                        .bind(format!("\u{0}{id}"))
+                        .bind(*id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                for (position, (id, input)) in kept.iter().enumerate() {
+                    let position = i32::try_from(position).unwrap_or(i32::MAX);
+                    sqlx::query(
+                        "INSERT INTO stages (id, pipeline_id, name, kind, position) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, \
+                         position = excluded.position",
+                    )
+                    .bind(*id)
+                    .bind(pipeline)
+                    .bind(input.name.as_str())
+                    .bind(input.kind.as_str())
+                    .bind(position)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl TeamStore for $store {
+            async fn server_secret(&self, name: &str) -> StoreResult<Vec<u8>> {
+                let select = "SELECT value FROM secrets WHERE name = $1";
+                if let Some(row) = sqlx::query(select).bind(name).fetch_optional(self.read_pool()).await? {
+                    return Ok(row.try_get("value")?);
+                }
+                let value: [u8; 32] = ::rand::random();
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(value.as_slice())
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await?;
+                // Another replica may have won the insert: read what is stored.
+                let row = sqlx::query(select).bind(name).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row.try_get("value")?)
+            }
+
+            async fn list_users(&self, page: &ListRequest) -> StoreResult<Page<UserView>> {
+                let mut q: QueryBuilder<$db> =
+                    QueryBuilder::new("SELECT id, email, name, created_at FROM users WHERE 1 = 1");
+                if let Some(cursor) = page.cursor {
+                    q.push(" AND id > ").push_bind(cursor);
+                }
+                q.push(" ORDER BY id LIMIT ").push_bind(page.limit + 1);
+                let rows = q.build().fetch_all(self.read_pool()).await?;
+                let mut items = rows.iter().map(user_view).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = page_cursor(&mut items, page.limit, |u| u.id);
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserView>> {
+                sqlx::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.read_pool())
+                    .await?
+                    .as_ref()
+                    .map(user_view)
+                    .transpose()
+            }
+
+            async fn create_user(&self, email: &str, name: &str) -> StoreResult<UserView> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (email) DO NOTHING RETURNING id, email, name, created_at",
+                )
+                .bind(Uuid::now_v7())
+                .bind(email.to_lowercase())
+                .bind(name)
+                .bind(Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Conflict("email: a user with this address exists".into()))?;
+                tx.commit().await?;
+                user_view(&row)
+            }
+
+            async fn update_user(&self, id: Uuid, name: &str) -> StoreResult<UserView> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "UPDATE users SET name = $1 WHERE id = $2 RETURNING id, email, name, created_at",
+                )
+                .bind(name)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                tx.commit().await?;
+                user_view(&row)
+            }
+
+            async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                for sql in [
+                    "SELECT 1 AS hit FROM records WHERE owner_id = $1 LIMIT 1",
+                    "SELECT 1 AS hit FROM aliases WHERE owner_id = $1 LIMIT 1",
+                ] {
+                    if Self::referenced(&mut tx, sql, id).await? {
+                        return Err(StoreError::Conflict(
+                            "the user owns records or aliases; assign them to someone else first".into(),
+                        ));
+                    }
+                }
+                let n = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_pipelines(&self, page: &ListRequest) -> StoreResult<Page<PipelineView>> {
+                let mut q: QueryBuilder<$db> =
+                    QueryBuilder::new("SELECT id, name, created_at FROM pipelines WHERE 1 = 1");
+                if let Some(cursor) = page.cursor {
+                    q.push(" AND id > ").push_bind(cursor);
+                }
+                q.push(" ORDER BY id LIMIT ").push_bind(page.limit + 1);
+                let rows = q.build().fetch_all(self.read_pool()).await?;
+                let mut items = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    items.push(Self::pipeline_view(self.read_pool(), row).await?);
+                }
+                let next_cursor = page_cursor(&mut items, page.limit, |p| p.id);
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn get_pipeline(&self, id: Uuid) -> StoreResult<Option<PipelineView>> {
+                let row = sqlx::query("SELECT id, name, created_at FROM pipelines WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                match row {
+                    Some(row) => Ok(Some(Self::pipeline_view(self.read_pool(), &row).await?)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn create_pipeline(&self, name: &str, stages: &[StageInput]) -> StoreResult<PipelineView> {
+                let mut tx = self.begin_write().await?;
+                let id = Uuid::now_v7();
+                let row = sqlx::query(
+                    "INSERT INTO pipelines (id, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING RETURNING id, name, created_at",
+                )
+                .bind(id)
+                .bind(name)
+                .bind(Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Conflict("name: a pipeline with this name exists".into()))?;
+                Self::replace_stages(&mut tx, id, stages).await?;
+                let view = Self::pipeline_view(&mut *tx, &row).await?;
+                tx.commit().await?;
+                Ok(view)
+            }
+
+            async fn update_pipeline(
+                &self,
+                id: Uuid,
+                name: Option<&str>,
+                stages: Option<&[StageInput]>,
+            ) -> StoreResult<PipelineView> {
+                let mut tx = self.begin_write().await?;
+                if sqlx::query("SELECT 1 AS hit FROM pipelines WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                if let Some(name) = name {
+                    let taken = sqlx::query("SELECT 1 AS hit FROM pipelines WHERE name = $1 AND id <> $2")
+                        .bind(name)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if taken.is_some() {
+                        return Err(StoreError::Conflict("name: a pipeline with this name exists".into()));
+                    }
+                    sqlx::query("UPDATE pipelines SET name = $1 WHERE id = $2").bind(name).bind(id).execute(&mut *tx).await?;
+                }
+                if let Some(stages) = stages {
+                    Self::replace_stages(&mut tx, id, stages).await?;
+                }
+                let row = sqlx::query("SELECT id, name, created_at FROM pipelines WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let view = Self::pipeline_view(&mut *tx, &row).await?;
+                tx.commit().await?;
+                Ok(view)
+            }
+
+            async fn delete_pipeline(&self, id: Uuid) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                for sql in [
+                    "SELECT 1 AS hit FROM records WHERE pipeline_id = $1 LIMIT 1",
+                    "SELECT 1 AS hit FROM aliases WHERE pipeline_id = $1 LIMIT 1",
+                ] {
+                    if Self::referenced(&mut tx, sql, id).await? {
+                        return Err(StoreError::Conflict(
+                            "the pipeline has records or aliases; it can only be renamed".into(),
+                        ));
+                    }
+                }
+                sqlx::query("DELETE FROM message_ids WHERE pipeline_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM stages WHERE pipeline_id = $1").bind(id).execute(&mut *tx).await?;
+                let n = sqlx::query("DELETE FROM pipelines WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_aliases(&self, after: Option<&str>, only: Option<&str>, limit: i64) -> StoreResult<Page<AliasConfig>> {
+                let pool = self.read_pool();
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT a.id, a.address, a.name, p.name AS pipeline, u.email AS owner, a.tags, a.enabled, \
+                     a.reopen_on_reply, a.extra_addresses FROM aliases a JOIN pipelines p ON p.id = a.pipeline_id \
+                     LEFT JOIN users u ON u.id = a.owner_id WHERE 1 = 1",
+                );
+                if let Some(after) = after {
+                    q.push(" AND a.address > ").push_bind(after.to_lowercase());
+                }
+                if let Some(only) = only {
+                    q.push(" AND a.address = ").push_bind(only.to_lowercase());
+                }
+                q.push(" ORDER BY a.address LIMIT ").push_bind(limit + 1);
+                let rows = q.build().fetch_all(pool).await?;
+                let mut items = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let id: Uuid = r.try_get("id")?;
+                    let reopen = sqlx::query(
+                        "SELECT f.name AS from_name, t.name AS to_name FROM reopen_rules x \
+                         JOIN stages f ON f.id = x.from_stage_id JOIN stages t ON t.id = x.to_stage_id \
+                         WHERE x.alias_id = $1 ORDER BY f.position",
+                    )
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|x| Ok($crate::config::ReopenRuleConfig { from: x.try_get("from_name")?, to: x.try_get("to_name")? }))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                    items.push(AliasConfig {
+                        address: r.try_get("address")?,
+                        name: r.try_get("name")?,
+                        pipeline: r.try_get("pipeline")?,
+                        owner: r.try_get("owner")?,
+                        tags: string_list(&r.try_get::<String, _>("tags")?)?,
+                        enabled: r.try_get("enabled")?,
+                        reopen_on_reply: r.try_get("reopen_on_reply")?,
+                        reopen,
+                        also: string_list(&r.try_get::<String, _>("extra_addresses")?)?,
+                    });
+                }
+                let next_cursor = if items.len() > usize::try_from(limit).unwrap_or(0) {
+                    items.truncate(usize::try_from(limit).unwrap_or(0));
+                    items.last().map(|a| a.address.clone())
+                } else {
+                    None
+                };
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn list_contacts(&self, f: &ContactFilter) -> StoreResult<Page<ContactView>> {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(CONTACT_SELECT);
+                q.push(" WHERE 1 = 1");
+                if let Some(email) = &f.email {
+                    q.push(" AND email = ").push_bind(email.trim().to_lowercase());
+                }
+                if let Some(text) = &f.q {
+                    let pattern = $crate::store::team::like_pattern(text);
+                    q.push(" AND (email LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                    q.push(" OR LOWER(name) LIKE ").push_bind(pattern).push(" ESCAPE '\\')");
+                }
+                if let Some(cursor) = f.cursor {
+                    q.push(" AND id > ").push_bind(cursor);
+                }
+                q.push(" ORDER BY id LIMIT ").push_bind(f.limit + 1);
+                let rows = q.build().fetch_all(self.read_pool()).await?;
+                let mut items = rows.iter().map(contact_view).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = page_cursor(&mut items, f.limit, |c| c.id);
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn get_contact(&self, id: Uuid) -> StoreResult<Option<ContactDetail>> {
+                let pool = self.read_pool();
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(CONTACT_SELECT);
+                q.push(" WHERE id = ").push_bind(id);
+                let Some(row) = q.build().fetch_optional(pool).await? else {
+                    return Ok(None);
+                };
+                let contact = contact_view(&row)?;
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(RECORD_SELECT);
+                q.push(" WHERE r.contact_id = ").push_bind(id).push(" ORDER BY r.id DESC LIMIT 100");
+                let records = q.build().fetch_all(pool).await?.iter().map(record_view).collect::<StoreResult<_>>()?;
+                Ok(Some(ContactDetail { contact, records }))
+            }
+
+            async fn reply_context(&self, record: Uuid) -> StoreResult<Option<ReplyContext>> {
+                let pool = self.read_pool();
+                let Some(row) = sqlx::query(
+                    "SELECT r.id, r.number, r.title, r.pipeline_id, r.reply_token, a.address AS alias_address, \
+                     a.name AS alias_name, u.email AS owner_email, u.name AS owner_name, r.contact_id \
+                     FROM records r LEFT JOIN aliases a ON a.id = r.alias_id LEFT JOIN users u ON u.id = r.owner_id \
+                     WHERE r.id = $1",
+                )
+                .bind(record)
+                .fetch_optional(pool)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let pipeline_id: Uuid = row.try_get("pipeline_id")?;
+                let (mut alias_address, mut alias_name): (Option<String>, Option<String>) =
+                    (row.try_get("alias_address")?, row.try_get("alias_name")?);
+                if alias_address.is_none() {
+                    if let Some(a) = sqlx::query(
+                        "SELECT address, name FROM aliases WHERE pipeline_id = $1 ORDER BY enabled DESC, address LIMIT 1",
+                    )
+                    .bind(pipeline_id)
+                    .fetch_optional(pool)
+                    .await?
+                    {
+                        alias_address = a.try_get("address")?;
+                        alias_name = a.try_get("name")?;
+                    }
+                }
+                let owner = match row.try_get::<Option<String>, _>("owner_email")? {
+                    Some(address) => Some(Mailbox {
+                        address,
+                        name: row.try_get::<Option<String>, _>("owner_name")?.filter(|n| !n.is_empty()),
+                    }),
+                    None => None,
+                };
+                let contact = match row.try_get::<Option<Uuid>, _>("contact_id")? {
+                    Some(id) => {
+                        let mut q: QueryBuilder<$db> = QueryBuilder::new(CONTACT_SELECT);
+                        q.push(" WHERE id = ").push_bind(id);
+                        q.build().fetch_optional(pool).await?.as_ref().map(contact_view).transpose()?
+                    }
+                    None => None,
+                };
+                // The message a reply answers: the latest one a person wrote or sent.
+                let last = sqlx::query(
+                    "SELECT message_id, refs FROM messages WHERE record_id = $1 AND direction IN ('in', 'out') \
+                     AND class IN ('normal', 'list') ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(record)
+                .fetch_optional(pool)
+                .await?;
+                let last_message = match last {
+                    Some(m) => Some((m.try_get("message_id")?, string_list(&m.try_get::<String, _>("refs")?)?)),
+                    None => None,
+                };
+                Ok(Some(ReplyContext {
+                    record_id: row.try_get("id")?,
+                    number: row.try_get("number")?,
+                    title: row.try_get("title")?,
+                    pipeline_id,
+                    reply_token: row.try_get("reply_token")?,
+                    alias_address,
+                    alias_name: alias_name.unwrap_or_default(),
+                    owner,
+                    contact,
+                    last_message,
+                }))
+            }
+
+            async fn queue_reply(&self, m: &QueuedReply) -> StoreResult<()> {
+                let now = Utc::now();
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO messages (id, record_id, direction, message_id, in_reply_to, refs, from_addr, \
+                     from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, thread_rule, \
+                     created_at, class) VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                     'reply', $12, 'normal')",
+                )
+                .bind(m.id)
+                .bind(m.record_id)
+                .bind(m.message_id.as_str())
+                .bind(m.in_reply_to.as_deref())
+                .bind(to_json(&m.references))
+                .bind(m.from.address.as_str())
+                .bind(m.from.name.as_deref())
+                .bind(to_json(&m.to))
+                .bind(to_json(&m.cc))
+                .bind(m.reply_to.as_str())
+                .bind(m.subject.as_str())
+                .bind(now)
+                .bind(m.text.as_str())
+                .bind(m.html.as_deref())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT (message_id, pipeline_id) DO NOTHING",
+                )
+                .bind(m.pipeline_id)
+                .bind(m.message_id.as_str())
+                .bind(m.record_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (id, record_id, actor, mail_from, rcpt_to, raw, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(m.id)
+                .bind(m.record_id)
+                .bind(m.actor.as_str())
+                .bind(m.mail_from.as_str())
+                .bind(to_json(&m.rcpt_to))
+                .bind(m.raw.as_slice())
+                .bind(m.first_attempt_at_ms)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO record_events (id, record_id, kind, message_id, actor, created_at) \
+                     VALUES ($1, $2, 'reply_queued', $3, $4, $5)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(m.record_id)
+                .bind(m.id)
+                .bind(m.actor.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE records SET updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(m.record_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn claim_outbox(&self, now_ms: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
+                let mut tx = self.begin_write().await?;
+                // The outer conditions are checked again on the row a waiting
+                // PostgreSQL replica finally sees, so two never claim one reply.
+                let rows = sqlx::query(
+                    "UPDATE outbox SET locked_until = $2, attempts = attempts + 1 \
+                     WHERE status = 'queued' AND next_attempt_at <= $1 AND locked_until <= $1 AND id IN \
+                     (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 AND locked_until <= $1 \
+                      ORDER BY next_attempt_at LIMIT $3) \
+                     RETURNING id, mail_from, rcpt_to, raw, attempts",
+                )
+                .bind(now_ms)
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(OutboxItem {
+                            id: r.try_get("id")?,
+                            mail_from: r.try_get("mail_from")?,
+                            rcpt_to: string_list(&r.try_get::<String, _>("rcpt_to")?)?,
+                            raw: r.try_get("raw")?,
+                            attempts: r.try_get("attempts")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn finish_outbox(&self, id: Uuid, result: &DeliveryResult) -> StoreResult<()> {
+                let now = Utc::now();
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("SELECT record_id, actor FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let (record, actor): (Uuid, String) = (row.try_get("record_id")?, row.try_get("actor")?);
+                let (status, reply, next, event) = match result {
+                    DeliveryResult::Sent { reply } => ("sent", reply, 0, Some("reply_sent")),
+                    DeliveryResult::Retry { error, next_attempt_at_ms } => ("queued", error, *next_attempt_at_ms, None),
+                    DeliveryResult::Failed { error } => ("failed", error, 0, Some("reply_failed")),
+                };
+                sqlx::query(
+                    "UPDATE outbox SET status = $1, last_reply = $2, next_attempt_at = $3, locked_until = 0, \
+                     sent_at = $4 WHERE id = $5",
+                )
+                .bind(status)
+                .bind(reply.as_str())
+                .bind(next)
+                .bind((status == "sent").then_some(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(kind) = event {
+                    sqlx::query(
+                        "INSERT INTO record_events (id, record_id, kind, message_id, actor, detail, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(record)
+                    .bind(kind)
+                    .bind(id)
+                    .bind(actor)
+                    .bind(reply.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn outbox_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+                sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status ORDER BY status")
+                    .fetch_all(self.read_pool())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+                    .collect()
+            }
+
+            async fn next_outbox_due(&self) -> StoreResult<Option<i64>> {
+                let row = sqlx::query("SELECT MIN(next_attempt_at) AS due FROM outbox WHERE status = 'queued'")
+                    .fetch_one(self.read_pool())
+                    .await?;
+                Ok(row.try_get("due")?)
+            }
+        }
+    };
+}
+
+pub(super) use sql_team_store;
+
+/// A lower-case `LIKE` pattern matching `text` anywhere, `\` escaping.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.trim().to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern(" Ann "), "%ann%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}
