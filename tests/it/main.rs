@@ -9,5 +9,6 @@ mod helpers;
 mod imap;
 mod machine_mail;
 mod records;
+mod replies;
 mod smtp;
 mod team;
