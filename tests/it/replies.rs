@@ -127,6 +127,9 @@ fn header<'a>(mail: &'a mail_parser::Message<'a>, name: &str) -> Option<String> 
     mail.header_raw(name).map(|v| v.trim().to_string())
 }
 
+/// A threading rule, the recipient, the headers kept, and the subject.
+type Clue<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a str);
+
 async fn a_reply_reaches_the_relay_and_every_client_behaviour_threads_back(backend: Backend) {
     let relay = spawn_relay(0, &[CUSTOMER, COLLEAGUE]).await;
     let app = spawn_sender(backend, relay.smtp_addr.port()).await;
@@ -224,7 +227,7 @@ async fn a_reply_reaches_the_relay_and_every_client_behaviour_threads_back(backe
 
     // The customer answers, each time with a client that keeps one clue only;
     // the record was resolved in between, and each answer reopens it.
-    let clues: [(&str, &str, Vec<(&str, String)>, &str); 4] = [
+    let clues: [Clue; 4] = [
         (
             "in-reply-to",
             "service@localhost",
