@@ -344,6 +344,24 @@ impl TestApp {
         request.send().await.expect("HTTP request")
     }
 
+    /// A request with a JSON body and an optional token.
+    pub async fn request_json_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", self.http_addr))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("HTTP request")
+    }
+
     /// POST without a body; status and JSON answer.
     pub async fn post_json(&self, path: &str) -> (u16, Value) {
         let resp = self.send_request(reqwest::Method::POST, path).await;

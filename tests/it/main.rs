@@ -10,5 +10,6 @@ mod imap;
 mod machine_mail;
 mod records;
 mod replies;
+mod routes;
 mod smtp;
 mod team;
