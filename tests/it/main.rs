@@ -1,6 +1,7 @@
 //! One integration binary: the real service over real databases, spoken to
 //! with a real SMTP client and read through the HTTP API.
 
+mod admin;
 mod auth;
 mod cli;
 mod corpus;
