@@ -205,7 +205,7 @@ macro_rules! sql_team_store {
                 // Free every name first, so renames and swaps never collide.
                 for (id, _) in &kept {
                     sqlx::query("UPDATE stages SET name = $1 WHERE id = $2")
-                        .bind(format!("\u{0}{id}"))
+                        .bind(format!("(renaming {id})"))
                         .bind(*id)
                         .execute(&mut **tx)
                         .await?;
