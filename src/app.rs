@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::domain::{BlockList, DirectoryHandle};
 use crate::imap::{self, StatusBoard};
@@ -136,6 +137,13 @@ impl App {
             intake,
             directory: self.directory.clone(),
             blocked: BlockList::new(&self.settings.blocked_senders),
+            auth: match Authenticator::new(&self.settings.auth, &self.settings.smtp.hostname) {
+                Ok(auth) => Some(Arc::new(auth)),
+                Err(err) => {
+                    tracing::error!(error = %err, "sender authentication is off: no resolver");
+                    None
+                }
+            },
         });
         let smtp_task = tokio::spawn(smtp::serve(
             self.smtp,

@@ -28,6 +28,7 @@ pub struct Settings {
     pub processing: ProcessingSettings,
     pub log: LogSettings,
     pub outbound: OutboundSettings,
+    pub auth: AuthSettings,
     #[serde(default)]
     pub pipelines: Vec<PipelineConfig>,
     #[serde(default)]
@@ -121,6 +122,68 @@ impl OutboundSettings {
     }
 }
 
+/// Sender authentication (SPF, DKIM, DMARC) of mail received over SMTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Clients not checked (a local relay or fetcher that checked already): CIDRs.
+    pub trusted_networks: Vec<String>,
+    /// How long all lookups for one message may take; then `temperror`.
+    pub dns_timeout_ms: u64,
+    /// `system` (resolv.conf) or `static` (only `static_records`).
+    pub resolver: ResolverKind,
+    /// TXT answers known without asking DNS (SPF, DKIM keys, DMARC policies).
+    #[serde(default)]
+    pub static_records: Vec<StaticTxtRecord>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolverKind {
+    System,
+    Static,
+}
+
+/// One preloaded TXT record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTxtRecord {
+    pub name: String,
+    pub value: String,
+}
+
+/// What an alias does with the result of sender authentication.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthPolicy {
+    /// Not checked.
+    Off,
+    /// Checked and recorded; a DMARC failure never threads or reopens.
+    #[default]
+    Monitor,
+    /// As monitor, and a DMARC failure is quarantined (`dmarc-fail`).
+    Enforce,
+}
+
+impl AuthPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthPolicy::Off => "off",
+            AuthPolicy::Monitor => "monitor",
+            AuthPolicy::Enforce => "enforce",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(AuthPolicy::Off),
+            "monitor" => Some(AuthPolicy::Monitor),
+            "enforce" => Some(AuthPolicy::Enforce),
+            _ => None,
+        }
+    }
+}
+
 /// How to reach the outbound relay.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -184,6 +247,9 @@ pub struct AliasConfig {
     /// `support@acme.example` that forwards to it or is polled over IMAP.
     #[serde(default)]
     pub also: Vec<String>,
+    /// Sender authentication: `off`, `monitor` (default) or `enforce`.
+    #[serde(default)]
+    pub auth: AuthPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -272,6 +338,10 @@ pub struct ImapAccountConfig {
     /// Extra CA certificates (PEM) trusted besides the system roots.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// The mailbox provider's `Authentication-Results` authserv-id whose
+    /// verdicts are trusted for mail polled from this account.
+    #[serde(default)]
+    pub authserv_id: Option<String>,
 }
 
 fn implicit() -> ImapTls {
@@ -421,6 +491,11 @@ impl Settings {
         }
         if !out.domain.is_empty() && EmailAddress::parse(&format!("x@{}", out.domain)).is_err() {
             return invalid(format!("outbound: domain {:?} is not a domain", out.domain));
+        }
+        for network in &self.auth.trusted_networks {
+            if crate::domain::Cidr::parse(network).is_none() {
+                return invalid(format!("auth.trusted_networks: {network:?} is not a CIDR"));
+            }
         }
         let mut names = HashSet::new();
         for p in &self.pipelines {

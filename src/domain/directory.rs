@@ -50,6 +50,8 @@ pub struct AliasEntry {
     pub reopen: HashMap<Uuid, Uuid>,
     /// Further addresses it answers for (forwarding team mailboxes).
     pub also: Vec<EmailAddress>,
+    /// What sender authentication does for its mail.
+    pub auth: crate::config::AuthPolicy,
 }
 
 /// Everything routing needs, without I/O.
@@ -146,6 +148,7 @@ impl Directory {
                 name: a.name.clone(),
                 pipeline_id: pipeline.id,
                 owner_id: None,
+                auth: a.auth,
                 tags: a.tags.clone(),
                 enabled: a.enabled,
                 reopen_on_reply: a.reopen_on_reply,

@@ -5,12 +5,14 @@
 
 mod address;
 mod blocklist;
+mod cidr;
 mod directory;
 mod message_id;
 mod reply_token;
 
 pub use address::{AddressError, EmailAddress, mentions};
 pub use blocklist::BlockList;
+pub use cidr::Cidr;
 pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, StageEntry};
 pub use message_id::{normalize_message_id, synthetic_message_id};
 pub use reply_token::ReplyKey;

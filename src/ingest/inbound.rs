@@ -58,6 +58,9 @@ pub struct Envelope {
     /// from (`imap:ACCOUNT/FOLDER`).
     pub helo: Option<String>,
     pub tls: bool,
+    /// Sender authentication verdict (an `Authentication-Results` value),
+    /// for SMTP mail from an untrusted client whose aliases check it.
+    pub auth_results: Option<String>,
 }
 
 /// Where a polled message sits in its mailbox. Stored with the message, in

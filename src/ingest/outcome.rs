@@ -62,12 +62,15 @@ pub enum PipelineResult {
 pub enum QuarantineReason {
     /// The sender is on `blocked_senders`.
     Blocked,
+    /// DMARC failed for an alias that enforces it.
+    DmarcFail,
 }
 
 impl QuarantineReason {
     pub fn as_str(self) -> &'static str {
         match self {
             QuarantineReason::Blocked => "blocked",
+            QuarantineReason::DmarcFail => "dmarc-fail",
         }
     }
 }

@@ -24,7 +24,8 @@ use super::plan::{Plan, PlanError, PlannedRoute, plan};
 use super::thread::RELATED_RECORD_RULE;
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
-use crate::config::{Settings, UntrustedThread};
+use crate::auth::{Dmarc, dmarc_verdict, trusted_header_verdict};
+use crate::config::{AuthPolicy, Settings, UntrustedThread};
 use crate::domain::{BlockList, Directory, DirectoryHandle, EmailAddress, ReplyKey, StageKind};
 use crate::store::{
     ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
@@ -37,6 +38,10 @@ pub struct Policy {
     pub untrusted_thread: UntrustedThread,
     /// Verifies the reply tokens of `alias+r-<token>` recipients.
     pub reply_key: ReplyKey,
+    /// Our own `Authentication-Results` authserv-id (SMTP mail).
+    pub authserv_id: String,
+    /// IMAP account name → the provider's authserv-id trusted for its mail.
+    pub imap_authserv: HashMap<String, String>,
 }
 
 impl Policy {
@@ -45,6 +50,12 @@ impl Policy {
             blocked: BlockList::new(&settings.blocked_senders),
             untrusted_thread: settings.processing.untrusted_thread,
             reply_key,
+            authserv_id: settings.smtp.hostname.clone(),
+            imap_authserv: settings
+                .imap
+                .iter()
+                .filter_map(|a| Some((a.name.clone(), a.authserv_id.clone()?)))
+                .collect(),
         }
     }
 
@@ -296,6 +307,19 @@ async fn process_one(
         return Ok(Outcome::Quarantined(QuarantineReason::Blocked));
     }
 
+    // Sender authentication: a DMARC failure is quarantined where an alias
+    // enforces it, and never threads where one monitors it.
+    let dmarc_failed = dmarc_of(policy, inbound) == Some(Dmarc::Fail);
+    if dmarc_failed
+        && !inbound.released
+        && routes
+            .iter()
+            .any(|r| r.route.alias.auth == AuthPolicy::Enforce)
+    {
+        tracing::info!(reason = "dmarc-fail", "message_quarantined");
+        return Ok(Outcome::Quarantined(QuarantineReason::DmarcFail));
+    }
+
     // Classification effects
     let Classification { class, rule } = classification;
     if class.is_automatic() {
@@ -336,9 +360,27 @@ async fn process_one(
 
     let mut results = Vec::with_capacity(routes.len());
     for route in &routes {
-        results.push(apply(tx, policy, inbound, &mail, &class, route, contact).await?);
+        let unauthenticated = dmarc_failed && route.route.alias.auth != AuthPolicy::Off;
+        let judged = Judged {
+            mail: &mail,
+            class: &class,
+            contact,
+            unauthenticated,
+        };
+        results.push(apply(tx, policy, inbound, judged, route).await?);
     }
     Ok(Outcome::from_results(results))
+}
+
+/// What processing found out about a message before it meets a pipeline.
+#[derive(Clone, Copy)]
+struct Judged<'a> {
+    mail: &'a ParsedMail,
+    class: &'a Class,
+    /// The sender as a contact (`(address, name)`), unless a role address.
+    contact: Option<(&'a str, &'a str)>,
+    /// It failed DMARC and the route's alias checks senders.
+    unauthenticated: bool,
 }
 
 /// Thread and apply for one pipeline.
@@ -346,11 +388,15 @@ async fn apply(
     tx: &mut dyn Tx,
     policy: &Policy,
     inbound: &InboundRef<'_>,
-    mail: &ParsedMail,
-    class: &Class,
+    judged: Judged<'_>,
     planned: &PlannedRoute<'_>,
-    contact: Option<(&str, &str)>,
 ) -> Result<PipelineResult, ProcessError> {
+    let Judged {
+        mail,
+        class,
+        contact,
+        unauthenticated,
+    } = judged;
     let route = &planned.route;
     let pipeline = route.pipeline;
     if inbound.replay && tx.already_applied(inbound.id, pipeline.id).await? {
@@ -412,6 +458,15 @@ async fn apply(
     // Trust: a thread named by headers or subject, from someone who is not on
     // the record, does not silently join it (a reply token is proof enough).
     let mut related = None;
+    // A message that failed DMARC may be forged: it never joins a record.
+    if unauthenticated && let Some((key, record)) = hit.take() {
+        tracing::info!(
+            record = record.number,
+            rule = key.rule(),
+            "thread_refused_dmarc_fail"
+        );
+        related = Some((key, record.id));
+    }
     if let Some((key, record)) = &hit
         && !matches!(key, ThreadKey::Token(_))
         && policy.untrusted_thread == UntrustedThread::Related
@@ -513,6 +568,24 @@ async fn apply(
         record: record.number,
         reopened: reopen_to.is_some(),
     })
+}
+
+/// The DMARC verdict for a stored message: ours for SMTP mail, the mailbox
+/// provider's (a configured authserv-id) for polled mail; `None` when unknown.
+fn dmarc_of(policy: &Policy, inbound: &InboundRef<'_>) -> Option<Dmarc> {
+    if inbound.source == Source::Smtp.as_str() {
+        let results = inbound.envelope.auth_results.as_deref()?;
+        return dmarc_verdict(results, &policy.authserv_id);
+    }
+    let account = inbound
+        .envelope
+        .helo
+        .as_deref()?
+        .strip_prefix("imap:")?
+        .split('/')
+        .next()?;
+    let authserv_id = policy.imap_authserv.get(account)?;
+    trusted_header_verdict(inbound.raw, authserv_id)
 }
 
 /// A token for reply addresses (`alias+r-<token>@domain`): a UUIDv7 in hex,

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::config::SmtpSettings;
 use crate::domain::BlockList;
 use crate::domain::DirectoryHandle;
@@ -28,6 +29,8 @@ pub struct SmtpContext {
     pub intake: Intake,
     pub directory: DirectoryHandle,
     pub blocked: BlockList,
+    /// Sender authentication; `None` when it could not be set up.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl SmtpContext {

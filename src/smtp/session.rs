@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SmtpContext;
 use super::reply::{self, Reply};
+use crate::config::AuthPolicy;
 use crate::domain::EmailAddress;
 use crate::ingest::{Envelope, InboundMessage, Source};
 
@@ -315,12 +316,14 @@ impl Session {
 
     /// Hands a complete message to intake and chooses the reply.
     async fn deliver(&mut self, raw: Vec<u8>) -> Reply {
+        let auth_results = self.authenticate(&raw).await;
         let envelope = Envelope {
             mail_from: self.mail_from.take().filter(|m| !m.is_empty()),
             rcpt_to: std::mem::take(&mut self.rcpt_to),
             client_ip: Some(self.peer.ip().to_string()),
             helo: self.helo.clone(),
             tls: false,
+            auth_results,
         };
         let size = raw.len();
         match self
@@ -338,6 +341,29 @@ impl Session {
                 reply::STORAGE_FAILED
             }
         }
+    }
+
+    /// SPF, DKIM and DMARC for this message, unless the client is trusted or
+    /// no alias it is for checks senders.
+    async fn authenticate(&self, raw: &[u8]) -> Option<String> {
+        let auth = self.ctx.auth.as_ref()?;
+        let ip = self.peer.ip();
+        if auth.is_trusted(ip) {
+            return None;
+        }
+        let directory = self.ctx.directory.current();
+        let checked = self.rcpt_to.iter().any(|rcpt| {
+            EmailAddress::parse(rcpt)
+                .ok()
+                .and_then(|a| directory.alias_for(&a).map(|(alias, _)| alias.auth))
+                .is_some_and(|policy| policy != AuthPolicy::Off)
+        });
+        if !checked {
+            return None;
+        }
+        let helo = self.helo.as_deref().unwrap_or_default();
+        let mail_from = self.mail_from.as_deref().unwrap_or_default();
+        Some(auth.verify(raw, ip, helo, mail_from).await)
     }
 
     fn reject_too_big(&mut self) {

@@ -62,6 +62,11 @@ pub(super) fn mailbox_list(json: &str) -> StoreResult<Vec<Mailbox>> {
         .collect())
 }
 
+pub(super) fn auth_policy(policy: &str) -> StoreResult<crate::config::AuthPolicy> {
+    crate::config::AuthPolicy::parse(policy)
+        .ok_or_else(|| StoreError::Corrupt(format!("alias auth policy {policy:?}")))
+}
+
 pub(super) fn stage_kind(kind: &str) -> StoreResult<StageKind> {
     StageKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("stage kind {kind:?}")))
 }
@@ -139,7 +144,7 @@ macro_rules! sql_store {
         use $crate::domain::{AliasEntry, Directory, EmailAddress};
         use $crate::ingest::{Envelope, ImapCursor, InboundMessage};
         use $crate::store::sql::{
-            DirectoryRows, INSERT_CHUNK, mailbox_list, sort_conversation, string_list, to_json,
+            DirectoryRows, INSERT_CHUNK, auth_policy, mailbox_list, sort_conversation, string_list, to_json,
         };
         use $crate::store::*;
 
@@ -157,7 +162,7 @@ macro_rules! sql_store {
             LEFT JOIN contacts c ON c.id = r.contact_id";
 
         const INBOUND_SELECT: &str = "SELECT id, received_at, source, mail_from, rcpt_to, client_ip, \
-            helo, tls, size, sha256, status, outcome, error, processed_at FROM inbound";
+            helo, tls, size, sha256, status, outcome, error, processed_at, auth_results FROM inbound";
 
         fn record_view(row: &DbRow) -> StoreResult<RecordView> {
             let number: i64 = row.try_get("number")?;
@@ -221,6 +226,7 @@ macro_rules! sql_store {
                 outcome: row.try_get("outcome")?,
                 error: row.try_get("error")?,
                 processed_at: row.try_get("processed_at")?,
+                auth_results: row.try_get("auth_results")?,
             })
         }
 
@@ -320,7 +326,7 @@ macro_rules! sql_store {
                     .collect::<StoreResult<Vec<_>>>()?;
                 let aliases = sqlx::query(
                     "SELECT id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
-                     extra_addresses FROM aliases",
+                     extra_addresses, auth_policy FROM aliases",
                 )
                 .fetch_all(pool)
                 .await?
@@ -342,6 +348,7 @@ macro_rules! sql_store {
                             .iter()
                             .filter_map(|a| EmailAddress::parse(a).ok())
                             .collect(),
+                        auth: auth_policy(&r.try_get::<String, _>("auth_policy")?)?,
                     })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -761,8 +768,9 @@ macro_rules! sql_store {
                      m.from_name, m.to_addrs, m.cc_addrs, m.reply_to, m.subject, m.sent_at, m.text_body, \
                      m.html_body, m.thread_rule, m.thread_value, m.created_at, m.class, m.mentions, \
                      o.status AS delivery_status, o.attempts AS delivery_attempts, \
-                     o.last_reply AS delivery_reply, o.sent_at AS delivery_sent_at \
-                     FROM messages m LEFT JOIN outbox o ON o.id = m.id WHERE m.record_id = $1 \
+                     o.last_reply AS delivery_reply, o.sent_at AS delivery_sent_at, i.auth_results \
+                     FROM messages m LEFT JOIN outbox o ON o.id = m.id LEFT JOIN inbound i ON i.id = m.inbound_id \
+                     WHERE m.record_id = $1 \
                      ORDER BY m.created_at, m.id",
                 )
                 .bind(id)
@@ -802,6 +810,7 @@ macro_rules! sql_store {
                             }),
                             None => None,
                         },
+                        authentication_results: r.try_get("auth_results")?,
                         created_at: r.try_get("created_at")?,
                     })));
                 }
@@ -893,10 +902,10 @@ macro_rules! sql_store {
                 a.also.iter().filter_map(|x| EmailAddress::parse(x).ok().map(|e| e.to_string())).collect();
             let alias_id: Uuid = sqlx::query(
                 "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
-                 extra_addresses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET \
+                 extra_addresses, auth_policy) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO UPDATE SET \
                  name = excluded.name, pipeline_id = excluded.pipeline_id, owner_id = excluded.owner_id, \
                  tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply, \
-                 extra_addresses = excluded.extra_addresses RETURNING id",
+                 extra_addresses = excluded.extra_addresses, auth_policy = excluded.auth_policy RETURNING id",
             )
             .bind(Uuid::now_v7())
             .bind(address.as_str())
@@ -907,6 +916,7 @@ macro_rules! sql_store {
             .bind(a.enabled)
             .bind(a.reopen_on_reply)
             .bind(to_json(&also))
+            .bind(a.auth.as_str())
             .fetch_one(&mut **tx)
             .await?
             .try_get("id")?;
@@ -961,7 +971,8 @@ macro_rules! sql_store {
             let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
             for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                    "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw) ",
+                    "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw, \
+                     auth_results) ",
                 );
                 q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
                     b.push_bind(*id)
@@ -974,7 +985,8 @@ macro_rules! sql_store {
                         .push_bind(m.envelope.tls)
                         .push_bind(i64::try_from(m.raw.len()).unwrap_or(i64::MAX))
                         .push_bind(m.sha256.as_str())
-                        .push_bind(m.raw.as_slice());
+                        .push_bind(m.raw.as_slice())
+                        .push_bind(m.envelope.auth_results.as_deref());
                 });
                 q.build().execute(&mut **tx).await?;
             }
@@ -1087,7 +1099,7 @@ macro_rules! sql_store {
         impl Tx for $tx {
             async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
                 let rows = sqlx::query(
-                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released FROM inbound \
+                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released, auth_results FROM inbound \
                      WHERE status = 'pending' ORDER BY seq LIMIT $1",
                 )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -1104,6 +1116,7 @@ macro_rules! sql_store {
                                 client_ip: r.try_get("client_ip")?,
                                 helo: r.try_get("helo")?,
                                 tls: r.try_get("tls")?,
+                                auth_results: r.try_get("auth_results")?,
                             },
                             raw: r.try_get("raw")?,
                             attempts: r.try_get("attempts")?,

@@ -202,6 +202,9 @@ pub struct MessageView {
     /// For a reply sent from the record: where its delivery stands.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryView>,
+    /// The sender authentication verdict of an inbound message received over SMTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authentication_results: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -258,6 +261,8 @@ pub struct InboundView {
     pub outcome: Option<String>,
     pub error: Option<String>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// Sender authentication verdict (an `Authentication-Results` value) for SMTP mail.
+    pub auth_results: Option<String>,
 }
 
 /// Who an API token speaks for.

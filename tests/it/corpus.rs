@@ -112,6 +112,7 @@ async fn zammad_senders_and_subjects_match_expectations() {
             tags: vec![],
             enabled: true,
             reopen_on_reply: false,
+            auth: Default::default(),
             reopen: vec![],
             also: vec![],
         });

@@ -159,6 +159,7 @@ service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix
             after: "keep".into(),
             backfill_days: 0,
             ca_file: None,
+            authserv_id: None,
         }
     }
 
@@ -766,5 +767,66 @@ async fn an_oversized_message_is_skipped_and_never_blocks_the_mailbox() {
     );
     let (_, status) = app.get("/api/v1/imap").await;
     assert_eq!(status["items"][0]["last_uid"], 4);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_mail_trusts_only_its_providers_dmarc_verdict() {
+    let Some(dovecot) = Dovecot::start().await else {
+        return;
+    };
+    let mut account = dovecot.account("support", "INBOX", "service@localhost");
+    account.backfill_days = 1;
+    account.authserv_id = Some("mx.provider.test".into());
+    let with_results = |i: usize, results: &str| {
+        mail(
+            &format!("Customer {i} <customer{i}@bank.test>"),
+            "support@acme.example",
+            &format!("Message {i}"),
+            &format!("ar{i}@bank.test"),
+            &[("Authentication-Results", results)],
+            "hello",
+        )
+    };
+    dovecot
+        .append(
+            "INBOX",
+            &[
+                with_results(
+                    1,
+                    "mx.provider.test; spf=fail; dmarc=fail header.from=bank.test",
+                ),
+                with_results(
+                    2,
+                    "mx.provider.test; spf=pass; dmarc=pass header.from=bank.test",
+                ),
+                with_results(3, "someone.else.test; dmarc=fail header.from=bank.test"),
+            ],
+            None,
+        )
+        .await;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        with_account(s, account);
+        s.aliases[1].auth = emailin::config::AuthPolicy::Enforce;
+    })
+    .await;
+    wait_for(&app, 3, Duration::from_secs(10)).await;
+    let quarantined = app.inbound(Some("quarantined")).await;
+    assert_eq!(quarantined.len(), 1, "only the provider's failure counts");
+    assert_eq!(quarantined[0]["outcome"], "quarantined: dmarc-fail");
+    let (_, raw) = app
+        .get_bytes(&format!(
+            "/api/v1/inbound/{}/raw",
+            quarantined[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(String::from_utf8_lossy(&raw).contains("ar1@bank.test"));
+    let titles: Vec<String> = app
+        .records("Service")
+        .await
+        .iter()
+        .map(|r| r["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(titles, ["Message 3", "Message 2"]);
     app.stop().await;
 }

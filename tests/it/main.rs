@@ -12,5 +12,6 @@ mod machine_mail;
 mod records;
 mod replies;
 mod routes;
+mod sender_auth;
 mod smtp;
 mod team;
