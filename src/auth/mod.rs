@@ -412,67 +412,57 @@ mod tests {
 
     const CLIENT: &str = "192.0.2.10";
 
+    /// Checks a message from `sender` (domain `domain`) signed with `signer`,
+    /// against a domain publishing `key_record`, SPF `spf` and `p=reject`.
+    async fn verdict_for(
+        domain: &str,
+        key_record: &str,
+        spf: &str,
+        sender: &str,
+        signer: mail_auth::common::crypto::Ed25519Key,
+    ) -> String {
+        let selector = format!("s1._domainkey.{domain}");
+        let dmarc = format!("_dmarc.{domain}");
+        let records = [
+            (selector.as_str(), key_record),
+            (domain, spf),
+            (dmarc.as_str(), "v=DMARC1; p=reject"),
+        ];
+        let auth = Authenticator::new(&settings(&records), "mx.emailin.test").unwrap();
+        let raw = message(&format!("Someone <{sender}>"), Some((signer, domain)));
+        auth.verify(&raw, CLIENT.parse().unwrap(), "mail.client.test", sender)
+            .await
+    }
+
     #[tokio::test]
     async fn aligned_dkim_and_spf_pass_dmarc() {
         let (key, record) = ed25519();
-        let auth = Authenticator::new(
-            &settings(&[
-                ("s1._domainkey.good.test", &record),
-                ("good.test", "v=spf1 ip4:192.0.2.10 -all"),
-                ("_dmarc.good.test", "v=DMARC1; p=reject"),
-            ]),
-            "mx.emailin.test",
+        let results = verdict_for(
+            "good.test",
+            &record,
+            "v=spf1 ip4:192.0.2.10 -all",
+            "ann@good.test",
+            key,
         )
-        .unwrap();
-        let raw = message("Ann <ann@good.test>", Some((key, "good.test")));
-        let results = auth
-            .verify(
-                &raw,
-                CLIENT.parse().unwrap(),
-                "mail.good.test",
-                "ann@good.test",
-            )
-            .await;
+        .await;
         assert!(results.starts_with("mx.emailin.test;"), "{results}");
         assert!(results.contains("dkim=pass"), "{results}");
         assert!(results.contains("spf=pass"), "{results}");
-        assert_eq!(
-            dmarc_verdict(&results, "mx.emailin.test"),
-            Some(Dmarc::Pass),
-            "{results}"
-        );
+        let verdict = dmarc_verdict(&results, "mx.emailin.test");
+        assert_eq!(verdict, Some(Dmarc::Pass), "{results}");
     }
 
     #[tokio::test]
     async fn a_forged_sender_fails_dmarc() {
         let (_, record) = ed25519();
         let (other_key, _) = ed25519();
-        let auth = Authenticator::new(
-            &settings(&[
-                ("s1._domainkey.bank.test", &record),
-                ("bank.test", "v=spf1 ip4:198.51.100.1 -all"),
-                ("_dmarc.bank.test", "v=DMARC1; p=reject"),
-            ]),
-            "mx.emailin.test",
-        )
-        .unwrap();
         // Signed with a key that is not the published one, from an unlisted IP.
-        let raw = message("Bank <alerts@bank.test>", Some((other_key, "bank.test")));
-        let results = auth
-            .verify(
-                &raw,
-                CLIENT.parse().unwrap(),
-                "evil.test",
-                "alerts@bank.test",
-            )
-            .await;
+        let spf = "v=spf1 ip4:198.51.100.1 -all";
+        let results = verdict_for("bank.test", &record, spf, "alerts@bank.test", other_key).await;
         assert!(results.contains("dkim=fail"), "{results}");
         assert!(results.contains("spf=fail"), "{results}");
-        assert_eq!(
-            dmarc_verdict(&results, "mx.emailin.test"),
-            Some(Dmarc::Fail),
-            "{results}"
-        );
+        let verdict = dmarc_verdict(&results, "mx.emailin.test");
+        assert_eq!(verdict, Some(Dmarc::Fail), "{results}");
     }
 
     #[tokio::test]
