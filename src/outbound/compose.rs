@@ -47,8 +47,8 @@ pub enum ComposeError {
     /// Reply safety: the contact's address must not get mail from us.
     #[error("{0}")]
     Refused(String),
-    /// Reply safety: a Cc address must not get mail from us.
-    #[error("cc: {0} is a role or no-reply address; replies never go to one")]
+    /// Reply safety: a Cc address must not get mail from us (the reason).
+    #[error("cc: {0}")]
     RefusedCc(String),
 }
 
@@ -120,8 +120,24 @@ pub fn compose(
         .as_deref()
         .and_then(|a| EmailAddress::parse(a).ok())
         .ok_or(ComposeError::NoAlias)?;
-    if let Some(cc) = req.cc.iter().find(|c| is_role_address(c.as_str())) {
-        return Err(ComposeError::RefusedCc(cc.to_string()));
+    let automatic = |address: &str| ctx.auto_responders.iter().any(|a| a == address);
+    if automatic(&contact.email) {
+        return Err(ComposeError::Refused(format!(
+            "{} has only sent automatic replies on this record; replies never go to an auto-responder",
+            contact.email
+        )));
+    }
+    for cc in &req.cc {
+        if is_role_address(cc.as_str()) {
+            return Err(ComposeError::RefusedCc(format!(
+                "{cc} is a role or no-reply address; replies never go to one"
+            )));
+        }
+        if automatic(cc.as_str()) {
+            return Err(ComposeError::RefusedCc(format!(
+                "{cc} has only sent automatic replies on this record; replies never go to an auto-responder"
+            )));
+        }
     }
 
     // Send as the assigned person: their name on the alias address.
@@ -247,6 +263,7 @@ mod tests {
             }),
             contact: Some(contact("ann@customer.example")),
             last_message: Some(("m2@customer.example".into(), vec!["m1@acme.example".into()])),
+            auto_responders: vec!["ooo@customer.example".into()],
         }
     }
 
@@ -326,6 +343,14 @@ mod tests {
         let mut cc_daemon = request();
         cc_daemon.cc = vec![EmailAddress::parse("mailer-daemon@x.example").unwrap()];
         assert!(compose(&ctx, &cc_daemon, "d.example", &key, Utc::now()).is_err());
+
+        let mut cc_ooo = request();
+        cc_ooo.cc = vec![EmailAddress::parse("ooo@customer.example").unwrap()];
+        let err = compose(&ctx, &cc_ooo, "d.example", &key, Utc::now()).unwrap_err();
+        assert!(err.to_string().contains("auto-responder"), "{err}");
+        ctx.contact = Some(contact("ooo@customer.example"));
+        let err = compose(&ctx, &request(), "d.example", &key, Utc::now()).unwrap_err();
+        assert!(matches!(err, ComposeError::Refused(_)), "{err}");
 
         ctx.contact = None;
         assert_eq!(

@@ -569,6 +569,18 @@ macro_rules! sql_team_store {
                     Some(m) => Some((m.try_get("message_id")?, string_list(&m.try_get::<String, _>("refs")?)?)),
                     None => None,
                 };
+                let auto_responders = sqlx::query(
+                    "SELECT from_addr FROM messages WHERE record_id = $1 AND direction = 'in' \
+                     AND from_addr IS NOT NULL GROUP BY from_addr \
+                     HAVING SUM(CASE WHEN class = 'auto-reply' THEN 1 ELSE 0 END) > 0 \
+                     AND SUM(CASE WHEN class = 'auto-reply' THEN 0 ELSE 1 END) = 0",
+                )
+                .bind(record)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| Ok(r.try_get::<String, _>("from_addr")?.to_lowercase()))
+                .collect::<StoreResult<Vec<_>>>()?;
                 Ok(Some(ReplyContext {
                     record_id: row.try_get("id")?,
                     number: row.try_get("number")?,
@@ -580,6 +592,7 @@ macro_rules! sql_team_store {
                     owner,
                     contact,
                     last_message,
+                    auto_responders,
                 }))
             }
 

@@ -388,6 +388,8 @@ pub struct ReplyContext {
     pub contact: Option<ContactView>,
     /// The latest message of the thread (in or out): its id and References.
     pub last_message: Option<(String, Vec<String>)>,
+    /// Senders on this record that only ever sent automatic replies.
+    pub auto_responders: Vec<String>,
 }
 
 /// A reply ready for the outbox: its message row and its wire form.

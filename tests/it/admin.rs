@@ -15,7 +15,7 @@ on_both_backends!(
     contacts_are_searched_and_read_with_their_records,
     records_filter_by_owner_tag_text_and_time,
     every_list_pages_by_cursor,
-    replies_to_a_bounced_address_are_refused_unless_forced,
+    replies_never_go_to_bounced_addresses_unless_forced_nor_to_auto_responders,
 );
 
 async fn admin(app: &TestApp, method: Method, path: &str, body: Value) -> (u16, Value) {
@@ -512,7 +512,9 @@ async fn every_list_pages_by_cursor(backend: Backend) {
     app.stop().await;
 }
 
-async fn replies_to_a_bounced_address_are_refused_unless_forced(backend: Backend) {
+async fn replies_never_go_to_bounced_addresses_unless_forced_nor_to_auto_responders(
+    backend: Backend,
+) {
     // A relay nobody listens on: the reply is only queued here.
     let app = spawn_app_with(backend, |s| {
         s.outbound.host = "127.0.0.1".into();
@@ -562,5 +564,28 @@ Final-Recipient: rfc822; gone@customer.example\r\nAction: failed\r\nStatus: 5.1.
     .await;
     assert_eq!(status, 202, "{queued}");
     assert_eq!(queued["status"], "queued");
+
+    // A colleague's out-of-office joined the thread: they are an auto-responder here.
+    app.post(
+        "Away <away@customer.example>",
+        "sales@localhost",
+        "Out of office",
+        "ooo1@customer.example",
+        &[
+            ("In-Reply-To", "<o1@x>"),
+            ("Auto-Submitted", "auto-replied"),
+        ],
+    )
+    .await;
+    let (status, err) = admin(
+        &app,
+        Method::POST,
+        &path,
+        json!({"text": "Hello?", "force": true, "cc": ["away@customer.example"]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("auto-responder"), "{message}");
     app.stop().await;
 }
