@@ -109,12 +109,14 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
             "delivery-status",
         );
     }
+    // The From header as written: `MAILER-DAEMON <>` has no usable address.
     let daemon = mail.from.as_ref().is_some_and(|f| {
         matches!(
             f.address.split('@').next(),
             Some("mailer-daemon" | "postmaster")
         )
-    });
+    }) || header("from")
+        .is_some_and(|f| f.contains("mailer-daemon") || f.contains("postmaster"));
     let return_path_null = s.header("return-path").is_some_and(|v| v.trim() == "<>");
     if (daemon || null_sender || return_path_null) && s.returned.is_some() {
         let rule = if daemon {
@@ -122,16 +124,17 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
         } else {
             "null-sender-with-returned-message"
         };
-        return c(Class::Bounce(bounce(None, s.returned.as_ref())), rule);
+        return c(Class::Bounce(text_bounce(mail)), rule);
     }
     // Plain-text bounces (qmail, Exim, older MTAs): a daemon or null sender and
     // a non-delivery subject; the original is quoted in the text, if at all.
     if (daemon || null_sender || return_path_null)
         && mail.subject.as_deref().is_some_and(is_bounce_subject)
     {
-        let mut b = bounce(None, s.returned.as_ref());
-        b.recipients = text_bounce_recipients(mail.text.as_deref().unwrap_or_default());
-        return c(Class::Bounce(b), "daemon-sender-bounce-subject");
+        return c(
+            Class::Bounce(text_bounce(mail)),
+            "daemon-sender-bounce-subject",
+        );
     }
 
     // Auto-reply (RFC 3834 and the vendors' own headers).
@@ -186,41 +189,132 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
     c(Class::Normal, "none")
 }
 
-/// Best effort for a bounce without a delivery-status part: the first
-/// enhanced status code in the text and the first address written as
-/// `<address>` or `address:` at the start of a line (qmail, Exim, Postfix).
-fn text_bounce_recipients(text: &str) -> Vec<FailedRecipient> {
-    let status = text
-        .split(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+/// A bounce without a delivery-status part: recipients read from its text.
+fn text_bounce(mail: &ParsedMail) -> Bounce {
+    let mut b = bounce(None, mail.signals.returned.as_ref());
+    b.recipients = text_bounce_recipients(
+        mail.text.as_deref().unwrap_or_default(),
+        mail.signals.header("x-failed-recipients"),
+    );
+    b
+}
+
+/// Lines after which a plain-text bounce quotes the returned message.
+const RETURNED_MARKERS: &[&str] = &[
+    "this is a copy of the message",
+    "below this line is a copy",
+    "original message",
+    "unsent message follows",
+    "message headers follow",
+    "returned message follows",
+    "original message follows",
+    "headers of your message follow",
+];
+
+/// Most recipients read from one plain-text bounce.
+const MAX_TEXT_RECIPIENTS: usize = 50;
+
+/// Best effort for a bounce without a delivery-status part (qmail, Exim,
+/// Gmail, Exchange, DragonFly, …): the failed addresses are those of
+/// `X-Failed-Recipients`, else lines that name one address (`addr`, `<addr>`,
+/// `<addr>:`, `addr on <date>`) or a "… to <addr>" phrase, before the quoted
+/// original. Each recipient's status is the first enhanced status code of
+/// its own paragraph, else of the whole report.
+fn text_bounce_recipients(text: &str, failed_header: Option<&str>) -> Vec<FailedRecipient> {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|line| {
+            let lower = line.to_ascii_lowercase();
+            !RETURNED_MARKERS.iter().any(|m| lower.contains(m))
+        })
+        .collect();
+    let report = lines.join("\n");
+    let mut found: Vec<(String, usize)> = Vec::new();
+    let mut add = |address: crate::domain::EmailAddress, at: usize| {
+        let address = address.to_string();
+        if !found.iter().any(|(a, _)| *a == address) && found.len() < MAX_TEXT_RECIPIENTS {
+            found.push((address, at));
+        }
+    };
+    if let Some(header) = failed_header {
+        for part in header.split([',', ' ']).filter(|p| !p.is_empty()) {
+            if let Ok(address) = crate::domain::EmailAddress::parse(part.trim_matches(['<', '>'])) {
+                let at = lines.iter().position(|l| l.contains(part)).unwrap_or(0);
+                add(address, at);
+            }
+        }
+    } else {
+        for (at, line) in lines.iter().enumerate() {
+            if let Some(address) = recipient_line(line).or_else(|| recipient_phrase(line)) {
+                add(address, at);
+            }
+        }
+    }
+    let starts: Vec<usize> = found.iter().map(|(_, at)| *at).collect();
+    found
+        .iter()
+        .map(|(address, at)| {
+            let end = starts
+                .iter()
+                .copied()
+                .filter(|s| s > at)
+                .min()
+                .unwrap_or(lines.len())
+                .max(at + 1)
+                .min(lines.len());
+            let paragraph = lines.get(*at..end).unwrap_or_default().join("\n");
+            let status = first_status_code(&paragraph).or_else(|| first_status_code(&report));
+            FailedRecipient {
+                address: address.clone(),
+                action: Some("failed".into()),
+                hard: is_hard(status.as_deref(), Some(&paragraph)),
+                status,
+                diagnostic: None,
+            }
+        })
+        .collect()
+}
+
+/// A line that is one address: `addr`, `<addr>`, `<addr>: …`, `addr:`, `addr on <date>`.
+fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
+    let line = line.trim();
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    let bracketed = first.starts_with('<');
+    let token = first
+        .trim_end_matches([':', ',', '.'])
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let alone = rest.is_empty() || first.ends_with(':') || bracketed || rest.first() == Some(&"on");
+    if !alone || !token.contains('@') {
+        return None;
+    }
+    crate::domain::EmailAddress::parse(token).ok()
+}
+
+/// "… delivering your mail to <addr>", "… could not be delivered to <addr>".
+fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
+    let lower = line.to_ascii_lowercase();
+    let at = lower.find(" to <")?;
+    let rest = &line[at + 5..];
+    let address = &rest[..rest.find('>')?];
+    crate::domain::EmailAddress::parse(address).ok()
+}
+
+/// The first enhanced status code (`5.1.1`) in `text`.
+fn first_status_code(text: &str) -> Option<String> {
+    text.split(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .map(|w| w.trim_end_matches('.'))
         .find(|w| {
             let parts: Vec<&str> = w.split('.').collect();
             parts.len() == 3
-                && matches!(parts[0], "4" | "5")
+                && matches!(parts[0], "2" | "4" | "5")
                 && parts[1..]
                     .iter()
                     .all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
         })
-        .map(str::to_string);
-    let address = text.lines().find_map(|line| {
-        let line = line.trim();
-        let candidate = line
-            .strip_prefix('<')
-            .and_then(|l| l.split_once('>'))
-            .map(|(a, _)| a)
-            .or_else(|| line.strip_suffix(':').filter(|l| !l.contains(' ')))?;
-        crate::domain::EmailAddress::parse(candidate).ok()
-    });
-    let diagnostic = None;
-    match address {
-        Some(address) => vec![FailedRecipient {
-            address: address.to_string(),
-            action: Some("failed".into()),
-            hard: is_hard(status.as_deref(), Some(text)),
-            status,
-            diagnostic,
-        }],
-        None => Vec::new(),
-    }
+        .map(str::to_string)
 }
 
 /// Subjects that MTAs give non-delivery reports.
@@ -366,6 +460,63 @@ mod tests {
 
     fn class_of(raw: &str) -> Classification {
         classify(&parse(raw.as_bytes()).expect("parses"), false)
+    }
+
+    fn text_recipients(raw: &str) -> Vec<(String, Option<String>, bool)> {
+        match class_of(raw).class {
+            Class::Bounce(b) => b
+                .recipients
+                .into_iter()
+                .map(|r| (r.address, r.status, r.hard))
+                .collect(),
+            other => panic!("not a bounce: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_text_bounces_name_each_recipient_with_its_own_status() {
+        let qmail = "From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\n\
+Hi. This is the qmail-send program.\r\n\r\n<gone@example.jp>:\r\nRemote host said: 550 5.1.1 <gone@example.jp>... User Unknown\r\n\r\n\
+<full@example.jp>:\r\nRemote host said: 552 5.2.2 Mailbox full\r\n\r\n--- Below this line is a copy of the message.\r\n\r\n\
+To: <quoted@example.jp>\r\n";
+        assert_eq!(
+            text_recipients(qmail),
+            [
+                (
+                    "gone@example.jp".to_string(),
+                    Some("5.1.1".to_string()),
+                    true
+                ),
+                (
+                    "full@example.jp".to_string(),
+                    Some("5.2.2".to_string()),
+                    false
+                ),
+            ]
+        );
+        let exim = "From: Mail Delivery System <Mailer-Daemon@e1.example.org>\r\nSubject: Mail delivery failed\r\n\
+X-Failed-Recipients: kijitora@example.ed.jp\r\n\r\nThe following address(es) failed:\r\n\r\n  kijitora@example.ed.jp\r\n\
+    host mx.example.jp: 550 5.7.0 <shironeko@example.jp>... Please use your ISP\r\n";
+        assert_eq!(
+            text_recipients(exim),
+            [(
+                "kijitora@example.ed.jp".to_string(),
+                Some("5.7.0".to_string()),
+                false
+            )]
+        );
+        // A daemon whose From has no address, naming the recipient in a sentence.
+        let dma = "From: MAILER-DAEMON <>\r\nSubject: Mail delivery failed\r\n\r\n\
+There was an error delivering your mail to <who@google.example.com>.\r\n\
+550 5.1.1 The email account that you tried to reach does not exist.\r\n";
+        assert_eq!(
+            text_recipients(dma),
+            [(
+                "who@google.example.com".to_string(),
+                Some("5.1.1".to_string()),
+                true
+            )]
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ const SIGNAL_HEADERS: &[&str] = &[
     "x-emailin-loop",
     "return-path",
     "x-apple-action",
+    "x-failed-recipients",
+    "from",
 ];
 
 /// The raw material of classification, read once at parse time.
