@@ -115,8 +115,11 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
             f.address.split('@').next(),
             Some("mailer-daemon" | "postmaster")
         )
-    }) || header("from")
-        .is_some_and(|f| f.contains("mailer-daemon") || f.contains("postmaster"));
+    }) || header("from").is_some_and(|f| {
+        ["mailer-daemon", "postmaster", "post_master"]
+            .iter()
+            .any(|d| f.contains(d))
+    }) || header("return-path").is_some_and(|r| r.contains("mailer-daemon"));
     let return_path_null = s.header("return-path").is_some_and(|v| v.trim() == "<>");
     if (daemon || null_sender || return_path_null) && s.returned.is_some() {
         let rule = if daemon {
@@ -335,6 +338,16 @@ fn is_bounce_subject(subject: &str) -> bool {
         "could not be delivered",
         "delivery problem",
         "rejected:",
+        "mail failure",
+        "mail failed",
+        "failed delivery",
+        "failure delivery",
+        "delayed mail",
+        "delayed 24 hours",
+        "error sending your mail",
+        "returning to sender",
+        "errors from",
+        "не доставлено",
     ]
     .iter()
     .any(|p| s.contains(p))
