@@ -195,10 +195,13 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 /// A bounce without a delivery-status part: recipients read from its text.
 fn text_bounce(mail: &ParsedMail) -> Bounce {
     let mut b = bounce(None, mail.signals.returned.as_ref());
-    b.recipients = text_bounce_recipients(
-        mail.text.as_deref().unwrap_or_default(),
-        mail.signals.header("x-failed-recipients"),
-    );
+    let text = mail.text.as_deref().unwrap_or_default();
+    b.recipients = text_bounce_recipients(text, mail.signals.header("x-failed-recipients"));
+    if b.recipients.is_empty() {
+        // The report names no address: the returned message's recipients failed.
+        let to = mail.signals.returned.as_ref().map(|r| r.to.join(","));
+        b.recipients = text_bounce_recipients(text, to.as_deref().filter(|t| !t.is_empty()));
+    }
     b
 }
 
@@ -281,7 +284,14 @@ fn text_bounce_recipients(text: &str, failed_header: Option<&str>) -> Vec<Failed
 /// A line that is one address: `addr`, `<addr>`, `<addr>: …`, `addr:`, `addr on <date>`.
 fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
     let line = line.trim();
-    let mut words = line.split_whitespace();
+    let mut words = line.split_whitespace().peekable();
+    // Transcripts: `550 <addr>... User unknown`.
+    if words
+        .peek()
+        .is_some_and(|w| w.len() == 3 && w.chars().all(|c| c.is_ascii_digit()))
+    {
+        words.next();
+    }
     let first = words.next()?;
     let rest: Vec<&str> = words.collect();
     let bracketed = first.starts_with('<');
@@ -299,8 +309,11 @@ fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
 /// "… delivering your mail to <addr>", "… could not be delivered to <addr>".
 fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
     let lower = line.to_ascii_lowercase();
-    let at = lower.find(" to <")?;
-    let rest = &line[at + 5..];
+    let at = lower
+        .find(" to <")
+        .map(|i| i + 5)
+        .or_else(|| lower.find("to:<").map(|i| i + 4))?;
+    let rest = &line[at..];
     let address = &rest[..rest.find('>')?];
     crate::domain::EmailAddress::parse(address).ok()
 }
@@ -400,9 +413,14 @@ fn is_hard(status: Option<&str>, diagnostic: Option<&str>) -> bool {
         if status.starts_with('4') {
             return false;
         }
-        // 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null MX,
-        // 5.2.1 mailbox disabled.
-        if ["5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"].contains(&status) {
+        // 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null
+        // MX, 5.3.2 not accepting mail, 5.4.4 unroutable. A disabled mailbox (5.2.1) may
+        // come back: soft.
+        if [
+            "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.3.2", "5.4.4",
+        ]
+        .contains(&status)
+        {
             return true;
         }
     }
