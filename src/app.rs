@@ -122,12 +122,23 @@ impl App {
         let imap_board = StatusBoard::default();
         let imap_stop = CancellationToken::new();
         let imap_tracker = TaskTracker::new();
+        let auth = match Authenticator::new(&self.settings.auth, &self.settings.smtp.hostname) {
+            Ok(auth) => Some(Arc::new(auth)),
+            Err(err) => {
+                tracing::error!(error = %err, "sender authentication is off: no resolver");
+                None
+            }
+        };
+        let imap_shared = imap::Shared {
+            store: Arc::clone(&self.store),
+            intake: intake.clone(),
+            max_message_bytes: self.settings.smtp.max_message_bytes,
+            board: imap_board.clone(),
+            auth: auth.clone(),
+        };
         imap::spawn_all(
             &self.settings.imap,
-            Arc::clone(&self.store),
-            intake.clone(),
-            self.settings.smtp.max_message_bytes,
-            imap_board.clone(),
+            &imap_shared,
             imap_stop.clone(),
             &imap_tracker,
         );
@@ -137,13 +148,7 @@ impl App {
             intake,
             directory: self.directory.clone(),
             blocked: BlockList::new(&self.settings.blocked_senders),
-            auth: match Authenticator::new(&self.settings.auth, &self.settings.smtp.hostname) {
-                Ok(auth) => Some(Arc::new(auth)),
-                Err(err) => {
-                    tracing::error!(error = %err, "sender authentication is off: no resolver");
-                    None
-                }
-            },
+            auth,
         });
         let smtp_task = tokio::spawn(smtp::serve(
             self.smtp,

@@ -247,6 +247,29 @@ impl Authenticator {
         }
     }
 
+    /// DKIM only (polled mail: no SMTP client to check SPF for): the
+    /// `Authentication-Results` value, or `None` for an unsigned message.
+    pub async fn verify_dkim(&self, raw: &[u8]) -> Option<String> {
+        let host = self.hostname.as_str();
+        let work = async {
+            let message = AuthenticatedMessage::parse(raw)?;
+            if message.dkim_headers.is_empty() && !message.has_dkim_errors {
+                return None;
+            }
+            let txt = TxtCache(self);
+            let dkim = self.resolver.verify_dkim(self.params(&message, &txt)).await;
+            if dkim.is_empty() {
+                // Only signatures that could not even be read.
+                return Some(format!("{host}; dkim=permerror (unreadable signature)"));
+            }
+            let results = AuthenticationResults::new(host).with_dkim_results(&dkim, message.from());
+            Some(one_line(&results.to_string()))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| Some(format!("{host}; dkim=temperror (lookups timed out)")))
+    }
+
     #[allow(clippy::type_complexity)]
     fn params<'x, P>(
         &'x self,
@@ -463,6 +486,26 @@ mod tests {
         assert!(results.contains("spf=fail"), "{results}");
         let verdict = dmarc_verdict(&results, "mx.emailin.test");
         assert_eq!(verdict, Some(Dmarc::Fail), "{results}");
+    }
+
+    #[tokio::test]
+    async fn polled_mail_gets_its_dkim_signatures_checked() {
+        let (key, record) = ed25519();
+        let records = [("s1._domainkey.good.test", record.as_str())];
+        let auth = Authenticator::new(&settings(&records), "mx.emailin.test").unwrap();
+        let signed = message("Ann <ann@good.test>", Some((key, "good.test")));
+        let results = auth.verify_dkim(&signed).await.expect("signed");
+        assert!(
+            results.starts_with("mx.emailin.test; dkim=pass"),
+            "{results}"
+        );
+        let mut tampered = signed.clone();
+        let len = tampered.len();
+        tampered[len - 3] = b'X';
+        let results = auth.verify_dkim(&tampered).await.expect("signed");
+        assert!(!results.contains("dkim=pass"), "{results}");
+        let unsigned = message("Ann <ann@good.test>", None);
+        assert_eq!(auth.verify_dkim(&unsigned).await, None);
     }
 
     #[tokio::test]

@@ -92,10 +92,7 @@ impl StatusBoard {
 /// `shutdown` fires.
 pub fn spawn_all(
     accounts: &[ImapAccountConfig],
-    store: Arc<dyn Store>,
-    intake: Intake,
-    max_message_bytes: usize,
-    board: StatusBoard,
+    shared: &Shared,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -105,13 +102,25 @@ pub fn spawn_all(
             let ctx = PollerContext {
                 account: account.clone(),
                 folder: folder.clone(),
-                store: Arc::clone(&store),
-                intake: intake.clone(),
-                max_message_bytes,
-                board: board.clone(),
+                store: Arc::clone(&shared.store),
+                intake: shared.intake.clone(),
+                max_message_bytes: shared.max_message_bytes,
+                board: shared.board.clone(),
+                auth: shared.auth.clone(),
                 holder: holder.clone(),
             };
             tracker.spawn(Poller::new(ctx).run(shutdown.clone()));
         }
     }
+}
+
+/// What every poller of one process shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub max_message_bytes: usize,
+    pub board: StatusBoard,
+    /// Verifies DKIM signatures of polled mail.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
 }

@@ -39,6 +39,8 @@ pub struct PollerContext {
     pub intake: Intake,
     pub max_message_bytes: usize,
     pub board: StatusBoard,
+    /// Verifies DKIM signatures (the provider's DMARC verdict is read later).
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
     /// Identifies this process in the lease table.
     pub holder: String,
 }
@@ -320,9 +322,14 @@ impl Poller {
             if known.contains(&hash) {
                 continue;
             }
+            let auth_results = match &self.ctx.auth {
+                Some(auth) => auth.verify_dkim(&raw).await,
+                None => None,
+            };
             let envelope = Envelope {
                 rcpt_to: vec![account.alias.clone()],
                 helo: Some(origin.clone()),
+                auth_results,
                 ..Envelope::default()
             };
             let cursor = ImapCursor {

@@ -801,6 +801,13 @@ async fn polled_mail_trusts_only_its_providers_dmarc_verdict() {
                     "mx.provider.test; spf=pass; dmarc=pass header.from=bank.test",
                 ),
                 with_results(3, "someone.else.test; dmarc=fail header.from=bank.test"),
+                [
+                    b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=bank.test; s=s1;\r\n\
+                      h=from:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hi/Fk=; b=AAAA\r\n"
+                        .to_vec(),
+                    with_results(4, "mx.provider.test; dmarc=pass header.from=bank.test"),
+                ]
+                .concat(),
             ],
             None,
         )
@@ -808,9 +815,23 @@ async fn polled_mail_trusts_only_its_providers_dmarc_verdict() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         with_account(s, account);
         s.aliases[1].auth = emailin::config::AuthPolicy::Enforce;
+        s.auth.resolver = emailin::config::ResolverKind::Static;
     })
     .await;
-    wait_for(&app, 3, Duration::from_secs(10)).await;
+    let rows = wait_for(&app, 4, Duration::from_secs(10)).await;
+    // DKIM is checked here (the key is not published: it cannot pass);
+    // unsigned mail gets no verdict of ours.
+    let verdicts: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["auth_results"].as_str())
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{rows:?}");
+    assert!(
+        verdicts[0].starts_with("localhost; dkim="),
+        "{}",
+        verdicts[0]
+    );
+    assert!(!verdicts[0].contains("dkim=pass"), "{}", verdicts[0]);
     let quarantined = app.inbound(Some("quarantined")).await;
     assert_eq!(quarantined.len(), 1, "only the provider's failure counts");
     assert_eq!(quarantined[0]["outcome"], "quarantined: dmarc-fail");
@@ -827,6 +848,6 @@ async fn polled_mail_trusts_only_its_providers_dmarc_verdict() {
         .iter()
         .map(|r| r["title"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(titles, ["Message 3", "Message 2"]);
+    assert_eq!(titles, ["Message 4", "Message 3", "Message 2"]);
     app.stop().await;
 }
