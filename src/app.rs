@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::domain::{BlockList, DirectoryHandle};
+use crate::domain::DirectoryHandle;
 use crate::imap::{self, StatusBoard};
 use crate::ingest::{Intake, Policy, Processor};
 use crate::outbound::{Outbound, Sender};
@@ -147,7 +147,7 @@ impl App {
             settings: self.settings.smtp.clone(),
             intake,
             directory: self.directory.clone(),
-            blocked: BlockList::new(&self.settings.blocked_senders),
+            blocked: self.policy.blocked.clone(),
             auth,
         });
         let smtp_task = tokio::spawn(smtp::serve(
@@ -177,6 +177,8 @@ impl App {
             processor: Arc::clone(&stored),
             directory: self.directory.clone(),
             outbound,
+            blocked: self.policy.blocked.clone(),
+            settings: Arc::new(self.settings.clone()),
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {

@@ -19,7 +19,9 @@ use super::{
 };
 use crate::config::AliasConfig;
 use crate::domain::{EmailAddress, StageKind};
-use crate::store::{Page, PipelineView, Role, StageInput, StoreError, TokenView, UserView};
+use crate::store::{
+    BlockedSender, Page, PipelineView, Role, StageInput, StoreError, TokenView, UserView,
+};
 
 /// API tokens (never the tokens themselves), oldest first.
 #[utoipa::path(get, path = "/api/v1/tokens", params(PageQuery), responses(
@@ -461,4 +463,138 @@ pub async fn save_alias(
     }
     reload_directory(&state).await?;
     Ok(Json(alias))
+}
+
+/// Blocked senders: the configuration file's and those added here, by entry.
+#[utoipa::path(get, path = "/api/v1/blocked-senders", params(AliasQuery), responses(
+    (status = 200, body = Page<BlockedSender>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody),
+))]
+pub async fn list_blocked(
+    _: Admin,
+    State(state): State<ApiState>,
+    Params(q): Params<AliasQuery>,
+) -> ApiResult<Json<Page<BlockedSender>>> {
+    let limit = usize::try_from(limit(q.limit)?).unwrap_or(0);
+    let mut all: Vec<BlockedSender> = state
+        .settings
+        .blocked_senders
+        .iter()
+        .map(|e| BlockedSender {
+            entry: normalize_blocked(e),
+            source: "config",
+            created_at: None,
+        })
+        .collect();
+    all.extend(state.store.list_blocked_senders().await?);
+    all.sort_by(|a, b| a.entry.cmp(&b.entry));
+    let mut items: Vec<BlockedSender> = all
+        .into_iter()
+        .filter(|b| q.cursor.as_deref().is_none_or(|c| b.entry.as_str() > c))
+        .take(limit + 1)
+        .collect();
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|b| b.entry.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBlocked {
+    /// An address (`spam@example.com`) or a domain (`example.com`, subdomains included).
+    entry: String,
+}
+
+/// An entry as stored and matched: trimmed, lower-case, no leading `@`.
+fn normalize_blocked(entry: &str) -> String {
+    entry.trim().trim_start_matches('@').to_ascii_lowercase()
+}
+
+/// Refreshes the list SMTP and processing check.
+async fn reload_blocked(state: &ApiState) -> ApiResult<()> {
+    let list = crate::ingest::block_list(&state.settings, state.store.as_ref()).await?;
+    state.blocked.replace(list);
+    Ok(())
+}
+
+/// Blocks an address or a domain at once: SMTP refuses it at MAIL FROM
+/// (`550 5.7.1`), other mail from it is quarantined (`blocked`).
+#[utoipa::path(post, path = "/api/v1/blocked-senders", request_body = NewBlocked, responses(
+    (status = 201, body = BlockedSender),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody),
+    (status = 409, body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub async fn add_blocked(
+    _: Admin,
+    State(state): State<ApiState>,
+    Body(body): Body<NewBlocked>,
+) -> ApiResult<impl IntoResponse> {
+    let entry = normalize_blocked(&body.entry);
+    let probe = if entry.contains('@') {
+        entry.clone()
+    } else {
+        format!("x@{entry}")
+    };
+    if EmailAddress::parse(&probe).is_err() {
+        return Err(ApiError::Unprocessable(
+            "entry: must be an address or a domain".into(),
+        ));
+    }
+    if state
+        .settings
+        .blocked_senders
+        .iter()
+        .any(|e| normalize_blocked(e) == entry)
+    {
+        return Err(ApiError::Conflict(
+            "entry: it is blocked in the configuration file".into(),
+        ));
+    }
+    let added = state
+        .store
+        .add_blocked_sender(&entry)
+        .await
+        .map_err(|e| store_error(e, "blocked sender not found"))?;
+    reload_blocked(&state).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// Unblocks an entry added through the API.
+#[utoipa::path(delete, path = "/api/v1/blocked-senders/{entry}", params(("entry" = String, Path)), responses(
+    (status = 204, description = "unblocked"),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "set in the configuration file", body = ErrorBody),
+))]
+pub async fn remove_blocked(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(entry): Path<String>,
+) -> ApiResult<StatusCode> {
+    let entry = normalize_blocked(&entry);
+    if state
+        .settings
+        .blocked_senders
+        .iter()
+        .any(|e| normalize_blocked(e) == entry)
+    {
+        return Err(ApiError::Conflict(
+            "the entry is set in the configuration file; remove it there".into(),
+        ));
+    }
+    if !state.store.remove_blocked_sender(&entry).await? {
+        return Err(ApiError::NotFound("blocked sender not found"));
+    }
+    reload_blocked(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

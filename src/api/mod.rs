@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::domain::DirectoryHandle;
+use crate::domain::{BlockListHandle, DirectoryHandle};
 use crate::imap::StatusBoard;
 use crate::outbound::Outbound;
 use crate::store::{ListRequest, Page, Store, StoreError};
@@ -43,6 +43,10 @@ pub struct ApiState {
     pub directory: DirectoryHandle,
     /// Queues replies and wakes their sender.
     pub outbound: Arc<Outbound>,
+    /// The blocked senders SMTP and processing check; swapped after API changes.
+    pub blocked: BlockListHandle,
+    /// The configuration the service runs with (its blocked senders, for one).
+    pub settings: Arc<crate::config::Settings>,
 }
 
 #[derive(OpenApi)]
@@ -96,6 +100,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(admin::list_aliases))
         .routes(routes!(admin::get_alias, admin::save_alias))
+        .routes(routes!(admin::list_blocked, admin::add_blocked))
+        .routes(routes!(admin::remove_blocked))
         .routes(routes!(openapi_json))
 }
 

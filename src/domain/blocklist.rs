@@ -2,6 +2,9 @@
 
 use super::EmailAddress;
 
+/// The blocked senders the running service checks (config and API entries).
+pub type BlockListHandle = super::Snapshot<BlockList>;
+
 #[derive(Debug, Clone, Default)]
 pub struct BlockList {
     addresses: Vec<String>,

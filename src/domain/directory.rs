@@ -165,30 +165,40 @@ impl Directory {
     }
 }
 
-/// The directory the running service routes with: SMTP, processing and the
-/// API share one, and an alias change swaps it for all of them at once.
-#[derive(Debug, Clone, Default)]
-pub struct DirectoryHandle(Arc<RwLock<Arc<Directory>>>);
+/// A value the running service shares and swaps whole: SMTP, processing
+/// and the API read the current snapshot; an admin change replaces it for
+/// all of them at once.
+#[derive(Debug, Default)]
+pub struct Snapshot<T>(Arc<RwLock<Arc<T>>>);
 
-impl DirectoryHandle {
-    pub fn new(directory: Directory) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(directory))))
+impl<T> Clone for Snapshot<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Snapshot<T> {
+    pub fn new(value: T) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(value))))
     }
 
     /// The current snapshot (cheap: an `Arc` clone).
-    pub fn current(&self) -> Arc<Directory> {
-        // A writer only ever swaps the Arc, so a poisoned lock still holds a whole directory.
+    pub fn current(&self) -> Arc<T> {
+        // A writer only ever swaps the Arc, so a poisoned lock still holds a whole value.
         match self.0.read() {
             Ok(d) => Arc::clone(&d),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    pub fn replace(&self, directory: Directory) {
-        let fresh = Arc::new(directory);
+    pub fn replace(&self, value: T) {
+        let fresh = Arc::new(value);
         match self.0.write() {
             Ok(mut d) => *d = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
     }
 }
+
+/// The directory the running service routes with.
+pub type DirectoryHandle = Snapshot<Directory>;

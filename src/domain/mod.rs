@@ -11,9 +11,9 @@ mod message_id;
 mod reply_token;
 
 pub use address::{AddressError, EmailAddress, mentions};
-pub use blocklist::BlockList;
+pub use blocklist::{BlockList, BlockListHandle};
 pub use cidr::Cidr;
-pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, StageEntry};
+pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, Snapshot, StageEntry};
 pub use message_id::{normalize_message_id, synthetic_message_id};
 pub use reply_token::ReplyKey;
 

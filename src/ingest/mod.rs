@@ -23,6 +23,6 @@ pub use intake::{Intake, IntakeError};
 pub use outcome::{IgnoreReason, Outcome, PipelineResult, QuarantineReason};
 pub use parse::{ParseError, ParsedMail, Returned, Signals, parse};
 pub use plan::{Plan, PlanError, PlannedRoute, plan};
-pub use process::{Policy, Processor, REPLY_KEY_SECRET};
+pub use process::{Policy, Processor, REPLY_KEY_SECRET, block_list};
 pub use route::{REPLY_TOKEN_TAG, Route, route};
 pub use thread::{ThreadKey, subject_tag, thread_keys};

@@ -26,7 +26,9 @@ use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
 use crate::auth::{Dmarc, dmarc_verdict, trusted_header_verdict};
 use crate::config::{AuthPolicy, Settings, UntrustedThread};
-use crate::domain::{BlockList, Directory, DirectoryHandle, EmailAddress, ReplyKey, StageKind};
+use crate::domain::{
+    BlockList, BlockListHandle, Directory, DirectoryHandle, EmailAddress, ReplyKey, StageKind,
+};
 use crate::store::{
     ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
 };
@@ -34,7 +36,7 @@ use crate::store::{
 /// The trust rules processing applies.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    pub blocked: BlockList,
+    pub blocked: BlockListHandle,
     pub untrusted_thread: UntrustedThread,
     /// Verifies the reply tokens of `alias+r-<token>` recipients.
     pub reply_key: ReplyKey,
@@ -45,9 +47,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(settings: &Settings, reply_key: ReplyKey) -> Self {
+    pub fn new(settings: &Settings, reply_key: ReplyKey, blocked: BlockList) -> Self {
         Self {
-            blocked: BlockList::new(&settings.blocked_senders),
+            blocked: BlockListHandle::new(blocked),
             untrusted_thread: settings.processing.untrusted_thread,
             reply_key,
             authserv_id: settings.smtp.hostname.clone(),
@@ -65,9 +67,28 @@ impl Policy {
     /// The key cannot be read or created.
     pub async fn load(settings: &Settings, store: &dyn Store) -> Result<Self, StoreError> {
         let secret = store.server_secret(REPLY_KEY_SECRET).await?;
-        Ok(Self::new(settings, ReplyKey::new(&secret)))
+        let blocked = block_list(settings, store).await?;
+        Ok(Self::new(settings, ReplyKey::new(&secret), blocked))
     }
 }
+
+/// The blocked senders in force: the config file's and the API's.
+///
+/// # Errors
+/// The API's list cannot be read.
+pub async fn block_list(settings: &Settings, store: &dyn Store) -> Result<BlockList, StoreError> {
+    let mut entries = settings.blocked_senders.clone();
+    entries.extend(
+        store
+            .list_blocked_senders()
+            .await?
+            .into_iter()
+            .map(|b| b.entry),
+    );
+    Ok(BlockList::new(&entries))
+}
+
+impl Policy {}
 
 /// The name of the reply-token signing secret in the database.
 pub const REPLY_KEY_SECRET: &str = "reply-token-key";
@@ -293,15 +314,16 @@ async fn process_one(
     tracing::Span::current().record("message_id", mail.message_id.as_str());
 
     // Blocked senders (SMTP refuses them at MAIL FROM; this covers other sources and the From header).
+    let blocked_senders = policy.blocked.current();
     let blocked = mail
         .from
         .as_ref()
-        .is_some_and(|f| policy.blocked.blocks_str(&f.address))
+        .is_some_and(|f| blocked_senders.blocks_str(&f.address))
         || inbound
             .envelope
             .mail_from
             .as_deref()
-            .is_some_and(|f| policy.blocked.blocks_str(f));
+            .is_some_and(|f| blocked_senders.blocks_str(f));
     if blocked && !inbound.released {
         tracing::info!(reason = "blocked", "message_quarantined");
         return Ok(Outcome::Quarantined(QuarantineReason::Blocked));

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::SmtpSettings;
-use crate::domain::BlockList;
+use crate::domain::BlockListHandle;
 use crate::domain::DirectoryHandle;
 use crate::ingest::Intake;
 
@@ -28,7 +28,7 @@ pub struct SmtpContext {
     pub settings: SmtpSettings,
     pub intake: Intake,
     pub directory: DirectoryHandle,
-    pub blocked: BlockList,
+    pub blocked: BlockListHandle,
     /// Sender authentication; `None` when it could not be set up.
     pub auth: Option<Arc<Authenticator>>,
 }

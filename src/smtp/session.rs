@@ -239,7 +239,7 @@ impl Session {
                     reply::TOO_BIG
                 } else if !from.address.is_empty() && EmailAddress::parse(&from.address).is_err() {
                     reply::BAD_SENDER
-                } else if ctx.blocked.blocks_str(&from.address) {
+                } else if ctx.blocked.current().blocks_str(&from.address) {
                     tracing::info!(reason = "blocked-sender", "message_rejected");
                     reply::BLOCKED_SENDER
                 } else {

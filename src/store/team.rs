@@ -11,8 +11,8 @@ use uuid::Uuid;
 use crate::config::AliasConfig;
 
 use super::{
-    ContactDetail, ContactFilter, ContactView, DeliveryResult, ListRequest, OutboxItem, Page,
-    PipelineView, QueuedReply, ReplyContext, StageInput, StoreResult, UserView,
+    BlockedSender, ContactDetail, ContactFilter, ContactView, DeliveryResult, ListRequest,
+    OutboxItem, Page, PipelineView, QueuedReply, ReplyContext, StageInput, StoreResult, UserView,
 };
 
 /// Users, pipelines, contacts, outbox and secrets.
@@ -85,6 +85,14 @@ pub trait TeamStore: Send + Sync + 'static {
     async fn next_outbox_due(&self) -> StoreResult<Option<i64>>;
     /// Replies per delivery status.
     async fn outbox_counts(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Blocked senders added through the API, by entry.
+    async fn list_blocked_senders(&self) -> StoreResult<Vec<BlockedSender>>;
+    /// # Errors
+    /// [`super::StoreError::Conflict`] when the entry is listed already.
+    async fn add_blocked_sender(&self, entry: &str) -> StoreResult<BlockedSender>;
+    /// `false` when there is no such entry.
+    async fn remove_blocked_sender(&self, entry: &str) -> StoreResult<bool>;
 }
 
 /// Milliseconds since the epoch, the outbox's clock.
@@ -736,6 +744,34 @@ macro_rules! sql_team_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn list_blocked_senders(&self) -> StoreResult<Vec<BlockedSender>> {
+                sqlx::query("SELECT entry, created_at FROM blocked_senders ORDER BY entry")
+                    .fetch_all(self.read_pool())
+                    .await?
+                    .iter()
+                    .map(|r| Ok(BlockedSender { entry: r.try_get("entry")?, source: "api", created_at: r.try_get("created_at")? }))
+                    .collect()
+            }
+
+            async fn add_blocked_sender(&self, entry: &str) -> StoreResult<BlockedSender> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO blocked_senders (entry, created_at) VALUES ($1, $2) \
+                     ON CONFLICT (entry) DO NOTHING RETURNING entry, created_at",
+                )
+                .bind(entry)
+                .bind(Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Conflict("entry: it is blocked already".into()))?;
+                tx.commit().await?;
+                Ok(BlockedSender { entry: row.try_get("entry")?, source: "api", created_at: row.try_get("created_at")? })
+            }
+
+            async fn remove_blocked_sender(&self, entry: &str) -> StoreResult<bool> {
+                self.write_one(sqlx::query("DELETE FROM blocked_senders WHERE entry = $1").bind(entry.to_string())).await
             }
 
             async fn outbox_counts(&self) -> StoreResult<Vec<(String, i64)>> {

@@ -450,3 +450,12 @@ pub struct DeliveryView {
     pub last_reply: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
 }
+
+/// A blocked sender: an address, or a domain with its subdomains.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BlockedSender {
+    pub entry: String,
+    /// `config` (the configuration file; changed there) or `api`.
+    pub source: &'static str,
+    pub created_at: Option<DateTime<Utc>>,
+}

@@ -14,6 +14,7 @@ on_both_backends!(
     no_reply_sender_never_becomes_a_contact,
     stranger_naming_a_thread_gets_a_new_related_record,
     blocked_sender_is_refused_at_mail_from_and_quarantined_by_header,
+    blocked_senders_added_through_the_api_apply_at_once,
 );
 
 async fn resolved_record(app: &TestApp) -> String {
@@ -329,5 +330,98 @@ async fn blocked_sender_is_refused_at_mail_from_and_quarantined_by_header(backen
         .await;
     assert_eq!(status, 404);
     assert_eq!(app.records("Sales").await.len(), 1);
+    app.stop().await;
+}
+
+async fn blocked_senders_added_through_the_api_apply_at_once(backend: Backend) {
+    use reqwest::Method;
+    use serde_json::json;
+    let app = spawn_app_with(backend, |s| {
+        s.blocked_senders = vec!["Config.example".into()]
+    })
+    .await;
+    let send = |from: &'static str| {
+        let raw = mail(
+            from,
+            "sales@localhost",
+            "Hi",
+            &format!("{from}-{}", uuid::Uuid::new_v4()),
+            &[],
+            "x",
+        );
+        let app = &app;
+        async move { app.send(from, &["sales@localhost"], &raw).await }
+    };
+    assert!(send("ann@spam.test").await.is_ok(), "not blocked yet");
+    app.wait_idle().await;
+
+    let (status, added) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/blocked-senders",
+            &app.admin_token,
+            json!({"entry": "@Spam.test"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(
+        (added["entry"].as_str(), added["source"].as_str()),
+        (Some("spam.test"), Some("api"))
+    );
+    let err = send("ann@spam.test").await.expect_err("blocked at once");
+    assert_eq!(reply_code(&err), 550);
+    let err = send("bob@mx.spam.test").await.expect_err("subdomains too");
+    assert_eq!(reply_code(&err), 550);
+
+    // A blocked From behind an innocent envelope is held.
+    let raw = mail(
+        "Ann <ann@spam.test>",
+        "sales@localhost",
+        "Via relay",
+        "relayed@x",
+        &[],
+        "x",
+    );
+    app.deliver("relay@ok.example", &["sales@localhost"], &raw)
+        .await;
+    assert_eq!(
+        app.inbound(Some("quarantined")).await[0]["outcome"],
+        "quarantined: blocked"
+    );
+
+    let (_, listed) = app.get("/api/v1/blocked-senders").await;
+    let entries: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["entry"].as_str().unwrap(), b["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        entries,
+        [("config.example", "config"), ("spam.test", "api")]
+    );
+    for (body, want) in [
+        (json!({"entry": "spam.test"}), 409),
+        (json!({"entry": "config.example"}), 409),
+        (json!({"entry": "not a domain"}), 422),
+    ] {
+        let (status, answer) = app
+            .send_json(
+                Method::POST,
+                "/api/v1/blocked-senders",
+                &app.admin_token,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+    let (status, _) = app.delete("/api/v1/blocked-senders/config.example").await;
+    assert_eq!(status, 409, "config entries are changed in the file");
+
+    let (status, _) = app.delete("/api/v1/blocked-senders/spam.test").await;
+    assert_eq!(status, 204);
+    assert!(send("ann@spam.test").await.is_ok(), "unblocked at once");
+    let (status, _) = app.delete("/api/v1/blocked-senders/spam.test").await;
+    assert_eq!(status, 404);
     app.stop().await;
 }

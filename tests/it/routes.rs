@@ -50,7 +50,8 @@ async fn every_documented_route_is_served_and_guarded(backend: Backend) {
     for (path, item) in paths {
         let concrete = path
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
-            .replace("{address}", "nobody@localhost");
+            .replace("{address}", "nobody@localhost")
+            .replace("{entry}", "nobody.test");
         let open = !path.starts_with("/api/v1/");
         for method in METHODS {
             let http = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
