@@ -516,6 +516,15 @@ fn normalize_blocked(entry: &str) -> String {
     entry.trim().trim_start_matches('@').to_ascii_lowercase()
 }
 
+/// Whether the configuration file blocks `entry` (normalized).
+fn in_config(state: &ApiState, entry: &str) -> bool {
+    state
+        .settings
+        .blocked_senders
+        .iter()
+        .any(|e| normalize_blocked(e) == entry)
+}
+
 /// Refreshes the list SMTP and processing check.
 async fn reload_blocked(state: &ApiState) -> ApiResult<()> {
     let list = crate::ingest::block_list(&state.settings, state.store.as_ref()).await?;
@@ -549,12 +558,7 @@ pub async fn add_blocked(
             "entry: must be an address or a domain".into(),
         ));
     }
-    if state
-        .settings
-        .blocked_senders
-        .iter()
-        .any(|e| normalize_blocked(e) == entry)
-    {
+    if in_config(&state, &entry) {
         return Err(ApiError::Conflict(
             "entry: it is blocked in the configuration file".into(),
         ));
@@ -582,12 +586,7 @@ pub async fn remove_blocked(
     Path(entry): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = normalize_blocked(&entry);
-    if state
-        .settings
-        .blocked_senders
-        .iter()
-        .any(|e| normalize_blocked(e) == entry)
-    {
+    if in_config(&state, &entry) {
         return Err(ApiError::Conflict(
             "the entry is set in the configuration file; remove it there".into(),
         ));
