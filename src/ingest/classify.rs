@@ -409,6 +409,29 @@ fn bounce(status: Option<&str>, returned: Option<&Returned>) -> Bounce {
 /// mailbox): mailing it again cannot work. A full mailbox, a policy or spam
 /// rejection, or a timeout is soft, whatever its 5xx code.
 fn is_hard(status: Option<&str>, diagnostic: Option<&str>) -> bool {
+    // Addresses are left out: `does-not-exist@…` says nothing about the mailbox.
+    let text = diagnostic
+        .map(|d| {
+            d.split_whitespace()
+                .filter(|w| !w.contains('@'))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    // Refused for the sender's sake (its address or domain), or after the
+    // content was sent (a filter's verdict): the recipient itself may be fine.
+    const NOT_ABOUT_THE_RECIPIENT: &[&str] = &[
+        "sender address",
+        "in reply to mail from",
+        "after mail from",
+        "after end of data",
+        "in reply to end of data",
+        ">>> data",
+    ];
+    if NOT_ABOUT_THE_RECIPIENT.iter().any(|p| text.contains(p)) {
+        return false;
+    }
     if let Some(status) = status {
         if status.starts_with('4') {
             return false;
@@ -424,9 +447,6 @@ fn is_hard(status: Option<&str>, diagnostic: Option<&str>) -> bool {
             return true;
         }
     }
-    let Some(text) = diagnostic.map(str::to_ascii_lowercase) else {
-        return false;
-    };
     const BAD_ADDRESS: &[&str] = &[
         "user unknown",
         "unknown user",
@@ -450,6 +470,9 @@ fn is_hard(status: Option<&str>, diagnostic: Option<&str>) -> bool {
         "host unknown",
         "account disabled",
         "account has been disabled",
+        "not listed in",
+        "unknown address",
+        "address unknown",
     ];
     BAD_ADDRESS.iter().any(|p| text.contains(p))
 }
@@ -502,6 +525,31 @@ mod tests {
                 .collect(),
             other => panic!("not a bounce: {other:?}"),
         }
+    }
+
+    #[test]
+    fn hard_means_the_recipient_address_is_bad() {
+        assert!(is_hard(Some("5.1.1"), None));
+        assert!(is_hard(None, Some("User x not listed in Domino Directory")));
+        assert!(
+            !is_hard(Some("5.2.1"), Some("mailbox disabled")),
+            "may come back"
+        );
+        assert!(!is_hard(Some("4.1.1"), Some("user unknown")), "temporary");
+        // An address that reads like a reason is not one.
+        assert!(!is_hard(
+            Some("5.0.0"),
+            Some("550 <this-does-not-exist@docomo.ne.jp>: rejected by policy")
+        ));
+        // About the sender, or a filter's verdict after DATA: not the recipient's fault.
+        assert!(!is_hard(
+            Some("5.1.8"),
+            Some("Domain of sender address root@x.example does not exist")
+        ));
+        assert!(!is_hard(
+            None,
+            Some("SMTP error after end of data: 550 User unknown")
+        ));
     }
 
     #[test]
