@@ -61,27 +61,35 @@ impl Sender {
         let lease_ms =
             i64::try_from(self.settings.timeout_secs.saturating_mul(4_000)).unwrap_or(i64::MAX);
         loop {
-            match self.store.claim_outbox(now_ms(), lease_ms, 1).await {
-                Ok(items) if !items.is_empty() => {
-                    for item in items {
-                        let result = self.deliver(&item).await;
-                        if let Err(err) = self.store.finish_outbox(item.id, &result).await {
-                            // The lease runs out and the reply is tried again.
-                            tracing::error!(error = %err, id = %item.id, "outbox_update_failed");
-                        }
-                    }
-                    continue;
+            // A cheap read first: the write transaction of a claim only when a reply is due.
+            let due = match self.store.next_outbox_due().await {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::warn!(error = %err, "outbox_read_failed");
+                    None
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "outbox_claim_failed"),
-            }
-            let idle = match self.store.next_outbox_due().await {
-                Ok(Some(due)) => {
-                    Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0))
-                        .clamp(MIN_IDLE, MAX_IDLE)
-                }
-                _ => MAX_IDLE,
             };
+            if due.is_some_and(|due| due <= now_ms()) {
+                match self.store.claim_outbox(now_ms(), lease_ms, 1).await {
+                    Ok(items) if !items.is_empty() => {
+                        for item in items {
+                            let result = self.deliver(&item).await;
+                            if let Err(err) = self.store.finish_outbox(item.id, &result).await {
+                                // The lease runs out and the reply is tried again.
+                                tracing::error!(error = %err, id = %item.id, "outbox_update_failed");
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "outbox_claim_failed"),
+                }
+            }
+            // Until the next reply is due (one leased elsewhere: check again soon).
+            let idle = due.map_or(MAX_IDLE, |due| {
+                Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0))
+                    .clamp(MIN_IDLE, MAX_IDLE)
+            });
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = self.wake.notified() => {}
