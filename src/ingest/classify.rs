@@ -104,10 +104,12 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 
     // Bounce: RFC 3464 report, or a returned message from a null or daemon sender.
     if s.report_type.as_deref() == Some("delivery-status") || s.delivery_status.is_some() {
-        return c(
-            Class::Bounce(bounce(s.delivery_status.as_deref(), s.returned.as_ref())),
-            "delivery-status",
-        );
+        let mut b = bounce(s.delivery_status.as_deref(), s.returned.as_ref());
+        if b.recipients.is_empty() {
+            // A report without per-recipient fields: read its text instead.
+            b.recipients = text_bounce(mail).recipients;
+        }
+        return c(Class::Bounce(b), "delivery-status");
     }
     // The From header as written: `MAILER-DAEMON <>` has no usable address.
     let daemon = mail.from.as_ref().is_some_and(|f| {
@@ -285,30 +287,62 @@ fn text_bounce_recipients(text: &str, failed_header: Option<&str>) -> Vec<Failed
 fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
     let line = line.trim();
     let mut words = line.split_whitespace().peekable();
-    // Transcripts: `550 <addr>... User unknown`.
-    if words
-        .peek()
-        .is_some_and(|w| w.len() == 3 && w.chars().all(|c| c.is_ascii_digit()))
-    {
+    // Transcripts (`550 <addr>... User unknown`) and list marks (`* addr`, `>>> addr`).
+    while words.peek().is_some_and(|w| {
+        (w.len() == 3 && w.chars().all(|c| c.is_ascii_digit()))
+            || matches!(*w, "*" | "-" | ">>>" | "<<<" | "•")
+    }) {
         words.next();
     }
     let first = words.next()?;
+    // `addr<mailto:addr>` (Office 365).
+    let first = match first.find("<mailto:") {
+        Some(i) if i > 0 => &first[..i],
+        _ => first,
+    };
     let rest: Vec<&str> = words.collect();
     let bracketed = first.starts_with('<');
     let token = first
         .trim_end_matches([':', ',', '.'])
         .trim_start_matches('<')
         .trim_end_matches('>');
-    let alone = rest.is_empty() || first.ends_with(':') || bracketed || rest.first() == Some(&"on");
+    let alone = rest.is_empty()
+        || first.ends_with(':')
+        || bracketed
+        || rest.first() == Some(&"on")
+        || rest.first().is_some_and(|w| w.starts_with(['[', '(', '<']));
     if !alone || !token.contains('@') {
         return None;
     }
     crate::domain::EmailAddress::parse(token).ok()
 }
 
-/// "… delivering your mail to <addr>", "… could not be delivered to <addr>".
+/// "… delivering your mail to <addr>", "… could not be delivered to <addr>",
+/// "Unknown user: addr", "User's mailbox is full: <addr>".
 fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
     let lower = line.to_ascii_lowercase();
+    if let Some((label, value)) = line.trim().rsplit_once(": ") {
+        let label = label.trim().to_ascii_lowercase();
+        let header_like = [
+            "from",
+            "to",
+            "cc",
+            "bcc",
+            "reply-to",
+            "sender",
+            "return-path",
+        ]
+        .contains(&label.as_str())
+            || label.starts_with("x-")
+            || label.contains("envelope");
+        let value = value.trim().trim_matches(['<', '>']);
+        if !header_like
+            && !value.contains(char::is_whitespace)
+            && let Ok(address) = crate::domain::EmailAddress::parse(value)
+        {
+            return Some(address);
+        }
+    }
     let at = lower
         .find(" to <")
         .map(|i| i + 5)
@@ -588,6 +622,36 @@ X-Failed-Recipients: kijitora@example.ed.jp\r\n\r\nThe following address(es) fai
         let dma = "From: MAILER-DAEMON <>\r\nSubject: Mail delivery failed\r\n\r\n\
 There was an error delivering your mail to <who@google.example.com>.\r\n\
 550 5.1.1 The email account that you tried to reach does not exist.\r\n";
+        for (line, want) in [
+            ("   * kijitora@example.com", "kijitora@example.com"),
+            (
+                ">>> kijitora@example.org <kijitora@example.org>",
+                "kijitora@example.org",
+            ),
+            (
+                "kijitora@example.co.jp [User unknown]",
+                "kijitora@example.co.jp",
+            ),
+            (
+                "kijitora@example.com<mailto:kijitora@example.com>",
+                "kijitora@example.com",
+            ),
+            ("Unknown user: kijitora@example.com", "kijitora@example.com"),
+            (
+                "User's mailbox is full: <full@example.jp>",
+                "full@example.jp",
+            ),
+        ] {
+            let raw = format!(
+                "From: MAILER-DAEMON@mx.example\r\nSubject: Undeliverable Mail\r\n\r\nSorry.\r\n{line}\r\n"
+            );
+            let got = text_recipients(&raw);
+            assert_eq!(got.first().map(|r| r.0.as_str()), Some(want), "{line}");
+        }
+        // Quoted headers name no recipient.
+        let quoted = "From: MAILER-DAEMON@mx.example\r\nSubject: Undeliverable Mail\r\n\r\n\
+From: Someone <someone@example.org>\r\nReply-To: other@example.org\r\n";
+        assert!(text_recipients(quoted).is_empty());
         assert_eq!(
             text_recipients(dma),
             [(
