@@ -423,6 +423,17 @@ fn bounce(status: Option<&str>, returned: Option<&Returned>) -> Bounce {
                 .map(|s| s.split_whitespace().next().unwrap_or_default().to_string());
             let action = field(block, "action").map(|a| a.to_ascii_lowercase());
             let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
+            // A generic `5.0.0` yields to the specific code the remote server gave.
+            let status = match (status, diagnostic.as_deref().and_then(first_status_code)) {
+                (Some(generic), Some(specific))
+                    if generic.ends_with(".0.0")
+                        && !specific.ends_with(".0.0")
+                        && generic.get(..1) == specific.get(..1) =>
+                {
+                    Some(specific)
+                }
+                (status, _) => status,
+            };
             let hard = is_hard(status.as_deref(), diagnostic.as_deref());
             recipients.push(FailedRecipient {
                 address: strip_address_type(address).to_ascii_lowercase(),
@@ -559,6 +570,19 @@ mod tests {
                 .collect(),
             other => panic!("not a bounce: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_generic_dsn_status_yields_to_the_servers_specific_code() {
+        let raw = "From: MAILER-DAEMON@mx.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.0.0\r\n\
+Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
+        let got = text_recipients(raw);
+        assert_eq!(
+            got,
+            [("a@b.example".to_string(), Some("5.7.1".to_string()), false)]
+        );
     }
 
     #[test]

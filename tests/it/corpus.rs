@@ -372,7 +372,7 @@ DSN status agreement {status_ok}/{status_labelled} ({:.1} %)",
             "hard/soft agreement fell"
         );
         assert!(
-            pct(status_ok, status_labelled) >= 65.0,
+            pct(status_ok, status_labelled) >= 67.0,
             "status agreement fell"
         );
         assert_eq!(
