@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use super::auth::{self, Admin};
 use super::{
-    ApiError, ApiResult, ApiState, Body, ErrorBody, PageQuery, Params, limit, page_of, path_id,
-    store_error,
+    ApiError, ApiResult, ApiState, Body, ErrorBody, PageQuery, Params, docs, limit, page_of,
+    path_id, store_error,
 };
 use crate::config::AliasConfig;
 use crate::domain::{EmailAddress, StageKind};
@@ -26,9 +26,9 @@ use crate::store::{
 /// API tokens (never the tokens themselves), oldest first.
 #[utoipa::path(get, path = "/api/v1/tokens", params(PageQuery), responses(
     (status = 200, body = Page<TokenView>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
 ))]
 pub async fn list_tokens(
     _: Admin,
@@ -51,11 +51,11 @@ pub struct NewToken {
 /// Creates a token; the answer is the only time the token is shown.
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses(
     (status = 201, description = "the token (shown once), its id, name and role"),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::Conflict,
+    docs::Invalid,
 ))]
 pub async fn create_token(
     _: Admin,
@@ -88,9 +88,9 @@ pub async fn create_token(
 /// Revokes a token by id or name.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "id or name")), responses(
     (status = 204, description = "revoked"),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
 ))]
 pub async fn revoke_token(
     _: Admin,
@@ -107,9 +107,9 @@ pub async fn revoke_token(
 /// Users (the people records and aliases are assigned to), oldest first.
 #[utoipa::path(get, path = "/api/v1/users", params(PageQuery), responses(
     (status = 200, body = Page<UserView>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
 ))]
 pub async fn list_users(
     _: Admin,
@@ -130,11 +130,11 @@ pub struct NewUser {
 
 #[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses(
     (status = 201, body = UserView),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::Conflict,
+    docs::Invalid,
 ))]
 pub async fn create_user(
     _: Admin,
@@ -153,9 +153,9 @@ pub async fn create_user(
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", params(("id" = uuid::Uuid, Path)), responses(
     (status = 200, body = UserView),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
 ))]
 pub async fn get_user(
     _: Admin,
@@ -175,11 +175,11 @@ pub struct UserPatch {
 /// Renames a user (their address is their identity).
 #[utoipa::path(patch, path = "/api/v1/users/{id}", params(("id" = uuid::Uuid, Path)), request_body = UserPatch, responses(
     (status = 200, body = UserView),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
+    docs::Invalid,
 ))]
 pub async fn update_user(
     _: Admin,
@@ -199,10 +199,10 @@ pub async fn update_user(
 /// Deletes a user who owns nothing (409 otherwise: reassign first).
 #[utoipa::path(delete, path = "/api/v1/users/{id}", params(("id" = uuid::Uuid, Path)), responses(
     (status = 204, description = "deleted"),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 409, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
+    docs::Conflict,
 ))]
 pub async fn delete_user(
     _: Admin,
@@ -220,9 +220,9 @@ pub async fn delete_user(
 /// Pipelines with their stages in order, oldest first.
 #[utoipa::path(get, path = "/api/v1/pipelines", params(PageQuery), responses(
     (status = 200, body = Page<PipelineView>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
 ))]
 pub async fn list_pipelines(
     _: Admin,
@@ -285,11 +285,11 @@ async fn reload_directory(state: &ApiState) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/v1/pipelines", request_body = NewPipeline, responses(
     (status = 201, body = PipelineView),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::Conflict,
+    docs::Invalid,
 ))]
 pub async fn create_pipeline(
     _: Admin,
@@ -309,9 +309,9 @@ pub async fn create_pipeline(
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{id}", params(("id" = uuid::Uuid, Path)), responses(
     (status = 200, body = PipelineView),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
 ))]
 pub async fn get_pipeline(
     _: Admin,
@@ -336,12 +336,12 @@ pub struct PipelinePatch {
 /// Renames a pipeline or replaces its stages.
 #[utoipa::path(patch, path = "/api/v1/pipelines/{id}", params(("id" = uuid::Uuid, Path)), request_body = PipelinePatch, responses(
     (status = 200, body = PipelineView),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 409, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
+    docs::Conflict,
+    docs::Invalid,
 ))]
 pub async fn update_pipeline(
     _: Admin,
@@ -366,10 +366,10 @@ pub async fn update_pipeline(
 /// Deletes a pipeline without records or aliases (409 otherwise).
 #[utoipa::path(delete, path = "/api/v1/pipelines/{id}", params(("id" = uuid::Uuid, Path)), responses(
     (status = 204, description = "deleted"),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 409, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
+    docs::Conflict,
 ))]
 pub async fn delete_pipeline(
     _: Admin,
@@ -398,9 +398,9 @@ pub struct AliasQuery {
 /// Aliases by address, as configured.
 #[utoipa::path(get, path = "/api/v1/aliases", params(AliasQuery), responses(
     (status = 200, body = Page<AliasConfig>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
 ))]
 pub async fn list_aliases(
     _: Admin,
@@ -418,9 +418,9 @@ pub async fn list_aliases(
 
 #[utoipa::path(get, path = "/api/v1/aliases/{address}", params(("address" = String, Path)), responses(
     (status = 200, body = AliasConfig),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
 ))]
 pub async fn get_alias(
     _: Admin,
@@ -439,10 +439,10 @@ pub async fn get_alias(
 /// once (disabling one makes RCPT answer 550 and keeps every record).
 #[utoipa::path(put, path = "/api/v1/aliases/{address}", params(("address" = String, Path)), request_body = AliasConfig, responses(
     (status = 200, body = AliasConfig),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::Invalid,
 ))]
 pub async fn save_alias(
     _: Admin,
@@ -468,9 +468,9 @@ pub async fn save_alias(
 /// Blocked senders: the configuration file's and those added here, by entry.
 #[utoipa::path(get, path = "/api/v1/blocked-senders", params(AliasQuery), responses(
     (status = 200, body = Page<BlockedSender>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
 ))]
 pub async fn list_blocked(
     _: Admin,
@@ -536,11 +536,11 @@ async fn reload_blocked(state: &ApiState) -> ApiResult<()> {
 /// (`550 5.7.1`), other mail from it is quarantined (`blocked`).
 #[utoipa::path(post, path = "/api/v1/blocked-senders", request_body = NewBlocked, responses(
     (status = 201, body = BlockedSender),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::Conflict,
+    docs::Invalid,
 ))]
 pub async fn add_blocked(
     _: Admin,
@@ -575,9 +575,9 @@ pub async fn add_blocked(
 /// Unblocks an entry added through the API.
 #[utoipa::path(delete, path = "/api/v1/blocked-senders/{entry}", params(("entry" = String, Path)), responses(
     (status = 204, description = "unblocked"),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
     (status = 409, description = "set in the configuration file", body = ErrorBody),
 ))]
 pub async fn remove_blocked(

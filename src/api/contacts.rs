@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiError, ApiResult, ApiState, ErrorBody, Params, cursor, limit, path_id};
+use super::{ApiError, ApiResult, ApiState, Params, cursor, docs, limit, path_id};
 use crate::store::{ContactDetail, ContactFilter, ContactView, Page};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -25,8 +25,8 @@ pub struct ContactQuery {
 /// Contacts, searched by address or name.
 #[utoipa::path(get, path = "/api/v1/contacts", params(ContactQuery), responses(
     (status = 200, body = Page<ContactView>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
 ))]
 pub async fn list_contacts(
     State(state): State<ApiState>,
@@ -44,8 +44,8 @@ pub async fn list_contacts(
 /// A contact with its records, newest first.
 #[utoipa::path(get, path = "/api/v1/contacts/{id}", params(("id" = uuid::Uuid, Path)), responses(
     (status = 200, body = ContactDetail),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::NotFound,
 ))]
 pub async fn get_contact(
     State(state): State<ApiState>,

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::Admin;
-use super::{ApiError, ApiResult, ApiState, ErrorBody, Params, cursor, limit, path_id};
+use super::{ApiError, ApiResult, ApiState, ErrorBody, Params, cursor, docs, limit, path_id};
 use crate::store::{InboundFilter, InboundView, Page};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -29,8 +29,8 @@ pub struct InboundQuery {
 /// Stored messages, newest first, with what processing made of them.
 #[utoipa::path(get, path = "/api/v1/inbound", params(InboundQuery), responses(
     (status = 200, body = Page<InboundView>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
 ))]
 pub async fn list_inbound(
     State(state): State<ApiState>,
@@ -46,8 +46,8 @@ pub async fn list_inbound(
 
 #[utoipa::path(get, path = "/api/v1/inbound/{id}", params(("id" = Uuid, Path)), responses(
     (status = 200, body = InboundView),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::NotFound,
 ))]
 pub async fn get_inbound(
     State(state): State<ApiState>,
@@ -62,8 +62,8 @@ pub async fn get_inbound(
 /// The message exactly as received.
 #[utoipa::path(get, path = "/api/v1/inbound/{id}/raw", params(("id" = Uuid, Path)), responses(
     (status = 200, description = "the raw bytes", content_type = "message/rfc822"),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::NotFound,
 ))]
 pub async fn inbound_raw(
     State(state): State<ApiState>,
@@ -77,7 +77,7 @@ pub async fn inbound_raw(
 /// Every IMAP folder this process polls: state, cursor, counts, last error.
 #[utoipa::path(get, path = "/api/v1/imap", responses(
     (status = 200, description = "one item per polled folder"),
-    (status = 401, body = ErrorBody),
+    docs::Unauthorized,
 ))]
 pub async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
     Json(json!({ "items": state.imap.snapshot() }))
@@ -86,9 +86,9 @@ pub async fn imap_status(State(state): State<ApiState>) -> impl IntoResponse {
 /// Releases a quarantined message: it is processed as if its reason did not apply.
 #[utoipa::path(post, path = "/api/v1/inbound/{id}/release", params(("id" = Uuid, Path)), responses(
     (status = 202, body = InboundView),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
     (status = 409, description = "not quarantined", body = ErrorBody),
 ))]
 pub async fn release_inbound(
@@ -112,9 +112,9 @@ pub async fn release_inbound(
 /// Drops a quarantined message (its raw bytes stay stored).
 #[utoipa::path(delete, path = "/api/v1/inbound/{id}", params(("id" = Uuid, Path)), responses(
     (status = 200, body = InboundView),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::Forbidden,
+    docs::NotFound,
     (status = 409, description = "not quarantined", body = ErrorBody),
 ))]
 pub async fn drop_inbound(

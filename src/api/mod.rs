@@ -257,6 +257,37 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The documented error answers, one type per status, combined in the
+/// handlers' `responses(...)`; their body is always [`ErrorBody`].
+#[allow(dead_code)] // never built: they only describe answers
+pub mod docs {
+    use super::ErrorBody;
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400, description = "a query or body that cannot be read")]
+    pub struct BadRequest(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 401, description = "no valid bearer token")]
+    pub struct Unauthorized(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 403, description = "an admin token is needed")]
+    pub struct Forbidden(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "no such resource")]
+    pub struct NotFound(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 409, description = "conflicts with what is stored")]
+    pub struct Conflict(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 422, description = "invalid; the message names the field")]
+    pub struct Invalid(ErrorBody);
+}
+
 /// Maps a store conflict to 409 and a missing row to 404 with `what`.
 fn store_error(err: StoreError, what: &'static str) -> ApiError {
     match err {
@@ -375,7 +406,7 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
 /// This document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", responses(
     (status = 200, description = "the OpenAPI document of every route"),
-    (status = 401, body = ErrorBody),
+    docs::Unauthorized,
 ))]
 async fn openapi_json() -> impl IntoResponse {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();

@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{
-    ApiError, ApiResult, ApiState, Body, ErrorBody, Params, cursor, limit, path_id, store_error,
+    ApiError, ApiResult, ApiState, Body, ErrorBody, Params, cursor, docs, limit, path_id,
+    store_error,
 };
 use crate::domain::EmailAddress;
 use crate::outbound::{ComposeError, ReplyRequest, compose};
@@ -46,8 +47,8 @@ pub struct RecordQuery {
 /// Records, newest first.
 #[utoipa::path(get, path = "/api/v1/records", params(RecordQuery), responses(
     (status = 200, body = Page<RecordView>),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
 ))]
 pub async fn list_records(
     State(state): State<ApiState>,
@@ -79,8 +80,8 @@ pub async fn list_records(
 /// A record with its conversation (messages in and out, comments, events) in time order.
 #[utoipa::path(get, path = "/api/v1/records/{id}", params(("id" = uuid::Uuid, Path)), responses(
     (status = 200, body = RecordDetail),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::Unauthorized,
+    docs::NotFound,
 ))]
 pub async fn get_record(
     State(state): State<ApiState>,
@@ -106,10 +107,10 @@ pub struct RecordPatch {
 #[utoipa::path(patch, path = "/api/v1/records/{id}", params(("id" = uuid::Uuid, Path)),
     request_body = RecordPatch, responses(
     (status = 200, body = RecordDetail),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::NotFound,
+    docs::Invalid,
 ))]
 pub async fn update_record(
     Extension(caller): Extension<Caller>,
@@ -142,10 +143,10 @@ pub struct NewComment {
 #[utoipa::path(post, path = "/api/v1/records/{id}/comments", params(("id" = uuid::Uuid, Path)),
     request_body = NewComment, responses(
     (status = 201, description = "the comment's id and the users it mentions"),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::NotFound,
+    docs::Invalid,
 ))]
 pub async fn add_comment(
     Extension(caller): Extension<Caller>,
@@ -196,11 +197,11 @@ pub struct NewReply {
 #[utoipa::path(post, path = "/api/v1/records/{id}/replies", params(("id" = uuid::Uuid, Path)),
     request_body = NewReply, responses(
     (status = 202, description = "queued: the message's id, Message-ID and headers"),
-    (status = 400, body = ErrorBody),
-    (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody),
+    docs::BadRequest,
+    docs::Unauthorized,
+    docs::NotFound,
     (status = 409, description = "no relay configured, no contact, or reply safety refused the address", body = ErrorBody),
-    (status = 422, body = ErrorBody),
+    docs::Invalid,
 ))]
 pub async fn send_reply(
     Extension(caller): Extension<Caller>,
