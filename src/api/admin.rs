@@ -14,11 +14,11 @@ use utoipa::ToSchema;
 
 use super::auth::{self, Admin};
 use super::{
-    ApiError, ApiResult, ApiState, Body, ErrorBody, PageQuery, Params, docs, limit, page_of,
-    path_id, store_error,
+    ApiError, ApiResult, ApiState, Body, ErrorBody, PageQuery, Params, docs, limit, page_by_key,
+    page_of, path_id, store_error,
 };
 use crate::config::AliasConfig;
-use crate::domain::{EmailAddress, StageKind};
+use crate::domain::{BlockList, EmailAddress, StageKind};
 use crate::store::{
     BlockedSender, Page, PipelineView, Role, StageInput, StoreError, TokenView, UserView,
 };
@@ -477,31 +477,20 @@ pub async fn list_blocked(
     State(state): State<ApiState>,
     Params(q): Params<AliasQuery>,
 ) -> ApiResult<Json<Page<BlockedSender>>> {
-    let limit = usize::try_from(limit(q.limit)?).unwrap_or(0);
+    let limit = limit(q.limit)?;
     let mut all: Vec<BlockedSender> = state
         .settings
         .blocked_senders
         .iter()
         .map(|e| BlockedSender {
-            entry: normalize_blocked(e),
+            entry: BlockList::normalize(e),
             source: "config",
             created_at: None,
         })
         .collect();
     all.extend(state.store.list_blocked_senders().await?);
     all.sort_by(|a, b| a.entry.cmp(&b.entry));
-    let mut items: Vec<BlockedSender> = all
-        .into_iter()
-        .filter(|b| q.cursor.as_deref().is_none_or(|c| b.entry.as_str() > c))
-        .take(limit + 1)
-        .collect();
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|b| b.entry.clone())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(page_by_key(all, q.cursor, limit, |b| b.entry.clone())))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -511,18 +500,13 @@ pub struct NewBlocked {
     entry: String,
 }
 
-/// An entry as stored and matched: trimmed, lower-case, no leading `@`.
-fn normalize_blocked(entry: &str) -> String {
-    entry.trim().trim_start_matches('@').to_ascii_lowercase()
-}
-
 /// Whether the configuration file blocks `entry` (normalized).
 fn in_config(state: &ApiState, entry: &str) -> bool {
     state
         .settings
         .blocked_senders
         .iter()
-        .any(|e| normalize_blocked(e) == entry)
+        .any(|e| BlockList::normalize(e) == entry)
 }
 
 /// Refreshes the list SMTP and processing check.
@@ -547,7 +531,7 @@ pub async fn add_blocked(
     State(state): State<ApiState>,
     Body(body): Body<NewBlocked>,
 ) -> ApiResult<impl IntoResponse> {
-    let entry = normalize_blocked(&body.entry);
+    let entry = BlockList::normalize(&body.entry);
     let probe = if entry.contains('@') {
         entry.clone()
     } else {
@@ -585,7 +569,7 @@ pub async fn remove_blocked(
     State(state): State<ApiState>,
     Path(entry): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let entry = normalize_blocked(&entry);
+    let entry = BlockList::normalize(&entry);
     if in_config(&state, &entry) {
         return Err(ApiError::Conflict(
             "the entry is set in the configuration file; remove it there".into(),

@@ -320,19 +320,30 @@ impl PageQuery {
 /// Pages an in-memory list (already in id order) by the same cursor rules.
 fn page_of<T>(all: Vec<T>, q: &PageQuery, id: impl Fn(&T) -> Uuid) -> ApiResult<Page<T>> {
     let req = q.request()?;
-    let limit = usize::try_from(req.limit).unwrap_or(0);
+    Ok(page_by_key(all, req.cursor, req.limit, id))
+}
+
+/// Pages an in-memory list sorted by `key`: the items after `cursor`, and
+/// the key of the last one when more follow.
+fn page_by_key<T, K: PartialOrd + ToString>(
+    all: Vec<T>,
+    cursor: Option<K>,
+    limit: i64,
+    key: impl Fn(&T) -> K,
+) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(0);
     let mut items: Vec<T> = all
         .into_iter()
-        .filter(|t| req.cursor.is_none_or(|c| id(t) > c))
+        .filter(|t| cursor.as_ref().is_none_or(|c| key(t) > *c))
         .take(limit + 1)
         .collect();
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|t| id(t).to_string())
+        items.last().map(|t| key(t).to_string())
     } else {
         None
     };
-    Ok(Page { items, next_cursor })
+    Page { items, next_cursor }
 }
 
 const DEFAULT_LIMIT: i64 = 50;

@@ -14,9 +14,11 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
 use mail_auth::dmarc::Dmarc as DmarcRecord;
@@ -32,6 +34,7 @@ use mail_auth::{
 
 use crate::config::{AuthSettings, ResolverKind};
 use crate::domain::Cidr;
+use crate::ingest::ParsedMail;
 
 /// Entries one cache keeps before it starts over.
 const CACHE_CAPACITY: usize = 10_000;
@@ -239,11 +242,9 @@ impl Authenticator {
                 .with_dmarc_result(&dmarc);
             one_line(&results.to_string())
         };
-        match tokio::time::timeout(self.timeout, work).await {
+        match self.bounded(work).await {
             Ok(results) => results,
-            Err(_) => format!(
-                "{host}; dkim=temperror; spf=temperror; dmarc=temperror (lookups timed out)"
-            ),
+            Err(why) => format!("{host}; dkim=temperror; spf=temperror; dmarc=temperror ({why})"),
         }
     }
 
@@ -265,9 +266,22 @@ impl Authenticator {
             let results = AuthenticationResults::new(host).with_dkim_results(&dkim, message.from());
             Some(one_line(&results.to_string()))
         };
-        tokio::time::timeout(self.timeout, work)
+        self.bounded(work)
             .await
-            .unwrap_or_else(|_| Some(format!("{host}; dkim=temperror (lookups timed out)")))
+            .unwrap_or_else(|why| Some(format!("{host}; dkim=temperror ({why})")))
+    }
+
+    /// Runs a check under the deadline; a timeout or a panic in the verifier
+    /// becomes an inconclusive result instead of ending the caller's task.
+    async fn bounded<T>(&self, work: impl Future<Output = T>) -> Result<T, &'static str> {
+        match tokio::time::timeout(self.timeout, AssertUnwindSafe(work).catch_unwind()).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => {
+                tracing::error!("sender authentication panicked");
+                Err("verifier failed")
+            }
+            Err(_) => Err("lookups timed out"),
+        }
     }
 
     #[allow(clippy::type_complexity)]
@@ -331,38 +345,15 @@ pub fn dmarc_verdict(results: &str, authserv_id: &str) -> Option<Dmarc> {
     Some(Dmarc::Other)
 }
 
-/// The verdict of the topmost `Authentication-Results` header of `raw`
+/// The verdict of the topmost `Authentication-Results` header of `mail`
 /// whose authserv-id is `authserv_id` (the mailbox provider, which removes
 /// such headers a sender forged).
-pub fn trusted_header_verdict(raw: &[u8], authserv_id: &str) -> Option<Dmarc> {
-    let end = find_header_end(raw);
-    let headers = String::from_utf8_lossy(&raw[..end]);
-    let mut current: Option<String> = None;
-    let mut values = Vec::new();
-    for line in headers.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some(value) = current.as_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-            continue;
-        }
-        values.extend(current.take());
-        if let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("authentication-results")
-        {
-            current = Some(value.trim().to_string());
-        }
-    }
-    values.extend(current);
-    values.iter().find_map(|v| dmarc_verdict(v, authserv_id))
-}
-
-fn find_header_end(raw: &[u8]) -> usize {
-    raw.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(raw.len())
+pub fn trusted_header_verdict(mail: &ParsedMail, authserv_id: &str) -> Option<Dmarc> {
+    mail.signals
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "authentication-results")
+        .find_map(|(_, value)| dmarc_verdict(value, authserv_id))
 }
 
 #[cfg(test)]
@@ -570,15 +561,14 @@ mod tests {
         let raw = b"Authentication-Results: mx.provider.test;\r\n\tdkim=none;\r\n\tdmarc=fail header.from=bank.test\r\n\
 Authentication-Results: mx.provider.test; dmarc=pass (forged further down)\r\n\
 From: a@bank.test\r\n\r\nAuthentication-Results: mx.provider.test; dmarc=pass\r\n";
+        let mail = crate::ingest::parse(raw).unwrap();
         assert_eq!(
-            trusted_header_verdict(raw, "mx.provider.test"),
+            trusted_header_verdict(&mail, "mx.provider.test"),
             Some(Dmarc::Fail)
         );
-        assert_eq!(trusted_header_verdict(raw, "other.test"), None);
-        assert_eq!(
-            trusted_header_verdict(b"From: a@b.c\n\nx", "mx.provider.test"),
-            None
-        );
+        assert_eq!(trusted_header_verdict(&mail, "other.test"), None);
+        let unsigned = crate::ingest::parse(b"From: a@b.c\n\nx").unwrap();
+        assert_eq!(trusted_header_verdict(&unsigned, "mx.provider.test"), None);
     }
 
     #[test]

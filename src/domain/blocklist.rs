@@ -16,11 +16,7 @@ impl BlockList {
     pub fn new<S: AsRef<str>>(entries: &[S]) -> Self {
         let mut list = Self::default();
         for e in entries {
-            let e = e
-                .as_ref()
-                .trim()
-                .trim_start_matches('@')
-                .to_ascii_lowercase();
+            let e = Self::normalize(e.as_ref());
             if e.is_empty() {
                 continue;
             }
@@ -31,6 +27,11 @@ impl BlockList {
             }
         }
         list
+    }
+
+    /// An entry as it is stored and matched: trimmed, lower-case, no leading `@`.
+    pub fn normalize(entry: &str) -> String {
+        entry.trim().trim_start_matches('@').to_ascii_lowercase()
     }
 
     pub fn blocks(&self, address: &EmailAddress) -> bool {

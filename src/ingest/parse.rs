@@ -36,6 +36,7 @@ const SIGNAL_HEADERS: &[&str] = &[
     "return-path",
     "x-apple-action",
     "x-failed-recipients",
+    "authentication-results",
     "from",
 ];
 

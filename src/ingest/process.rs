@@ -88,8 +88,6 @@ pub async fn block_list(settings: &Settings, store: &dyn Store) -> Result<BlockL
     Ok(BlockList::new(&entries))
 }
 
-impl Policy {}
-
 /// The name of the reply-token signing secret in the database.
 pub const REPLY_KEY_SECRET: &str = "reply-token-key";
 
@@ -331,7 +329,7 @@ async fn process_one(
 
     // Sender authentication: a DMARC failure is quarantined where an alias
     // enforces it, and never threads where one monitors it.
-    let dmarc_failed = dmarc_of(policy, inbound) == Some(Dmarc::Fail);
+    let dmarc_failed = dmarc_of(policy, inbound, &mail) == Some(Dmarc::Fail);
     if dmarc_failed
         && !inbound.released
         && routes
@@ -594,7 +592,7 @@ async fn apply(
 
 /// The DMARC verdict for a stored message: ours for SMTP mail, the mailbox
 /// provider's (a configured authserv-id) for polled mail; `None` when unknown.
-fn dmarc_of(policy: &Policy, inbound: &InboundRef<'_>) -> Option<Dmarc> {
+fn dmarc_of(policy: &Policy, inbound: &InboundRef<'_>, mail: &ParsedMail) -> Option<Dmarc> {
     if inbound.source == Source::Smtp.as_str() {
         let results = inbound.envelope.auth_results.as_deref()?;
         return dmarc_verdict(results, &policy.authserv_id);
@@ -607,7 +605,7 @@ fn dmarc_of(policy: &Policy, inbound: &InboundRef<'_>) -> Option<Dmarc> {
         .split('/')
         .next()?;
     let authserv_id = policy.imap_authserv.get(account)?;
-    trusted_header_verdict(inbound.raw, authserv_id)
+    trusted_header_verdict(mail, authserv_id)
 }
 
 /// A token for reply addresses (`alias+r-<token>@domain`): a UUIDv7 in hex,

@@ -7,13 +7,16 @@
 //! `max_attempts`. Nothing is lost when the relay is down: the reply stays
 //! `queued` with the last error and goes out once the relay answers.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
 use rand::Rng;
 use tokio::sync::Notify;
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OutboundSettings, RelayTls};
@@ -30,6 +33,8 @@ pub struct Sender {
     settings: OutboundSettings,
     helo: String,
     wake: Arc<Notify>,
+    /// Built once: loading the system roots reads many files.
+    tls: Result<TlsConnector, String>,
 }
 
 /// How one attempt went, before retry policy.
@@ -47,11 +52,15 @@ impl Sender {
         helo: String,
         wake: Arc<Notify>,
     ) -> Self {
+        let tls = crate::tls::client_config(None)
+            .map(|config| TlsConnector::from(Arc::new(config)))
+            .map_err(|e| format!("TLS setup: {e}"));
         Self {
             store,
             settings,
             helo,
             wake,
+            tls,
         }
     }
 
@@ -100,7 +109,11 @@ impl Sender {
 
     /// One attempt, turned into what the outbox records.
     async fn deliver(&self, item: &OutboxItem) -> DeliveryResult {
-        let attempt = self.attempt(item).await;
+        // A panic in the SMTP client must not end the sender: it is one failed attempt.
+        let attempt = AssertUnwindSafe(self.attempt(item))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Attempt::Transient("the SMTP client panicked".into()));
         let attempts = u32::try_from(item.attempts).unwrap_or(u32::MAX);
         match attempt {
             Attempt::Accepted(reply) => {
@@ -130,9 +143,9 @@ impl Sender {
 
     async fn attempt(&self, item: &OutboxItem) -> Attempt {
         let s = &self.settings;
-        let connector = match crate::tls::client_config(None) {
-            Ok(config) => tokio_rustls::TlsConnector::from(Arc::new(config)),
-            Err(e) => return Attempt::Transient(format!("TLS setup: {e}")),
+        let connector = match &self.tls {
+            Ok(connector) => connector.clone(),
+            Err(e) => return Attempt::Transient(e.clone()),
         };
         let mut builder =
             SmtpClientBuilder::new_with_tls_connector(s.host.clone(), s.port, connector)

@@ -115,31 +115,42 @@ macro_rules! sql_team_store {
         }
 
         impl $store {
-            async fn pipeline_view<'e, E>(exec: E, row: &DbRow) -> StoreResult<PipelineView>
+            /// Pipelines from their rows, with every stage read in one query.
+            async fn pipeline_views<'e, E>(exec: E, rows: &[DbRow]) -> StoreResult<Vec<PipelineView>>
             where
                 E: ::sqlx::Executor<'e, Database = $db>,
             {
-                let id: Uuid = row.try_get("id")?;
-                let stages = sqlx::query(PIPELINE_STAGES)
-                    .bind(id)
-                    .fetch_all(exec)
-                    .await?
-                    .iter()
-                    .map(|s| {
-                        Ok(StageView {
+                let ids = rows.iter().map(|r| r.try_get("id")).collect::<Result<Vec<Uuid>, _>>()?;
+                let mut stages: std::collections::HashMap<Uuid, Vec<StageView>> = Default::default();
+                if !ids.is_empty() {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "SELECT id, pipeline_id, name, kind, position FROM stages WHERE pipeline_id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in &ids {
+                        list.push_bind(*id);
+                    }
+                    q.push(") ORDER BY position, id");
+                    for s in q.build().fetch_all(exec).await? {
+                        stages.entry(s.try_get("pipeline_id")?).or_default().push(StageView {
                             id: s.try_get("id")?,
                             name: s.try_get("name")?,
                             kind: s.try_get("kind")?,
                             position: s.try_get("position")?,
+                        });
+                    }
+                }
+                rows.iter()
+                    .zip(ids)
+                    .map(|(row, id)| {
+                        Ok(PipelineView {
+                            id,
+                            name: row.try_get("name")?,
+                            stages: stages.remove(&id).unwrap_or_default(),
+                            created_at: row.try_get("created_at")?,
                         })
                     })
-                    .collect::<StoreResult<Vec<_>>>()?;
-                Ok(PipelineView {
-                    id,
-                    name: row.try_get("name")?,
-                    stages,
-                    created_at: row.try_get("created_at")?,
-                })
+                    .collect()
             }
 
             /// Whether a row matches `sql` (a `SELECT 1 ... WHERE x = $1`).
@@ -342,10 +353,7 @@ macro_rules! sql_team_store {
                 }
                 q.push(" ORDER BY id LIMIT ").push_bind(page.limit + 1);
                 let rows = q.build().fetch_all(self.read_pool()).await?;
-                let mut items = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    items.push(Self::pipeline_view(self.read_pool(), row).await?);
-                }
+                let mut items = Self::pipeline_views(self.read_pool(), &rows).await?;
                 let next_cursor = page_cursor(&mut items, page.limit, |p| p.id);
                 Ok(Page { items, next_cursor })
             }
@@ -356,7 +364,7 @@ macro_rules! sql_team_store {
                     .fetch_optional(self.read_pool())
                     .await?;
                 match row {
-                    Some(row) => Ok(Some(Self::pipeline_view(self.read_pool(), &row).await?)),
+                    Some(row) => Ok(Self::pipeline_views(self.read_pool(), &[row]).await?.pop()),
                     None => Ok(None),
                 }
             }
@@ -375,7 +383,10 @@ macro_rules! sql_team_store {
                 .await?
                 .ok_or_else(|| StoreError::Conflict("name: a pipeline with this name exists".into()))?;
                 Self::replace_stages(&mut tx, id, stages).await?;
-                let view = Self::pipeline_view(&mut *tx, &row).await?;
+                let view = Self::pipeline_views(&mut *tx, &[row])
+                    .await?
+                    .pop()
+                    .ok_or(StoreError::NotFound)?;
                 tx.commit().await?;
                 Ok(view)
             }
@@ -408,7 +419,10 @@ macro_rules! sql_team_store {
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-                let view = Self::pipeline_view(&mut *tx, &row).await?;
+                let view = Self::pipeline_views(&mut *tx, &[row])
+                    .await?
+                    .pop()
+                    .ok_or(StoreError::NotFound)?;
                 tx.commit().await?;
                 Ok(view)
             }
@@ -450,20 +464,29 @@ macro_rules! sql_team_store {
                 }
                 q.push(" ORDER BY a.address LIMIT ").push_bind(limit + 1);
                 let rows = q.build().fetch_all(pool).await?;
+                // Every listed alias's reopen rules in one query.
+                let mut rules: std::collections::HashMap<Uuid, Vec<$crate::config::ReopenRuleConfig>> =
+                    Default::default();
+                if !rows.is_empty() {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "SELECT x.alias_id, f.name AS from_name, t.name AS to_name FROM reopen_rules x \
+                         JOIN stages f ON f.id = x.from_stage_id JOIN stages t ON t.id = x.to_stage_id \
+                         WHERE x.alias_id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for r in &rows {
+                        list.push_bind(r.try_get::<Uuid, _>("id")?);
+                    }
+                    q.push(") ORDER BY f.position");
+                    for x in q.build().fetch_all(pool).await? {
+                        rules.entry(x.try_get("alias_id")?).or_default().push(
+                            $crate::config::ReopenRuleConfig { from: x.try_get("from_name")?, to: x.try_get("to_name")? },
+                        );
+                    }
+                }
                 let mut items = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    let id: Uuid = r.try_get("id")?;
-                    let reopen = sqlx::query(
-                        "SELECT f.name AS from_name, t.name AS to_name FROM reopen_rules x \
-                         JOIN stages f ON f.id = x.from_stage_id JOIN stages t ON t.id = x.to_stage_id \
-                         WHERE x.alias_id = $1 ORDER BY f.position",
-                    )
-                    .bind(id)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(|x| Ok($crate::config::ReopenRuleConfig { from: x.try_get("from_name")?, to: x.try_get("to_name")? }))
-                    .collect::<StoreResult<Vec<_>>>()?;
+                    let reopen = rules.remove(&r.try_get::<Uuid, _>("id")?).unwrap_or_default();
                     items.push(AliasConfig {
                         address: r.try_get("address")?,
                         name: r.try_get("name")?,
@@ -607,28 +630,31 @@ macro_rules! sql_team_store {
             async fn queue_reply(&self, m: &QueuedReply) -> StoreResult<()> {
                 let now = Utc::now();
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO messages (id, record_id, direction, message_id, in_reply_to, refs, from_addr, \
-                     from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, thread_rule, \
-                     created_at, class) VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     'reply', $12, 'normal')",
-                )
-                .bind(m.id)
-                .bind(m.record_id)
-                .bind(m.message_id.as_str())
-                .bind(m.in_reply_to.as_deref())
-                .bind(to_json(&m.references))
-                .bind(m.from.address.as_str())
-                .bind(m.from.name.as_deref())
-                .bind(to_json(&m.to))
-                .bind(to_json(&m.cc))
-                .bind(m.reply_to.as_str())
-                .bind(m.subject.as_str())
-                .bind(now)
-                .bind(m.text.as_str())
-                .bind(m.html.as_deref())
-                .execute(&mut *tx)
-                .await?;
+                // The same message insert processing uses, for an outbound message.
+                let message = NewMessage {
+                    id: m.id,
+                    record_id: m.record_id,
+                    inbound_id: None,
+                    direction: "out",
+                    message_id: &m.message_id,
+                    in_reply_to: m.in_reply_to.as_deref(),
+                    references: &m.references,
+                    from: Some(&m.from),
+                    to: &m.to,
+                    cc: &m.cc,
+                    reply_to: Some(&m.reply_to),
+                    subject: Some(&m.subject),
+                    sent_at: Some(now),
+                    text_body: Some(&m.text),
+                    html_body: m.html.as_deref(),
+                    thread_rule: "reply",
+                    thread_value: None,
+                    class: "normal",
+                    attachments: &[],
+                };
+                bind_message(sqlx::query(insert_message_sql!()), &message, m.pipeline_id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($1, $2, $3) \
                      ON CONFLICT (message_id, pipeline_id) DO NOTHING",
