@@ -6,16 +6,23 @@
 //! recognised before auto-replies.
 
 use super::parse::{ParsedMail, Returned};
+use super::reason::{BounceReason, Evidence, is_temporary, reason};
 
 /// One failed (or delayed) recipient of a delivery status notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRecipient {
     pub address: String,
     pub action: Option<String>,
-    /// RFC 3463 status, `5.1.1`.
+    /// RFC 3463 status, `5.1.1`; for a report that gives none, the one its
+    /// reason implies (`5.0.911`, see `status_inferred`).
     pub status: Option<String>,
+    /// The status was not in the report but inferred from its words.
+    pub status_inferred: bool,
     pub diagnostic: Option<String>,
-    /// Permanent (5.x.x): the address should not be mailed again.
+    /// Why the delivery failed.
+    pub reason: BounceReason,
+    /// The address itself is bad (see [`BounceReason::is_hard`]): it
+    /// should not be mailed again.
     pub hard: bool,
 }
 
@@ -104,7 +111,14 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 
     // Bounce: RFC 3464 report, or a returned message from a null or daemon sender.
     if s.report_type.as_deref() == Some("delivery-status") || s.delivery_status.is_some() {
-        let mut b = bounce(s.delivery_status.as_deref(), s.returned.as_ref());
+        let text = mail.text.as_deref().unwrap_or_default();
+        let context = report_words(mail);
+        let mut b = bounce(
+            s.delivery_status.as_deref(),
+            s.returned.as_ref(),
+            text,
+            &context,
+        );
         if b.recipients.is_empty() {
             // A report without per-recipient fields: read its text instead.
             b.recipients = text_bounce(mail).recipients;
@@ -196,13 +210,16 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 
 /// A bounce without a delivery-status part: recipients read from its text.
 fn text_bounce(mail: &ParsedMail) -> Bounce {
-    let mut b = bounce(None, mail.signals.returned.as_ref());
     let text = mail.text.as_deref().unwrap_or_default();
-    b.recipients = text_bounce_recipients(text, mail.signals.header("x-failed-recipients"));
+    let mut b = bounce(None, mail.signals.returned.as_ref(), text, "");
+    let subject = mail.subject.as_deref().unwrap_or_default();
+    b.recipients =
+        text_bounce_recipients(text, subject, mail.signals.header("x-failed-recipients"));
     if b.recipients.is_empty() {
         // The report names no address: the returned message's recipients failed.
         let to = mail.signals.returned.as_ref().map(|r| r.to.join(","));
-        b.recipients = text_bounce_recipients(text, to.as_deref().filter(|t| !t.is_empty()));
+        b.recipients =
+            text_bounce_recipients(text, subject, to.as_deref().filter(|t| !t.is_empty()));
     }
     b
 }
@@ -228,14 +245,12 @@ const MAX_TEXT_RECIPIENTS: usize = 50;
 /// `<addr>:`, `addr on <date>`) or a "… to <addr>" phrase, before the quoted
 /// original. Each recipient's status is the first enhanced status code of
 /// its own paragraph, else of the whole report.
-fn text_bounce_recipients(text: &str, failed_header: Option<&str>) -> Vec<FailedRecipient> {
-    let lines: Vec<&str> = text
-        .lines()
-        .take_while(|line| {
-            let lower = line.to_ascii_lowercase();
-            !RETURNED_MARKERS.iter().any(|m| lower.contains(m))
-        })
-        .collect();
+fn text_bounce_recipients(
+    text: &str,
+    subject: &str,
+    failed_header: Option<&str>,
+) -> Vec<FailedRecipient> {
+    let lines = report_lines(text);
     let report = lines.join("\n");
     let mut found: Vec<(String, usize)> = Vec::new();
     let mut add = |address: crate::domain::EmailAddress, at: usize| {
@@ -259,6 +274,7 @@ fn text_bounce_recipients(text: &str, failed_header: Option<&str>) -> Vec<Failed
         }
     }
     let starts: Vec<usize> = found.iter().map(|(_, at)| *at).collect();
+    let context = format!("{} {}", words_of(&report), words_of(subject));
     found
         .iter()
         .map(|(address, at)| {
@@ -270,15 +286,28 @@ fn text_bounce_recipients(text: &str, failed_header: Option<&str>) -> Vec<Failed
                 .unwrap_or(lines.len())
                 .max(at + 1)
                 .min(lines.len());
+            // The recipient's own block: up to the first blank line after its text.
+            let blank = |i: &usize| lines.get(*i).is_some_and(|l| l.trim().is_empty());
+            let mut stop = at + 1;
+            while stop < end && blank(&stop) {
+                stop += 1;
+            }
+            while stop < end && !blank(&stop) {
+                stop += 1;
+            }
+            let end = stop;
             let paragraph = lines.get(*at..end).unwrap_or_default().join("\n");
             let status = first_status_code(&paragraph).or_else(|| first_status_code(&report));
-            FailedRecipient {
-                address: address.clone(),
-                action: Some("failed".into()),
-                hard: is_hard(status.as_deref(), Some(&paragraph)),
+            let diagnostic = clip(paragraph.trim());
+            let evidence = words_of(&paragraph);
+            failed_recipient(
+                address.clone(),
+                Some("failed".into()),
                 status,
-                diagnostic: None,
-            }
+                diagnostic,
+                &evidence,
+                &context,
+            )
         })
         .collect()
 }
@@ -408,7 +437,7 @@ fn token(v: &str) -> &str {
 }
 
 /// Reads the per-recipient fields of a delivery-status body.
-fn bounce(status: Option<&str>, returned: Option<&Returned>) -> Bounce {
+fn bounce(status: Option<&str>, returned: Option<&Returned>, text: &str, context: &str) -> Bounce {
     let mut recipients = Vec::new();
     if let Some(report) = status {
         let normalized = report.replace("\r\n", "\n");
@@ -434,14 +463,16 @@ fn bounce(status: Option<&str>, returned: Option<&Returned>) -> Bounce {
                 }
                 (status, _) => status,
             };
-            let hard = is_hard(status.as_deref(), diagnostic.as_deref());
-            recipients.push(FailedRecipient {
-                address: strip_address_type(address).to_ascii_lowercase(),
-                action,
-                status,
-                diagnostic,
-                hard,
-            });
+            let address = strip_address_type(address).to_ascii_lowercase();
+            // The report's own lines about this recipient tell the command it failed at.
+            let evidence = format!(
+                "{} {}",
+                words_of(diagnostic.as_deref().unwrap_or_default()),
+                words_of(&paragraph_about(text, &address))
+            );
+            recipients.push(failed_recipient(
+                address, action, status, diagnostic, &evidence, context,
+            ));
         }
     }
     Bounce {
@@ -450,76 +481,108 @@ fn bounce(status: Option<&str>, returned: Option<&Returned>) -> Bounce {
     }
 }
 
-/// Hard means the address itself is bad (unknown user or domain, disabled
-/// mailbox): mailing it again cannot work. A full mailbox, a policy or spam
-/// rejection, or a timeout is soft, whatever its 5xx code.
-fn is_hard(status: Option<&str>, diagnostic: Option<&str>) -> bool {
-    // Addresses are left out: `does-not-exist@…` says nothing about the mailbox.
-    let text = diagnostic
-        .map(|d| {
-            d.split_whitespace()
-                .filter(|w| !w.contains('@'))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_ascii_lowercase()
+/// One failed recipient, its reason read from `evidence` (lower case, no
+/// addresses); a missing status is inferred from the reason.
+fn failed_recipient(
+    address: String,
+    action: Option<String>,
+    status: Option<String>,
+    diagnostic: Option<String>,
+    evidence: &str,
+    context: &str,
+) -> FailedRecipient {
+    let of = |text: &str| {
+        reason(&Evidence {
+            status: status.as_deref(),
+            text,
+            action: action.as_deref(),
         })
-        .unwrap_or_default();
-    // Refused for the sender's sake (its address or domain), or after the
-    // content was sent (a filter's verdict): the recipient itself may be fine.
-    const NOT_ABOUT_THE_RECIPIENT: &[&str] = &[
-        "sender address",
-        "in reply to mail from",
-        "after mail from",
-        "after end of data",
-        "in reply to end of data",
-        ">>> data",
-    ];
-    if NOT_ABOUT_THE_RECIPIENT.iter().any(|p| text.contains(p)) {
-        return false;
-    }
-    if let Some(status) = status {
-        if status.starts_with('4') {
-            return false;
-        }
-        // 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null
-        // MX, 5.3.2 not accepting mail, 5.4.4 unroutable. A disabled mailbox (5.2.1) may
-        // come back: soft.
-        if [
-            "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.3.2", "5.4.4",
-        ]
-        .contains(&status)
-        {
-            return true;
+    };
+    // The recipient's own lines first; when they tell nothing, the whole report.
+    let mut reason = of(evidence);
+    if matches!(reason, BounceReason::OnHold | BounceReason::Undefined) {
+        let wider = of(context);
+        if !matches!(wider, BounceReason::OnHold | BounceReason::Undefined) {
+            reason = wider;
         }
     }
-    const BAD_ADDRESS: &[&str] = &[
-        "user unknown",
-        "unknown user",
-        "no such user",
-        "no such recipient",
-        "unknown recipient",
-        "recipient unknown",
-        "does not exist",
-        "doesn't exist",
-        "no mailbox",
-        "mailbox not found",
-        "mailbox unavailable",
-        "invalid recipient",
-        "invalid mailbox",
-        "user not found",
-        "address rejected: user",
-        "unrouteable address",
-        "host not found",
-        "domain not found",
-        "no such domain",
-        "host unknown",
-        "account disabled",
-        "account has been disabled",
-        "not listed in",
-        "unknown address",
-        "address unknown",
-    ];
-    BAD_ADDRESS.iter().any(|p| text.contains(p))
+    let temporary = match status.as_deref() {
+        Some(s) => s.starts_with('4'),
+        None => is_temporary(evidence),
+    };
+    let status_inferred = status.is_none();
+    let status = status.or_else(|| Some(reason.inferred_status(temporary)));
+    FailedRecipient {
+        address,
+        action,
+        status,
+        status_inferred,
+        diagnostic,
+        hard: reason.is_hard(!temporary),
+        reason,
+    }
+}
+
+/// The lines of a report's text before it quotes the returned message.
+fn report_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .take_while(|line| {
+            let lower = line.to_ascii_lowercase();
+            !RETURNED_MARKERS.iter().any(|m| lower.contains(m))
+        })
+        .collect()
+}
+
+/// A report's text before the returned message, and its subject, as evidence.
+fn report_words(mail: &ParsedMail) -> String {
+    let report = report_lines(mail.text.as_deref().unwrap_or_default());
+    format!(
+        "{} {}",
+        words_of(&report.join(" ")),
+        words_of(mail.subject.as_deref().unwrap_or_default())
+    )
+}
+
+/// Lower case, addresses left out (`does-not-exist@…` says nothing about
+/// the mailbox), whitespace collapsed.
+fn words_of(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|w| !w.contains('@'))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+}
+
+/// The lines of a report's text about `address`: the first line naming it
+/// and those after it, up to a blank line.
+fn paragraph_about(text: &str, address: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(at) = lines
+        .iter()
+        .position(|l| l.to_ascii_lowercase().contains(address))
+    else {
+        return String::new();
+    };
+    lines[at..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .take(12)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A diagnostic kept to a readable length.
+fn clip(text: &str) -> Option<String> {
+    const MAX: usize = 500;
+    if text.is_empty() {
+        return None;
+    }
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text[..end].to_string())
 }
 
 /// A `Name: value` field of a header-like block (continuation lines joined).
@@ -587,6 +650,18 @@ Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
 
     #[test]
     fn hard_means_the_recipient_address_is_bad() {
+        let is_hard = |status: Option<&str>, diagnostic: Option<&str>| {
+            let evidence = words_of(diagnostic.unwrap_or_default());
+            failed_recipient(
+                "a@b.example".into(),
+                Some("failed".into()),
+                status.map(str::to_string),
+                diagnostic.map(str::to_string),
+                &evidence,
+                "",
+            )
+            .hard
+        };
         assert!(is_hard(Some("5.1.1"), None));
         assert!(is_hard(None, Some("User x not listed in Domino Directory")));
         assert!(

@@ -14,6 +14,7 @@ mod outcome;
 mod parse;
 mod plan;
 mod process;
+pub mod reason;
 mod route;
 mod thread;
 
@@ -24,5 +25,6 @@ pub use outcome::{IgnoreReason, Outcome, PipelineResult, QuarantineReason};
 pub use parse::{ParseError, ParsedMail, Returned, Signals, parse};
 pub use plan::{Plan, PlanError, PlannedRoute, plan};
 pub use process::{Policy, Processor, REPLY_KEY_SECRET, block_list};
+pub use reason::BounceReason;
 pub use route::{REPLY_TOKEN_TAG, Route, route};
 pub use thread::{ThreadKey, subject_tag, thread_keys};

@@ -1,0 +1,907 @@
+//! Bounce reasons: why one delivery failed, read from the status code, the
+//! remote server's words and the SMTP command it answered. Pure functions,
+//! no I/O.
+//!
+//! The vocabulary is the one bounce processors share (sisimai's reason
+//! names), so figures can be compared with theirs. Hard bounces follow from
+//! the reason: only an address that does not exist (unknown user or domain,
+//! moved away, a domain that takes no mail) is hard; a full mailbox, a
+//! filter, a policy or a timeout is soft, whatever its 5xx code.
+//!
+//! Order matters: the status code names a class, the text narrows it (a
+//! `5.1.1` that says "mailbox full" is a full mailbox), and a refusal after
+//! DATA is a filter's verdict, never proof that the address is bad.
+
+/// The closed set of reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BounceReason {
+    AuthFailure,
+    BadReputation,
+    Blocked,
+    ContentError,
+    ExceedLimit,
+    Expired,
+    FailedStartTls,
+    Filtered,
+    HasMoved,
+    HostUnknown,
+    MailboxFull,
+    MailerError,
+    MesgTooBig,
+    NetworkError,
+    NoRelaying,
+    NotAccept,
+    NotCompliantRfc,
+    OnHold,
+    PolicyViolation,
+    Rejected,
+    RequirePtr,
+    SecurityError,
+    SpamDetected,
+    Speeding,
+    Suspend,
+    SyntaxError,
+    SystemError,
+    SystemFull,
+    TooManyConn,
+    Undefined,
+    UserUnknown,
+    VirusDetected,
+}
+
+use BounceReason as R;
+
+impl BounceReason {
+    /// The reason's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            R::AuthFailure => "authfailure",
+            R::BadReputation => "badreputation",
+            R::Blocked => "blocked",
+            R::ContentError => "contenterror",
+            R::ExceedLimit => "exceedlimit",
+            R::Expired => "expired",
+            R::FailedStartTls => "failedstarttls",
+            R::Filtered => "filtered",
+            R::HasMoved => "hasmoved",
+            R::HostUnknown => "hostunknown",
+            R::MailboxFull => "mailboxfull",
+            R::MailerError => "mailererror",
+            R::MesgTooBig => "mesgtoobig",
+            R::NetworkError => "networkerror",
+            R::NoRelaying => "norelaying",
+            R::NotAccept => "notaccept",
+            R::NotCompliantRfc => "notcompliantrfc",
+            R::OnHold => "onhold",
+            R::PolicyViolation => "policyviolation",
+            R::Rejected => "rejected",
+            R::RequirePtr => "requireptr",
+            R::SecurityError => "securityerror",
+            R::SpamDetected => "spamdetected",
+            R::Speeding => "speeding",
+            R::Suspend => "suspend",
+            R::SyntaxError => "syntaxerror",
+            R::SystemError => "systemerror",
+            R::SystemFull => "systemfull",
+            R::TooManyConn => "toomanyconn",
+            R::Undefined => "undefined",
+            R::UserUnknown => "userunknown",
+            R::VirusDetected => "virusdetected",
+        }
+    }
+
+    /// Whether mailing the address again cannot work. `permanent`: the
+    /// failure was a 5xx (a server that takes no mail today may tomorrow).
+    pub fn is_hard(self, permanent: bool) -> bool {
+        match self {
+            R::UserUnknown | R::HostUnknown | R::HasMoved => true,
+            R::NotAccept => permanent,
+            _ => false,
+        }
+    }
+
+    /// The status for a report that carries none: `x.0.9NN`, one detail
+    /// number per reason (the convention bounce processors share), class 4
+    /// for a temporary failure. A bad address is always permanent.
+    pub fn inferred_status(self, temporary: bool) -> String {
+        let detail = match self {
+            R::NoRelaying => 909,
+            R::Filtered if temporary => 924,
+            R::Filtered => 910,
+            R::UserUnknown => 911,
+            R::HostUnknown => 912,
+            R::HasMoved => 916,
+            R::Rejected => 918,
+            R::Suspend => 921,
+            R::MailboxFull => 922,
+            R::ExceedLimit => 923,
+            R::AuthFailure => 926,
+            R::SystemError => 930,
+            R::SystemFull => 931,
+            R::NotAccept => 932,
+            R::MesgTooBig => 934,
+            R::MailerError => 939,
+            R::NetworkError => 944,
+            R::TooManyConn => 945,
+            R::Speeding => 946,
+            R::Expired => 947,
+            R::ContentError => 960,
+            R::SecurityError => 970,
+            R::Blocked => 971,
+            R::PolicyViolation => 972,
+            R::RequirePtr => 973,
+            R::NotCompliantRfc => 974,
+            R::BadReputation => 975,
+            R::FailedStartTls => 976,
+            R::SpamDetected => 980,
+            R::VirusDetected => 981,
+            R::SyntaxError => 902,
+            R::OnHold => 901,
+            R::Undefined => 900,
+        };
+        let class = if temporary && !matches!(self, R::UserUnknown | R::HostUnknown | R::HasMoved) {
+            4
+        } else {
+            5
+        };
+        format!("{class}.0.{detail}")
+    }
+}
+
+/// The SMTP command a refusal answered, when the report tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Connect,
+    Helo,
+    MailFrom,
+    RcptTo,
+    Data,
+}
+
+impl Command {
+    /// Commands sent before the message itself: a refusal there is not a
+    /// content filter's.
+    fn before_data(self) -> bool {
+        !matches!(self, Command::Data)
+    }
+}
+
+/// The command named in `text` (lower case): Postfix's "in reply to RCPT TO
+/// command", Exim's "after end of data", sendmail's `>>> DATA` transcript.
+pub fn command_in(text: &str) -> Option<Command> {
+    const DATA: &[&str] = &[
+        "end of data",
+        ">>> data",
+        "in reply to data",
+        "after data",
+        "after the data",
+        "data command",
+        "smtp data",
+        "message body",
+    ];
+    const RCPT: &[&str] = &[
+        "rcpt to",
+        "rcpt_to",
+        "does not like recipient",
+        ">>> rcpt",
+        "after rcpt",
+        "rcpt command",
+        "rcpt-to",
+    ];
+    const MAIL: &[&str] = &["mail from", ">>> mail", "after mail", "mail command"];
+    const HELO: &[&str] = &["ehlo", "helo", "my name was rejected"];
+    const CONNECT: &[&str] = &["initial connection", "connection greeting", "greeting"];
+    let first = |list: &[&str]| list.iter().filter_map(|p| text.find(p)).min();
+    [
+        (first(DATA), Command::Data),
+        (first(RCPT), Command::RcptTo),
+        (first(MAIL), Command::MailFrom),
+        (first(HELO), Command::Helo),
+        (first(CONNECT), Command::Connect),
+    ]
+    .into_iter()
+    .filter_map(|(at, c)| Some((at?, c)))
+    // The last command named is the one that failed (a transcript lists them in order).
+    .max_by_key(|(at, _)| *at)
+    .map(|(_, c)| c)
+}
+
+/// What RFC 3463 says a status code is about.
+pub fn reason_of_status(status: &str) -> Option<BounceReason> {
+    let mut parts = status.splitn(3, '.');
+    let class = parts.next()?;
+    let subject = parts.next()?;
+    let detail = parts.next()?;
+    let temporary = class == "4";
+    Some(match (subject, detail) {
+        ("1", "0" | "1" | "3") if !temporary => R::UserUnknown,
+        ("1", "2") if !temporary => R::HostUnknown,
+        ("1", "4") if !temporary => R::Filtered,
+        ("1", "6") => R::HasMoved,
+        ("1", "7" | "8") => R::Rejected,
+        ("1", "9") => R::SystemError,
+        ("1", "10") if !temporary => R::NotAccept,
+        ("2", "1") if temporary => R::Blocked,
+        ("2", "0" | "1" | "4") => R::Filtered,
+        ("2", "2") => R::MailboxFull,
+        ("2", "3") => R::ExceedLimit,
+        ("3", "0") if !temporary => R::SystemError,
+        ("3", "1") => R::SystemFull,
+        ("3", "2") => R::NotAccept,
+        ("3", "3" | "5") => R::SystemError,
+        ("3", "4") if !temporary => R::MesgTooBig,
+        ("4", "0") if !temporary => R::NetworkError,
+        ("4", "1" | "7") if temporary => R::Expired,
+        ("4", "2" | "6" | "8") if temporary => R::NetworkError,
+        ("4", "4") if temporary => R::NetworkError,
+        ("4", "4") => R::HostUnknown,
+        ("4", "3") => R::SystemError,
+        ("4", "5") if temporary => R::SystemFull,
+        ("5", "2" | "6") if !temporary => R::SyntaxError,
+        ("5", "3") if !temporary => R::TooManyConn,
+        ("5", "3" | "4" | "5") => R::SystemError,
+        ("6", _) => R::ContentError,
+        ("7", "1" | "2") if temporary => R::Blocked,
+        ("7", "13") if !temporary => R::Suspend,
+        ("7", "16") => R::MesgTooBig,
+        ("7", "17" | "18") if !temporary => R::HasMoved,
+        ("7", "20" | "21" | "22" | "23" | "24" | "26" | "29") => R::AuthFailure,
+        ("7", "25") => R::RequirePtr,
+        ("7", "27") if !temporary => R::NotAccept,
+        ("7", "28") if !temporary => R::SpamDetected,
+        ("7", "30") if !temporary => R::FailedStartTls,
+        ("7", "0") if temporary => return None,
+        ("7", _) => R::SecurityError,
+        _ => return None,
+    })
+}
+
+/// Phrases that name a reason, lower case, addresses removed.
+fn phrases(reason: BounceReason) -> &'static [&'static str] {
+    match reason {
+        R::MailboxFull => &[
+            "mailbox full",
+            "mailbox is full",
+            "mailbox is over quota",
+            "mailbox quota",
+            "mailbox size limit",
+            "mailbox has exceeded",
+            "mailbox exceeds",
+            "over quota",
+            "overquota",
+            "quota exceeded",
+            "exceeded storage",
+            "exceeded its storage",
+            "exceeds its storage",
+            "quota full",
+            "disk quota",
+            "insufficient storage",
+            "not enough storage",
+            "user is over",
+            "is over the allowed quota",
+            "account is full",
+            "mail box full",
+            "mailfolder is full",
+            "too much mail data",
+            "exceed the quota",
+            "full mailbox",
+            "maildir over quota",
+            "exceeds allowed message count",
+            "would exceed",
+            "no space left",
+        ],
+        R::MesgTooBig => &[
+            "message too big",
+            "message too large",
+            "message is too big",
+            "message is too large",
+            "message size exceeds",
+            "message exceeds the maximum",
+            "exceeds size limit",
+            "exceeds maximum message size",
+            "message length exceeds",
+            "size limit",
+            "too big for",
+            "message file too big",
+            "mail size",
+            "maximum allowed size",
+        ],
+        R::ExceedLimit => &[
+            "message header size exceeds",
+            "exceeds the limit",
+            "too many hops",
+        ],
+        R::Suspend => &[
+            "account has been disabled",
+            "account is disabled",
+            "account disabled",
+            "account has been suspended",
+            "account is suspended",
+            "account suspended",
+            "mailbox disabled",
+            "mailbox is disabled",
+            "mailbox has been disabled",
+            "mailbox unavailable: disabled",
+            "has been suspended",
+            "temporarily locked",
+            "temporary locked",
+            "is inactive",
+            "account inactive",
+            "disabled or discontinued",
+            "not an active",
+            "user suspended",
+            "recipient suspended",
+            "mailbox is inactive",
+            "currently suspended",
+        ],
+        R::HasMoved => &[
+            "has been moved",
+            "address has changed",
+            "no longer valid",
+            "moved to",
+        ],
+        R::NoRelaying => &[
+            "relay access denied",
+            "relaying denied",
+            "relay denied",
+            "relay not permitted",
+            "relaying not allowed",
+            "relaying mail to",
+            "not permitted to relay",
+            "we do not relay",
+            "unable to relay",
+            "relay prohibited",
+            "relaying is prohibited",
+            "not a gateway",
+            "no relaying",
+            "relay not allowed",
+        ],
+        R::AuthFailure => &[
+            "spf check",
+            "spf fail",
+            "spf validation",
+            "spf record",
+            "sender policy framework",
+            "dkim",
+            "dmarc",
+            "authentication failed",
+            "spf)",
+            "spf:",
+            "not pass authentication",
+            "unauthenticated",
+        ],
+        R::UserUnknown => &[
+            "user unknown",
+            "unknown user",
+            "unknown recipient",
+            "recipient unknown",
+            "no such user",
+            "no such recipient",
+            "no such mailbox",
+            "no such account",
+            "no such address",
+            "user not found",
+            "user not exist",
+            "user does not exist",
+            "user doesn't exist",
+            "user doesn't have",
+            "user does not have",
+            "address does not exist",
+            "account does not exist",
+            "account that you tried to reach does not exist",
+            "mailbox not found",
+            "mailbox does not exist",
+            "mailbox unavailable",
+            "invalid recipient",
+            "invalid mailbox",
+            "invalid address",
+            "recipient address rejected: user",
+            "recipient address rejected: access denied",
+            "recipient not found",
+            "recipient does not exist",
+            "recipient address rejected.",
+            "unknown address",
+            "address unknown",
+            "unknown local part",
+            "unknown or illegal alias",
+            "name is not recognized",
+            "not listed in",
+            "no mailbox",
+            "is not a valid mailbox",
+            "bad recipient",
+            "unknown mailbox",
+            "mailbox not available",
+            "no account",
+            "not our customer",
+            "addressee unknown",
+            "destination address rejected",
+            "user not known",
+            "not a known user",
+            "unable to deliver message to",
+            "unknown e-mail address",
+            "no valid recipients",
+            "delivery userid",
+        ],
+        R::Filtered => &[
+            "due to extended inactivity",
+            "refused by recipient",
+            "rejected by recipient",
+            "this account is protected by",
+            "has restricted sms e-mail",
+            "you are not allowed to send",
+        ],
+        R::RequirePtr => &[
+            "reverse dns",
+            "reverse lookup",
+            "reverse mapping",
+            "ptr record",
+            "no ptr",
+            "name lookup failed",
+            "cannot find your hostname",
+            "cannot resolve your address",
+            "client host rejected: cannot find",
+            "hostname lookup",
+            "rdns",
+            "no reverse",
+        ],
+        R::NotCompliantRfc => &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "not rfc compliant",
+            "duplicate header",
+        ],
+        R::BadReputation => &[
+            "bad reputation",
+            "poor reputation",
+            "low reputation",
+            "sender reputation",
+            "ip reputation",
+            "reputation",
+        ],
+        R::ContentError => &["improper use of 8-bit", "header error", "message header"],
+        R::Rejected => &[
+            "sender address rejected",
+            "sender rejected",
+            "sender domain",
+            "sender address",
+            "domain of sender",
+            "sender verify failed",
+            "sender is not allowed",
+            "address that has been blacklisted",
+            "mail from",
+            "envelope sender",
+            "return path",
+            "bogus mail from",
+            "not allowed to post",
+            "permission to post",
+            "groups",
+            "グループ",
+        ],
+        R::HostUnknown => &[
+            "host unknown",
+            "unknown host",
+            "host not found",
+            "domain not found",
+            "no such domain",
+            "unknown domain",
+            "domain does not exist",
+            "domain is not reachable",
+            "domain name not found",
+            "name or service not known",
+            "nxdomain",
+            "no mx",
+            "mx record",
+            "unrouteable mail domain",
+            "unroutable",
+            "unrouteable",
+            "host or domain name not found",
+            "dns lookup failure",
+            "couldn't find any host",
+            "all relevant mx records point to non-existent hosts",
+            "invalid domain",
+        ],
+        R::SpamDetected => &[
+            "spam",
+            "junk mail",
+            "bulk mail",
+            "unsolicited",
+            "content filter",
+            "message content rejected",
+            "scored",
+            "looks like",
+            "suspicious",
+        ],
+        R::Speeding => &[
+            "rate limit",
+            "too fast",
+            "sending rate",
+            "ratelimit",
+            "throttl",
+        ],
+        R::TooManyConn => &[
+            "too many connections",
+            "too many concurrent",
+            "connection limit",
+        ],
+        R::Blocked => &[
+            "blocked",
+            "blocklist",
+            "block list",
+            "black list",
+            "blacklist",
+            "dnsbl",
+            "rbl",
+            "spamhaus",
+            "client host rejected",
+            "access denied",
+            "ip address",
+            "your ip",
+            "not accepting connections",
+            "connection refused",
+            "may not be mail exchanger",
+            "listed at",
+            "listed on",
+            "banned",
+            "refused to talk",
+            "poor reputation",
+            "my name was rejected",
+        ],
+        R::VirusDetected => &["virus", "malware", "infected"],
+        R::PolicyViolation => &[
+            "policy",
+            "prohibited attachment",
+            "not allowed attachment",
+            "executable",
+            "restricted",
+        ],
+        R::SystemError => &[
+            "system error",
+            "internal error",
+            "server error",
+            "local error",
+            "mail system problem",
+            "configuration error",
+            "misconfigured",
+            "routing loop",
+            "mail loop",
+            "loops back",
+            "too many hops",
+            "local configuration",
+            "temporary failure",
+            "service unavailable",
+            "out of memory",
+        ],
+        R::NetworkError => &[
+            "name service error",
+            "dns",
+            "could not connect",
+            "connection reset",
+            "lost connection",
+            "network",
+            "no route to host",
+            "host is unreachable",
+            "malformed or unexpected name server reply",
+        ],
+        R::SystemFull => &[
+            "insufficient disk space",
+            "disk full",
+            "mail system full",
+            "out of disk",
+            "system full",
+        ],
+        R::NotAccept => &[
+            "does not accept mail",
+            "not accept mail",
+            "accepts no mail",
+            "null mx",
+            "no mail is accepted",
+            "no smtp service",
+        ],
+        R::Expired => &[
+            "expired",
+            "timed out",
+            "timeout",
+            "delivery time",
+            "retry time",
+            "giving up",
+            "could not be delivered for",
+            "has not been delivered",
+            "not yet been delivered",
+            "delayed",
+            "too long",
+            "unable to deliver in",
+        ],
+        R::FailedStartTls => &[
+            "starttls",
+            "tls required",
+            "requires tls",
+            "encryption required",
+        ],
+        R::SecurityError => &[
+            "authentication required",
+            "security",
+            "certificate",
+            "must authenticate",
+        ],
+        R::MailerError => &[
+            "mailer error",
+            "procmail",
+            "pipe to",
+            "command died",
+            "exit status",
+            "unknown mailer",
+            "program",
+            "x-unix",
+        ],
+        R::SyntaxError => &[
+            "syntax error",
+            "command unrecognized",
+            "command not recognized",
+            "unrecognized command",
+        ],
+        R::OnHold | R::Undefined => &[],
+    }
+}
+
+/// Refusals that say the recipient address does not exist, not merely that
+/// "a user" is unknown (which content filters say after DATA, too).
+const NAMES_THE_RECIPIENT: &[&str] = &[
+    "recipient name is not recognized",
+    "not listed in",
+    "invalid recipient",
+    "unknown recipient",
+    "recipient not found",
+    "recipientnotfound",
+    "doesn't have a",
+    "unable to deliver message to",
+    "delivery userid",
+    "mailbox unavailable",
+    "unknown user:",
+];
+
+fn says(reason: BounceReason, text: &str) -> bool {
+    phrases(reason).iter().any(|p| text.contains(p))
+}
+
+/// What one recipient's failure is known by.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    /// The RFC 3463 status the report gave, if any.
+    pub status: Option<&'a str>,
+    /// The server's words and the report's lines about this recipient, lower case.
+    pub text: &'a str,
+    /// The DSN `Action` (`failed`, `delayed`).
+    pub action: Option<&'a str>,
+}
+
+/// The reason for one failed recipient.
+pub fn reason(e: &Evidence<'_>) -> BounceReason {
+    let text = e.text;
+    let by_status = e.status.and_then(reason_of_status);
+    let command = command_in(text);
+    let delayed = e.action.is_some_and(|a| a.starts_with("delayed"));
+    let temporary = match e.status {
+        Some(s) => s.starts_with('4'),
+        None => is_temporary(text),
+    };
+    // A local delivery program failed (`Diagnostic-Code: X-Unix; ...`).
+    if text.starts_with("x-unix") {
+        return R::MailerError;
+    }
+
+    // The text decides first, in this order; the status code where it agrees.
+    for candidate in [
+        R::MailboxFull,
+        R::MesgTooBig,
+        R::ExceedLimit,
+        R::Suspend,
+        R::HasMoved,
+        R::NoRelaying,
+        R::AuthFailure,
+        R::UserUnknown,
+        R::Filtered,
+        R::RequirePtr,
+        R::NotCompliantRfc,
+        R::BadReputation,
+        R::ContentError,
+        R::Rejected,
+        R::HostUnknown,
+        R::SpamDetected,
+        R::Speeding,
+        R::TooManyConn,
+        R::Blocked,
+    ] {
+        let hit = match candidate {
+            R::UserUnknown => match by_status {
+                Some(R::UserUnknown) => ![
+                    R::NoRelaying,
+                    R::Blocked,
+                    R::MailboxFull,
+                    R::HasMoved,
+                    R::Rejected,
+                    R::NotAccept,
+                ]
+                .iter()
+                .any(|r| says(*r, text)),
+                Some(R::Suspend) => false,
+                // A mailbox status (5.2.x) names the address only when refused at RCPT.
+                Some(R::Filtered) => command == Some(Command::RcptTo) && says(R::UserUnknown, text),
+                _ => match command {
+                    Some(Command::RcptTo) => says(R::UserUnknown, text),
+                    // Words that name the recipient itself as unknown, whatever the command.
+                    None => NAMES_THE_RECIPIENT.iter().any(|p| text.contains(p)),
+                    Some(_) => false,
+                },
+            },
+            // After DATA the address was accepted: a refusal is the content's.
+            R::Filtered => match by_status {
+                Some(R::Filtered) => says(R::UserUnknown, text) || says(R::Filtered, text),
+                Some(R::Suspend) => false,
+                _ => {
+                    !command.is_some_and(Command::before_data)
+                        && (says(R::Filtered, text) || says(R::UserUnknown, text))
+                }
+            },
+            // A lookup that may work tomorrow, or our own name refused, is no proof.
+            R::HostUnknown => {
+                (by_status == Some(R::HostUnknown) || says(R::HostUnknown, text))
+                    && !temporary
+                    && !text.contains("malformed or unexpected")
+                    && !text.contains("try again")
+                    && !matches!(command, Some(Command::Helo | Command::Connect))
+            }
+            R::Rejected => {
+                by_status == Some(R::Rejected)
+                    || (says(R::Rejected, text) && command != Some(Command::RcptTo))
+            }
+            other => by_status == Some(other) || says(other, text),
+        };
+        if hit {
+            return candidate;
+        }
+    }
+
+    // Then what the status code says, where its class is specific enough.
+    let vague = matches!(
+        by_status,
+        None | Some(
+            R::SystemError
+                | R::SecurityError
+                | R::Expired
+                | R::NetworkError
+                | R::HostUnknown
+                | R::UserUnknown
+        )
+    );
+    if !vague && let Some(r) = by_status {
+        return r;
+    }
+    for candidate in [
+        R::VirusDetected,
+        R::PolicyViolation,
+        R::SystemError,
+        R::NetworkError,
+        R::SystemFull,
+        R::NotAccept,
+        R::Expired,
+        R::FailedStartTls,
+        R::SecurityError,
+        R::MailerError,
+    ] {
+        if says(candidate, text) {
+            return candidate;
+        }
+    }
+    if let Some(r) = by_status {
+        return r;
+    }
+    let subject = e.status.and_then(|s| s.get(1..4));
+    match subject {
+        Some(".6.") => return R::ContentError,
+        Some(".7.") => return R::SecurityError,
+        _ => {}
+    }
+    if says(R::SyntaxError, text) {
+        return R::SyntaxError;
+    }
+    if delayed {
+        return R::Expired;
+    }
+    if matches!(command, Some(Command::Helo | Command::Connect)) {
+        return R::Blocked;
+    }
+    if text.trim().is_empty() {
+        R::Undefined
+    } else {
+        R::OnHold
+    }
+}
+
+/// Whether `text` reads as a temporary failure (a 4xx reply, "try again").
+pub fn is_temporary(text: &str) -> bool {
+    let reply = text.split(|c: char| !c.is_ascii_digit()).find(|w| {
+        w.len() == 3 && matches!(w.as_bytes()[0], b'4' | b'5') && w.as_bytes()[1] <= b'5'
+    });
+    match reply {
+        Some(code) if code.starts_with('5') => false,
+        Some(_) => true,
+        None => text.contains("temporar") || text.contains("persistent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(status: Option<&str>, text: &str) -> BounceReason {
+        reason(&Evidence {
+            status,
+            text,
+            action: Some("failed"),
+        })
+    }
+
+    #[test]
+    fn status_codes_name_their_class() {
+        assert_eq!(of(Some("5.1.1"), ""), R::UserUnknown);
+        assert_eq!(of(Some("5.2.2"), ""), R::MailboxFull);
+        assert_eq!(of(Some("5.1.2"), ""), R::HostUnknown);
+        assert_eq!(of(Some("4.4.7"), ""), R::Expired);
+        assert_eq!(of(Some("5.7.1"), ""), R::SecurityError);
+    }
+
+    #[test]
+    fn the_text_narrows_the_status() {
+        assert_eq!(of(Some("5.1.1"), "550 5.2.2 mailbox full"), R::MailboxFull);
+        assert_eq!(
+            of(
+                Some("5.7.1"),
+                "550 5.7.1 ip address blacklisted by recipient"
+            ),
+            R::Blocked
+        );
+        assert_eq!(of(Some("5.2.1"), "550 5.2.1 user unknown"), R::Filtered);
+    }
+
+    #[test]
+    fn an_unknown_user_after_data_is_a_filter_not_a_bad_address() {
+        assert_eq!(
+            of(None, "550 user unknown (in reply to rcpt to command)"),
+            R::UserUnknown
+        );
+        assert_eq!(
+            of(None, "550 user unknown (in reply to end of data command)"),
+            R::Filtered
+        );
+        // Without a status or a command, the address may well exist.
+        assert_eq!(of(Some("5.0.0"), "550 unknown user"), R::Filtered);
+    }
+
+    #[test]
+    fn only_bad_addresses_are_hard() {
+        assert!(R::UserUnknown.is_hard(false));
+        assert!(R::HostUnknown.is_hard(true));
+        assert!(R::NotAccept.is_hard(true));
+        assert!(!R::NotAccept.is_hard(false));
+        assert!(!R::MailboxFull.is_hard(true));
+        assert!(!R::Filtered.is_hard(true));
+    }
+
+    #[test]
+    fn reports_without_a_status_get_one_from_the_reason() {
+        assert_eq!(R::UserUnknown.inferred_status(false), "5.0.911");
+        assert_eq!(R::Expired.inferred_status(true), "4.0.947");
+        assert_eq!(R::UserUnknown.inferred_status(true), "5.0.911");
+        assert_eq!(R::Filtered.inferred_status(true), "4.0.924");
+    }
+
+    #[test]
+    fn temporary_failures_read_from_the_reply() {
+        assert!(is_temporary("451 try again later"));
+        assert!(!is_temporary("550 no such user"));
+        assert!(is_temporary("the error is temporary"));
+        assert!(!is_temporary(""));
+    }
+}
