@@ -381,11 +381,38 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
     crate::domain::EmailAddress::parse(address).ok()
 }
 
-/// The first enhanced status code (`5.1.1`) in `text`.
-fn first_status_code(text: &str) -> Option<String> {
+/// The `Status:` field, or the code the remote server itself gave where the
+/// field is vague: a class-only `x.0.0`, a subject-only `x.y.0`, "gave up"
+/// (`4.4.7`), a system or protocol error (`5.3.x`, `x.5.y`), or an unknown
+/// user that the server says more precisely. The server's code counts only
+/// within the same class (a temporary answer never makes a permanent failure).
+fn preferred_status(status: String, diagnostic: Option<&str>) -> String {
+    let Some(said) = diagnostic
+        .and_then(|d| status_codes(d).find(|c| *c != status && c.get(..1) == status.get(..1)))
+    else {
+        return status;
+    };
+    let vague_said = said.ends_with(".0") || said.contains(".0.");
+    let vague = status.ends_with(".0.0")
+        || (status.ends_with(".0") && !vague_said)
+        || ["4.4.7", "4.7.0"].contains(&status.as_str())
+        || status.starts_with("5.3.")
+        || ["1", "2", "4", "5"]
+            .iter()
+            .any(|d| status.get(1..) == Some(&format!(".5.{d}")))
+        || (status == "5.1.1" && !vague_said && !said.starts_with("5.5."));
+    if vague && !said.ends_with(".0.0") {
+        said.to_string()
+    } else {
+        status
+    }
+}
+
+/// The enhanced status codes (`5.1.1`) in `text`, in order.
+fn status_codes(text: &str) -> impl Iterator<Item = &str> {
     text.split(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
         .map(|w| w.trim_end_matches('.'))
-        .find(|w| {
+        .filter(|w| {
             let parts: Vec<&str> = w.split('.').collect();
             parts.len() == 3
                 && matches!(parts[0], "2" | "4" | "5")
@@ -393,7 +420,11 @@ fn first_status_code(text: &str) -> Option<String> {
                     .iter()
                     .all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
         })
-        .map(str::to_string)
+}
+
+/// The first enhanced status code (`5.1.1`) in `text`.
+fn first_status_code(text: &str) -> Option<String> {
+    status_codes(text).next().map(str::to_string)
 }
 
 /// Subjects that MTAs give non-delivery reports.
@@ -452,16 +483,9 @@ fn bounce(status: Option<&str>, returned: Option<&Returned>, text: &str, context
                 .map(|s| s.split_whitespace().next().unwrap_or_default().to_string());
             let action = field(block, "action").map(|a| a.to_ascii_lowercase());
             let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
-            // A generic `5.0.0` yields to the specific code the remote server gave.
-            let status = match (status, diagnostic.as_deref().and_then(first_status_code)) {
-                (Some(generic), Some(specific))
-                    if generic.ends_with(".0.0")
-                        && !specific.ends_with(".0.0")
-                        && generic.get(..1) == specific.get(..1) =>
-                {
-                    Some(specific)
-                }
-                (status, _) => status,
+            let status = match status {
+                Some(status) => Some(preferred_status(status, diagnostic.as_deref())),
+                None => diagnostic.as_deref().and_then(first_status_code),
             };
             let address = strip_address_type(address).to_ascii_lowercase();
             // The report's own lines about this recipient tell the command it failed at.
@@ -646,6 +670,22 @@ Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
             got,
             [("a@b.example".to_string(), Some("5.7.1".to_string()), false)]
         );
+    }
+
+    #[test]
+    fn a_vague_dsn_status_yields_to_the_code_the_server_gave() {
+        let prefer =
+            |status: &str, diagnostic: &str| preferred_status(status.into(), Some(diagnostic));
+        assert_eq!(
+            prefer("4.4.7", "554 4.4.7 expired <421 4.4.2 timed out"),
+            "4.4.2"
+        );
+        assert_eq!(prefer("5.1.1", "550 5.7.1 IP address blacklisted"), "5.7.1");
+        assert_eq!(prefer("5.0.0", "550 5.2.2 Mailbox full"), "5.2.2");
+        // A specific field stands; a temporary answer never makes a permanent failure.
+        assert_eq!(prefer("5.2.2", "552 5.1.1 full"), "5.2.2");
+        assert_eq!(prefer("5.0.0", "421 4.4.2 timed out"), "5.0.0");
+        assert_eq!(prefer("5.1.1", "550 5.1.0 unknown"), "5.1.1");
     }
 
     #[test]

@@ -303,7 +303,6 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "size limit",
             "too big for",
             "message file too big",
-            "mail size",
             "maximum allowed size",
         ],
         R::ExceedLimit => &[
@@ -777,6 +776,13 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
     );
     if !vague && let Some(r) = by_status {
         return r;
+    }
+    // The sender's server gave up after retrying.
+    if ["requests to connect", "will be retried", "retry timeout"]
+        .iter()
+        .any(|p| text.contains(p))
+    {
+        return R::Expired;
     }
     for candidate in [
         R::VirusDetected,
