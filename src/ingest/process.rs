@@ -6,6 +6,7 @@
 //! the batch goes on. Messages are taken in arrival order, so a reply never
 //! overtakes the message it answers.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -166,22 +167,27 @@ impl Processor {
         let mut outcomes = Vec::with_capacity(pending.len());
         for inbound in &pending {
             tx.savepoint().await?;
-            let outcome =
-                match process_guarded(tx.as_mut(), &directory, &self.policy, &inbound.as_ref())
-                    .await
-                {
-                    Ok(outcome) => {
-                        tx.release_savepoint().await?;
-                        outcome
-                    }
-                    Err(err) => {
-                        // If the connection itself is gone this fails too and the
-                        // whole batch stays pending for the next attempt.
-                        tx.rollback_to_savepoint().await?;
-                        tracing::warn!(inbound_id = %inbound.id, error = %err, "message_failed");
-                        Outcome::Failed(err.to_string())
-                    }
-                };
+            let outcome = match process_guarded(
+                tx.as_mut(),
+                &self.policy,
+                &inbound.as_ref(),
+                Err(&*directory),
+                &mut ThreadIndex::Database,
+            )
+            .await
+            {
+                Ok(outcome) => {
+                    tx.release_savepoint().await?;
+                    outcome
+                }
+                Err(err) => {
+                    // If the connection itself is gone this fails too and the
+                    // whole batch stays pending for the next attempt.
+                    tx.rollback_to_savepoint().await?;
+                    tracing::warn!(inbound_id = %inbound.id, error = %err, "message_failed");
+                    Outcome::Failed(err.to_string())
+                }
+            };
             outcomes.push((inbound.id, outcome.to_row()));
         }
         tx.set_outcomes(&outcomes).await?;
@@ -207,9 +213,29 @@ impl Processor {
         items: &[InboundRef<'_>],
     ) -> Result<(), String> {
         let directory = self.directory.current();
-        let mut outcomes = Vec::with_capacity(items.len());
+        // One lookup in the thread index for the whole batch, not one per message.
+        let mut wanted: HashMap<Uuid, Vec<String>> = HashMap::new();
+        let mut plans = Vec::with_capacity(items.len());
         for item in items {
-            let outcome = process_guarded(tx, &directory, &self.policy, item)
+            let planned = std::panic::catch_unwind(|| plan_of(&directory, item))
+                .map_err(|_| format!("planning {} panicked", item.id))?;
+            if let Ok(plan) = &planned {
+                for route in &plan.routes {
+                    let keys = lookup_keys(&plan.classification.class, &route.keys);
+                    wanted
+                        .entry(route.route.pipeline.id)
+                        .or_default()
+                        .extend(index_ids(&plan.mail.message_id, &keys).map(str::to_string));
+                }
+            }
+            plans.push(planned);
+        }
+        let mut index = ThreadIndex::prefetch(tx, &wanted)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (item, planned) in items.iter().zip(plans) {
+            let outcome = process_guarded(tx, &self.policy, item, Ok(planned), &mut index)
                 .await
                 .map_err(|e| e.to_string())?;
             outcomes.push((item.id, outcome.to_row()));
@@ -264,11 +290,12 @@ enum ProcessError {
 /// the processor task, which every later message needs.
 async fn process_guarded(
     tx: &mut dyn Tx,
-    directory: &Directory,
     policy: &Policy,
     inbound: &InboundRef<'_>,
+    planned: Planned<'_>,
+    index: &mut ThreadIndex,
 ) -> Result<Outcome, ProcessError> {
-    match AssertUnwindSafe(process_one(tx, directory, policy, inbound))
+    match AssertUnwindSafe(process_one(tx, policy, inbound, planned, index))
         .catch_unwind()
         .await
     {
@@ -288,20 +315,21 @@ async fn process_guarded(
 #[tracing::instrument(skip_all, fields(inbound_id = %inbound.id, source = %inbound.source, message_id))]
 async fn process_one(
     tx: &mut dyn Tx,
-    directory: &Directory,
     policy: &Policy,
     inbound: &InboundRef<'_>,
+    planned: Planned<'_>,
+    index: &mut ThreadIndex,
 ) -> Result<Outcome, ProcessError> {
-    // Parse, route, thread keys
-    let by_headers = inbound.source == Source::Imap.as_str();
-    let null_sender =
-        inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();
-    let rcpt_to = &inbound.envelope.rcpt_to;
+    // Parse, route, thread keys (unless the batch did)
+    let planned = match planned {
+        Ok(planned) => planned,
+        Err(directory) => plan_of(directory, inbound),
+    };
     let Plan {
         mail,
         classification,
         routes,
-    } = match plan(inbound.raw, directory, rcpt_to, by_headers, null_sender) {
+    } = match planned {
         Ok(plan) => plan,
         Err(PlanError::NoAlias) => return Ok(Outcome::Ignored(IgnoreReason::NoAlias)),
         Err(PlanError::Unparseable(err)) => {
@@ -387,7 +415,7 @@ async fn process_one(
             contact,
             unauthenticated,
         };
-        results.push(apply(tx, policy, inbound, judged, route).await?);
+        results.push(apply(tx, policy, inbound, judged, route, index).await?);
     }
     Ok(Outcome::from_results(results))
 }
@@ -410,6 +438,7 @@ async fn apply(
     inbound: &InboundRef<'_>,
     judged: Judged<'_>,
     planned: &PlannedRoute<'_>,
+    index: &mut ThreadIndex,
 ) -> Result<PipelineResult, ProcessError> {
     let Judged {
         mail,
@@ -424,29 +453,9 @@ async fn apply(
     }
 
     // One indexed lookup for the message's own id (duplicates) and every id it refers to.
-    // A bounce threads only by the message it returns.
-    let bounce_keys;
-    let keys: &[ThreadKey] = match class {
-        Class::Bounce(b) => {
-            bounce_keys = b
-                .original_message_id
-                .iter()
-                .map(|id| ThreadKey::InReplyTo(id.clone()))
-                .collect::<Vec<_>>();
-            &bounce_keys
-        }
-        _ => &planned.keys,
-    };
-    let mut ids: Vec<&str> = vec![mail.message_id.as_str()];
-    ids.extend(keys.iter().filter_map(|k| match k {
-        ThreadKey::InReplyTo(id) | ThreadKey::References(id) => Some(id.as_str()),
-        _ => None,
-    }));
-    let known: HashMap<String, RecordState> = tx
-        .lookup_message_ids(pipeline.id, &ids)
-        .await?
-        .into_iter()
-        .collect();
+    let keys = lookup_keys(class, &planned.keys);
+    let ids: Vec<&str> = index_ids(&mail.message_id, &keys).collect();
+    let known = index.lookup(tx, pipeline.id, &ids).await?;
 
     // Same message twice (retried SMTP delivery, SMTP and IMAP): once per pipeline.
     if let Some(existing) = known.get(&mail.message_id) {
@@ -457,7 +466,7 @@ async fn apply(
 
     // Thread
     let mut hit: Option<(ThreadKey, RecordState)> = None;
-    for key in keys {
+    for key in keys.iter() {
         let found = match key {
             ThreadKey::Token(t) => match policy.reply_key.verify(t) {
                 Some(token) => tx.record_by_token(pipeline.id, &token).await?,
@@ -563,6 +572,7 @@ async fn apply(
             related_record: related.map(|(_, id)| id),
         };
         let record = tx.create_record(&new, contact, &message).await?;
+        index.note(pipeline.id, &mail.message_id, &record);
         tracing::info!(pipeline = %pipeline.name, record = record.number, "record_created");
         return Ok(PipelineResult::Created {
             record: record.number,
@@ -580,6 +590,14 @@ async fn apply(
         .copied()
         .filter(|_| closed && alias.reopen_on_reply && !class.is_automatic());
     tx.append_message(&record, &message, reopen_to).await?;
+    index.note(
+        pipeline.id,
+        &mail.message_id,
+        &RecordState {
+            stage_id: reopen_to.unwrap_or(record.stage_id),
+            ..record.clone()
+        },
+    );
     tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
     if reopen_to.is_some() {
         tracing::info!(pipeline = %pipeline.name, record = record.number, "record_reopened");
@@ -588,6 +606,114 @@ async fn apply(
         record: record.number,
         reopened: reopen_to.is_some(),
     })
+}
+
+/// A message's plan when its batch made it, else the directory to make it with.
+type Planned<'d> = Result<Result<Plan<'d>, PlanError>, &'d Directory>;
+
+/// Parses and routes a stored message.
+fn plan_of<'d>(directory: &'d Directory, inbound: &InboundRef<'_>) -> Result<Plan<'d>, PlanError> {
+    let by_headers = inbound.source == Source::Imap.as_str();
+    let null_sender =
+        inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();
+    plan(
+        inbound.raw,
+        directory,
+        &inbound.envelope.rcpt_to,
+        by_headers,
+        null_sender,
+    )
+}
+
+/// The keys a message may thread by: a bounce only by the message it returns.
+fn lookup_keys<'k>(class: &Class, keys: &'k [ThreadKey]) -> Cow<'k, [ThreadKey]> {
+    match class {
+        Class::Bounce(b) => Cow::Owned(
+            b.original_message_id
+                .iter()
+                .map(|id| ThreadKey::InReplyTo(id.clone()))
+                .collect(),
+        ),
+        _ => Cow::Borrowed(keys),
+    }
+}
+
+/// The Message-IDs to look up in the thread index: the message's own (is it
+/// a duplicate?) and every one it refers to.
+fn index_ids<'m>(message_id: &'m str, keys: &'m [ThreadKey]) -> impl Iterator<Item = &'m str> {
+    std::iter::once(message_id).chain(keys.iter().filter_map(|k| match k {
+        ThreadKey::InReplyTo(id) | ThreadKey::References(id) => Some(id.as_str()),
+        _ => None,
+    }))
+}
+
+/// Where `apply` looks Message-IDs up: the database, or what a batch read in
+/// one query beforehand, kept current as the batch adds messages and moves
+/// records (the same transaction holds the only writer, so nothing else
+/// changes it meanwhile).
+pub(crate) enum ThreadIndex {
+    Database,
+    Prefetched {
+        /// (pipeline, Message-ID) → record.
+        ids: HashMap<(Uuid, String), Uuid>,
+        records: HashMap<Uuid, RecordState>,
+    },
+}
+
+/// Most Message-IDs bound in one lookup statement.
+const LOOKUP_CHUNK: usize = 500;
+
+impl ThreadIndex {
+    async fn prefetch(
+        tx: &mut dyn Tx,
+        wanted: &HashMap<Uuid, Vec<String>>,
+    ) -> Result<Self, StoreError> {
+        let mut ids = HashMap::new();
+        let mut records = HashMap::new();
+        for (pipeline, message_ids) in wanted {
+            let mut message_ids: Vec<&str> = message_ids.iter().map(String::as_str).collect();
+            message_ids.sort_unstable();
+            message_ids.dedup();
+            for chunk in message_ids.chunks(LOOKUP_CHUNK) {
+                for (message_id, record) in tx.lookup_message_ids(*pipeline, chunk).await? {
+                    ids.insert((*pipeline, message_id), record.id);
+                    records.insert(record.id, record);
+                }
+            }
+        }
+        Ok(Self::Prefetched { ids, records })
+    }
+
+    async fn lookup(
+        &self,
+        tx: &mut dyn Tx,
+        pipeline: Uuid,
+        message_ids: &[&str],
+    ) -> Result<HashMap<String, RecordState>, StoreError> {
+        match self {
+            Self::Database => Ok(tx
+                .lookup_message_ids(pipeline, message_ids)
+                .await?
+                .into_iter()
+                .collect()),
+            Self::Prefetched { ids, records } => Ok(message_ids
+                .iter()
+                .filter_map(|m| {
+                    let record = ids.get(&(pipeline, (*m).to_string()))?;
+                    Some(((*m).to_string(), records.get(record)?.clone()))
+                })
+                .collect()),
+        }
+    }
+
+    /// `message_id` now belongs to `record` (whose stage is current) in `pipeline`.
+    fn note(&mut self, pipeline: Uuid, message_id: &str, record: &RecordState) {
+        if let Self::Prefetched { ids, records } = self {
+            ids.entry((pipeline, message_id.to_string()))
+                .or_insert(record.id);
+            records.insert(record.id, record.clone());
+        }
+    }
 }
 
 /// The DMARC verdict for a stored message: ours for SMTP mail, the mailbox

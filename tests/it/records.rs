@@ -18,6 +18,7 @@ on_both_backends!(
     message_without_message_id_gets_a_stable_synthetic_one,
     message_fields_and_attachments_are_stored,
     records_are_filtered_and_paginated,
+    one_group_commit_threads_replies_to_messages_of_the_same_batch,
 );
 
 async fn first_record(app: &TestApp, pipeline: &str) -> Value {
@@ -450,5 +451,108 @@ async fn records_are_filtered_and_paginated(backend: Backend) {
         .await;
     assert_eq!(status, 404);
     assert!(app.contact("nobody@example.com").await.is_none());
+    app.stop().await;
+}
+
+/// Stores `raws` for `to` in ONE intake submission, so they share one group
+/// commit and are processed together on its fast path.
+async fn submit_together(app: &TestApp, to: &str, raws: Vec<Vec<u8>>) {
+    use emailin::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source};
+    let settings = crate::helpers::test_settings(&app.db);
+    let store = std::sync::Arc::clone(&app.store);
+    let directory =
+        emailin::domain::DirectoryHandle::new(store.load_directory().await.expect("directory"));
+    let policy = Policy::load(&settings, store.as_ref())
+        .await
+        .expect("policy");
+    let processor = Processor::new(std::sync::Arc::clone(&store), directory, policy, 256);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (intake, writer) = Intake::start(
+        store,
+        settings.intake.clone(),
+        Some(processor),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        stop,
+    );
+    let messages = raws
+        .into_iter()
+        .map(|raw| {
+            let envelope = Envelope {
+                mail_from: Some("ann@example.com".into()),
+                rcpt_to: vec![to.to_string()],
+                ..Envelope::default()
+            };
+            InboundMessage::new(Source::Smtp, envelope, raw)
+        })
+        .collect();
+    intake.submit_all(messages).await.expect("stored");
+    drop(intake);
+    writer.await.expect("writer ends");
+}
+
+async fn one_group_commit_threads_replies_to_messages_of_the_same_batch(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let from = "Ann <ann@example.com>";
+    let to = "service@localhost";
+    let re = |id: &str| vec![("In-Reply-To", format!("<{id}>"))];
+    let with = |subject: &str, id: &str, extra: &[(&str, String)]| {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        mail(from, to, subject, id, &extra, "text")
+    };
+
+    // Arrange: an original, a reply to it, a reply to that reply, the original again.
+    submit_together(
+        &app,
+        to,
+        vec![
+            with("Printer", "b1@x", &[]),
+            with("Re: Printer", "b2@x", &re("b1@x")),
+            with("Re: Re: Printer", "b3@x", &re("b2@x")),
+            with("Printer", "b1@x", &[]),
+        ],
+    )
+    .await;
+
+    // Assert: one record holds all three messages, the duplicate is not stored again.
+    let records = app.records("Service").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let detail = first_record(&app, "Service").await;
+    let ids: Vec<Value> = messages(&detail)
+        .iter()
+        .map(|m| m["message_id"].clone())
+        .collect();
+    assert_eq!(ids, ["b1@x", "b2@x", "b3@x"]);
+
+    // Arrange: the record is resolved; two replies arrive in one commit.
+    app.move_to_stage(&detail, "Resolved").await;
+    submit_together(
+        &app,
+        to,
+        vec![
+            with("Re: Printer", "b4@x", &re("b3@x")),
+            with("Re: Printer", "b5@x", &re("b1@x")),
+        ],
+    )
+    .await;
+
+    // Assert: the first reopens it, the second finds it open and only joins.
+    let detail = first_record(&app, "Service").await;
+    assert_eq!(detail["stage"], "Reopened");
+    assert_eq!(messages(&detail).len(), 5);
+    let reopened = events(&detail)
+        .into_iter()
+        .filter(|e| e["kind"] == "reopened")
+        .count();
+    assert_eq!(reopened, 1);
+    let outcomes: Vec<String> = app
+        .inbound(None)
+        .await
+        .iter()
+        .map(|i| i["outcome"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o.contains("duplicate")),
+        "{outcomes:?}"
+    );
     app.stop().await;
 }
