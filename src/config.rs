@@ -75,6 +75,9 @@ pub struct HttpSettings {
 pub struct IntakeSettings {
     pub batch_max_messages: usize,
     pub batch_max_bytes: usize,
+    /// Longest wait, in microseconds, for the senders of the previous batch
+    /// to send again before a smaller batch is committed (0: never wait).
+    pub batch_wait_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -68,7 +68,20 @@ impl Intake {
             fast_path,
             stored,
         };
-        let task = tokio::spawn(writer.run(rx, shutdown));
+        // The writer gets a thread and an event loop of its own: every
+        // statement is a round trip to the database driver's thread, and on
+        // the shared runtime each wake-up would queue behind the sessions'
+        // work, stretching every commit (and every `250`) under load.
+        let task =
+            tokio::task::spawn_blocking(
+                move || match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(writer.run(rx, shutdown)),
+                    Err(err) => tracing::error!(error = %err, "intake writer could not start"),
+                },
+            );
         (Self { tx }, task)
     }
 
@@ -114,7 +127,9 @@ struct Writer {
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
         let max_messages = self.settings.batch_max_messages.max(1);
+        let wait = std::time::Duration::from_micros(self.settings.batch_wait_us);
         let mut batch: Vec<Request> = Vec::with_capacity(max_messages);
+        let mut previous = 0usize;
         loop {
             // Wait for the first request, then take whatever else is already queued.
             let first = tokio::select! {
@@ -126,16 +141,26 @@ impl Writer {
             let size = |r: &Request| r.0.iter().map(|m| m.raw.len()).sum::<usize>();
             let (mut count, mut bytes) = (first.0.len(), size(&first));
             batch.push(first);
+            // Take what is queued; after a batch of several, wait a little for
+            // the rest of its senders, whose next messages are on their way.
+            let target = previous.min(max_messages);
+            let deadline = tokio::time::Instant::now() + wait;
             while count < max_messages && bytes < self.settings.batch_max_bytes {
-                match rx.try_recv() {
-                    Ok(next) => {
-                        count += next.0.len();
-                        bytes += size(&next);
-                        batch.push(next);
+                let next = match rx.try_recv() {
+                    Ok(next) => next,
+                    Err(_) if previous > 1 && count < target && !wait.is_zero() => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(next)) => next,
+                            Ok(None) | Err(_) => break,
+                        }
                     }
                     Err(_) => break,
-                }
+                };
+                count += next.0.len();
+                bytes += size(&next);
+                batch.push(next);
             }
+            previous = count;
 
             let messages: Vec<&InboundMessage> = batch.iter().flat_map(|(m, _)| m).collect();
             let started = std::time::Instant::now();

@@ -51,8 +51,12 @@ impl SqliteStore {
                 )))
             })?;
         }
+        // One writer connection that never goes away: checking it before
+        // every transaction would cost a round trip to the driver's thread.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
