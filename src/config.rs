@@ -49,6 +49,8 @@ pub struct DatabaseSettings {
     pub busy_timeout_ms: u64,
     pub sqlite_cache_kib: u64,
     pub sqlite_wal_autocheckpoint: u64,
+    /// Milliseconds between checkpoints by a background connection (0: none).
+    pub sqlite_checkpoint_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

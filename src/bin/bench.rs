@@ -138,6 +138,8 @@ async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         busy_timeout_ms: 30_000,
         sqlite_cache_kib: 8192,
         sqlite_wal_autocheckpoint: 10000,
+        // A reader of the server's file: the server checkpoints it.
+        sqlite_checkpoint_interval_ms: 0,
     };
     // The server owns the schema: this tool only reads what it wrote.
     Ok(emailin::store::connect(&settings).await?)

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio_util::sync::CancellationToken;
 
 use super::sql::{insert_message_id_sql, insert_message_sql, sql_store};
 use super::team::sql_team_store;
@@ -20,6 +21,14 @@ use crate::config::DatabaseSettings;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Stops the background checkpointer when the store goes away.
+    checkpointer: CancellationToken,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.cancel();
+    }
 }
 
 impl SqliteStore {
@@ -63,7 +72,19 @@ impl SqliteStore {
             .max_connections(settings.max_connections.max(1))
             .connect_with(options)
             .await?;
-        Ok(Self { writer, reader })
+        let checkpointer = CancellationToken::new();
+        if settings.sqlite_checkpoint_interval_ms > 0 {
+            tokio::spawn(checkpoint_in_background(
+                reader.clone(),
+                Duration::from_millis(settings.sqlite_checkpoint_interval_ms),
+                checkpointer.clone(),
+            ));
+        }
+        Ok(Self {
+            writer,
+            reader,
+            checkpointer,
+        })
     }
 
     fn read_pool(&self) -> &SqlitePool {
@@ -99,6 +120,27 @@ impl SqliteStore {
                 }
                 Err(err) => return Err(err.into()),
             }
+        }
+    }
+}
+
+/// Copies committed WAL pages into the database file from a reader
+/// connection, beside the writer (a passive checkpoint never blocks it). The
+/// writer's own automatic checkpoint then has little left to copy, so a
+/// commit, and the `250`s waiting on it, does not stall behind a large copy;
+/// it also still resets the WAL, which a checkpoint racing a busy writer
+/// cannot.
+async fn checkpoint_in_background(pool: SqlitePool, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_all(&pool)
+            .await
+        {
+            tracing::debug!(error = %err, "background checkpoint failed");
         }
     }
 }
