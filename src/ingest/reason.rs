@@ -332,6 +332,9 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "recipient suspended",
             "mailbox is inactive",
             "currently suspended",
+            "tried to reach is disabled",
+            "is frozen",
+            "account is locked",
         ],
         R::HasMoved => &[
             "has been moved",
@@ -450,6 +453,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "rfc2822",
             "not rfc compliant",
             "duplicate header",
+            "multiple addresses in from",
         ],
         R::BadReputation => &[
             "bad reputation",
@@ -490,8 +494,6 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "domain name not found",
             "name or service not known",
             "nxdomain",
-            "no mx",
-            "mx record",
             "unrouteable mail domain",
             "unroutable",
             "unrouteable",
@@ -523,6 +525,8 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "too many connections",
             "too many concurrent",
             "connection limit",
+            "connection rate limit",
+            "too many recipients",
         ],
         R::Blocked => &[
             "blocked",
@@ -597,6 +601,10 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "null mx",
             "no mail is accepted",
             "no smtp service",
+            "no mx record",
+            "couldn't find a mail exchanger",
+            "doesn't receive email",
+            "does not receive email",
         ],
         R::Expired => &[
             "expired",
@@ -639,10 +647,21 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "command unrecognized",
             "command not recognized",
             "unrecognized command",
+            "parameter not implemented",
+            "sequence of commands",
+            "malformed address",
         ],
         R::OnHold | R::Undefined => &[],
     }
 }
+
+/// Refusals that name a policy as their reason.
+const POLICY: &[&str] = &[
+    "content presents a potential",
+    "for policy reasons",
+    "policy violation",
+    "denied by policy",
+];
 
 /// Refusals that say the recipient address does not exist, not merely that
 /// "a user" is unknown (which content filters say after DATA, too).
@@ -691,25 +710,30 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
     }
 
     // The text decides first, in this order; the status code where it agrees.
+    // A refusal that names its policy says why, whatever the code.
+    if POLICY.iter().any(|p| text.contains(p)) {
+        return R::PolicyViolation;
+    }
     for candidate in [
         R::MailboxFull,
-        R::MesgTooBig,
         R::ExceedLimit,
+        R::MesgTooBig,
         R::Suspend,
         R::HasMoved,
         R::NoRelaying,
+        R::NotCompliantRfc,
         R::AuthFailure,
         R::UserUnknown,
         R::Filtered,
         R::RequirePtr,
-        R::NotCompliantRfc,
         R::BadReputation,
         R::ContentError,
         R::Rejected,
+        R::NotAccept,
         R::HostUnknown,
         R::SpamDetected,
-        R::Speeding,
         R::TooManyConn,
+        R::Speeding,
         R::Blocked,
     ] {
         let hit = match candidate {
@@ -755,6 +779,8 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
                 by_status == Some(R::Rejected)
                     || (says(R::Rejected, text) && command != Some(Command::RcptTo))
             }
+            // The status decides it below; here only the words count.
+            R::NotAccept => says(R::NotAccept, text),
             other => by_status == Some(other) || says(other, text),
         };
         if hit {
@@ -869,6 +895,41 @@ mod tests {
             R::Blocked
         );
         assert_eq!(of(Some("5.2.1"), "550 5.2.1 user unknown"), R::Filtered);
+    }
+
+    #[test]
+    fn specific_words_beat_a_general_code() {
+        assert_eq!(
+            of(Some("5.2.3"), "552 5.2.3 message length exceeds limit"),
+            R::ExceedLimit,
+            "the mailbox's own limit"
+        );
+        assert_eq!(
+            of(Some("5.3.4"), "552 message size exceeds fixed maximum"),
+            R::MesgTooBig
+        );
+        assert_eq!(
+            of(
+                Some("5.7.0"),
+                "552 this message was blocked because its content presents a potential security issue"
+            ),
+            R::PolicyViolation
+        );
+        assert_eq!(
+            of(
+                Some("5.4.4"),
+                "sorry, i couldn't find a mail exchanger or ip address"
+            ),
+            R::NotAccept
+        );
+        assert_eq!(of(None, "552 too many recipients"), R::TooManyConn);
+        assert_eq!(
+            of(
+                Some("5.7.1"),
+                "550 messages with multiple addresses in from: header are not accepted"
+            ),
+            R::NotCompliantRfc
+        );
     }
 
     #[test]
