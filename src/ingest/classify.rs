@@ -5,6 +5,8 @@
 //! list, normal. A DSN often also says `Auto-Submitted`, so bounces are
 //! recognised before auto-replies.
 
+use std::cell::LazyCell;
+
 use super::parse::{ParsedMail, Returned};
 use super::reason::{BounceReason, Evidence, is_temporary, reason};
 
@@ -112,7 +114,7 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
     // Bounce: RFC 3464 report, or a returned message from a null or daemon sender.
     if s.report_type.as_deref() == Some("delivery-status") || s.delivery_status.is_some() {
         let text = mail.text.as_deref().unwrap_or_default();
-        let context = report_words(mail);
+        let context = LazyCell::new(|| report_words(mail));
         let mut b = bounce(
             s.delivery_status.as_deref(),
             s.returned.as_ref(),
@@ -211,7 +213,12 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 /// A bounce without a delivery-status part: recipients read from its text.
 fn text_bounce(mail: &ParsedMail) -> Bounce {
     let text = mail.text.as_deref().unwrap_or_default();
-    let mut b = bounce(None, mail.signals.returned.as_ref(), text, "");
+    let mut b = bounce(
+        None,
+        mail.signals.returned.as_ref(),
+        text,
+        &LazyCell::new(String::new),
+    );
     let subject = mail.subject.as_deref().unwrap_or_default();
     b.recipients =
         text_bounce_recipients(text, subject, mail.signals.header("x-failed-recipients"));
@@ -274,7 +281,7 @@ fn text_bounce_recipients(
         }
     }
     let starts: Vec<usize> = found.iter().map(|(_, at)| *at).collect();
-    let context = format!("{} {}", words_of(&report), words_of(subject));
+    let context = LazyCell::new(|| format!("{} {}", words_of(&report), words_of(subject)));
     found
         .iter()
         .map(|(address, at)| {
@@ -468,7 +475,12 @@ fn token(v: &str) -> &str {
 }
 
 /// Reads the per-recipient fields of a delivery-status body.
-fn bounce(status: Option<&str>, returned: Option<&Returned>, text: &str, context: &str) -> Bounce {
+fn bounce<F: FnOnce() -> String>(
+    status: Option<&str>,
+    returned: Option<&Returned>,
+    text: &str,
+    context: &LazyCell<String, F>,
+) -> Bounce {
     let mut recipients = Vec::new();
     if let Some(report) = status {
         let normalized = report.replace("\r\n", "\n");
@@ -513,7 +525,7 @@ fn failed_recipient(
     status: Option<String>,
     diagnostic: Option<String>,
     evidence: &str,
-    context: &str,
+    context: &LazyCell<String, impl FnOnce() -> String>,
 ) -> FailedRecipient {
     let of = |text: &str| {
         reason(&Evidence {
@@ -522,10 +534,11 @@ fn failed_recipient(
             action: action.as_deref(),
         })
     };
-    // The recipient's own lines first; when they tell nothing, the whole report.
+    // The recipient's own lines first; when they tell nothing, the whole report
+    // (read only then).
     let mut reason = of(evidence);
     if matches!(reason, BounceReason::OnHold | BounceReason::Undefined) {
-        let wider = of(context);
+        let wider = of(LazyCell::force(context).as_str());
         if !matches!(wider, BounceReason::OnHold | BounceReason::Undefined) {
             reason = wider;
         }
@@ -698,7 +711,7 @@ Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
                 status.map(str::to_string),
                 diagnostic.map(str::to_string),
                 &evidence,
-                "",
+                &LazyCell::new(String::new),
             )
             .hard
         };

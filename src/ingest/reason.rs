@@ -12,6 +12,10 @@
 //! `5.1.1` that says "mailbox full" is a full mailbox), and a refusal after
 //! DATA is a filter's verdict, never proof that the address is bad.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 /// The closed set of reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BounceReason {
@@ -679,8 +683,70 @@ const NAMES_THE_RECIPIENT: &[&str] = &[
     "unknown user:",
 ];
 
-fn says(reason: BounceReason, text: &str) -> bool {
-    phrases(reason).iter().any(|p| text.contains(p))
+/// Every reason, for building the phrase automaton.
+const ALL: [BounceReason; 32] = [
+    R::AuthFailure,
+    R::BadReputation,
+    R::Blocked,
+    R::ContentError,
+    R::ExceedLimit,
+    R::Expired,
+    R::FailedStartTls,
+    R::Filtered,
+    R::HasMoved,
+    R::HostUnknown,
+    R::MailboxFull,
+    R::MailerError,
+    R::MesgTooBig,
+    R::NetworkError,
+    R::NoRelaying,
+    R::NotAccept,
+    R::NotCompliantRfc,
+    R::OnHold,
+    R::PolicyViolation,
+    R::Rejected,
+    R::RequirePtr,
+    R::SecurityError,
+    R::SpamDetected,
+    R::Speeding,
+    R::Suspend,
+    R::SyntaxError,
+    R::SystemError,
+    R::SystemFull,
+    R::TooManyConn,
+    R::Undefined,
+    R::UserUnknown,
+    R::VirusDetected,
+];
+
+/// Every reason's phrases in one automaton, so a text is read once, not
+/// once per phrase; with the reason each phrase belongs to.
+static PHRASES: LazyLock<(AhoCorasick, Vec<BounceReason>)> = LazyLock::new(|| {
+    let (patterns, owners): (Vec<&str>, Vec<BounceReason>) = ALL
+        .iter()
+        .flat_map(|r| phrases(*r).iter().map(move |p| (*p, *r)))
+        .unzip();
+    let automaton = AhoCorasick::new(&patterns).expect("a few hundred fixed phrases build");
+    (automaton, owners)
+});
+
+/// Which reasons' phrases a text contains.
+#[derive(Clone, Copy)]
+struct Said(u64);
+
+impl Said {
+    fn of(text: &str) -> Self {
+        let (automaton, owners) = &*PHRASES;
+        let bits = automaton
+            .find_overlapping_iter(text)
+            .filter_map(|m| owners.get(m.pattern().as_usize()))
+            .fold(0u64, |bits, r| bits | 1 << (*r as u32));
+        Self(bits)
+    }
+
+    fn has(self, reason: BounceReason) -> bool {
+        self.0 & (1 << (reason as u32)) != 0
+    }
 }
 
 /// What one recipient's failure is known by.
@@ -697,6 +763,8 @@ pub struct Evidence<'a> {
 /// The reason for one failed recipient.
 pub fn reason(e: &Evidence<'_>) -> BounceReason {
     let text = e.text;
+    let said = Said::of(text);
+    let says = |reason: BounceReason| said.has(reason);
     let by_status = e.status.and_then(reason_of_status);
     let command = command_in(text);
     let delayed = e.action.is_some_and(|a| a.starts_with("delayed"));
@@ -747,12 +815,12 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
                     R::NotAccept,
                 ]
                 .iter()
-                .any(|r| says(*r, text)),
+                .any(|r| says(*r)),
                 Some(R::Suspend) => false,
                 // A mailbox status (5.2.x) names the address only when refused at RCPT.
-                Some(R::Filtered) => command == Some(Command::RcptTo) && says(R::UserUnknown, text),
+                Some(R::Filtered) => command == Some(Command::RcptTo) && says(R::UserUnknown),
                 _ => match command {
-                    Some(Command::RcptTo) => says(R::UserUnknown, text),
+                    Some(Command::RcptTo) => says(R::UserUnknown),
                     // Words that name the recipient itself as unknown, whatever the command.
                     None => NAMES_THE_RECIPIENT.iter().any(|p| text.contains(p)),
                     Some(_) => false,
@@ -760,16 +828,16 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
             },
             // After DATA the address was accepted: a refusal is the content's.
             R::Filtered => match by_status {
-                Some(R::Filtered) => says(R::UserUnknown, text) || says(R::Filtered, text),
+                Some(R::Filtered) => says(R::UserUnknown) || says(R::Filtered),
                 Some(R::Suspend) => false,
                 _ => {
                     !command.is_some_and(Command::before_data)
-                        && (says(R::Filtered, text) || says(R::UserUnknown, text))
+                        && (says(R::Filtered) || says(R::UserUnknown))
                 }
             },
             // A lookup that may work tomorrow, or our own name refused, is no proof.
             R::HostUnknown => {
-                (by_status == Some(R::HostUnknown) || says(R::HostUnknown, text))
+                (by_status == Some(R::HostUnknown) || says(R::HostUnknown))
                     && !temporary
                     && !text.contains("malformed or unexpected")
                     && !text.contains("try again")
@@ -777,11 +845,11 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
             }
             R::Rejected => {
                 by_status == Some(R::Rejected)
-                    || (says(R::Rejected, text) && command != Some(Command::RcptTo))
+                    || (says(R::Rejected) && command != Some(Command::RcptTo))
             }
             // The status decides it below; here only the words count.
-            R::NotAccept => says(R::NotAccept, text),
-            other => by_status == Some(other) || says(other, text),
+            R::NotAccept => says(R::NotAccept),
+            other => by_status == Some(other) || says(other),
         };
         if hit {
             return candidate;
@@ -822,7 +890,7 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
         R::SecurityError,
         R::MailerError,
     ] {
-        if says(candidate, text) {
+        if says(candidate) {
             return candidate;
         }
     }
@@ -835,7 +903,7 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
         Some(".7.") => return R::SecurityError,
         _ => {}
     }
-    if says(R::SyntaxError, text) {
+    if says(R::SyntaxError) {
         return R::SyntaxError;
     }
     if delayed {
