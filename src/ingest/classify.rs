@@ -492,7 +492,7 @@ fn bounce<F: FnOnce() -> String>(
                 continue;
             };
             let status = field(block, "status")
-                .map(|s| s.split_whitespace().next().unwrap_or_default().to_string());
+                .and_then(|s| s.split_whitespace().next().map(str::to_string));
             let action = field(block, "action").map(|a| a.to_ascii_lowercase());
             let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
             let status = match status {

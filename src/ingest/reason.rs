@@ -927,7 +927,10 @@ pub fn is_temporary(text: &str) -> bool {
     match reply {
         Some(code) if code.starts_with('5') => false,
         Some(_) => true,
-        None => text.contains("temporar") || text.contains("persistent"),
+        // Words of a transient failure: one to be retried, or one retried until it expired.
+        None => ["temporar", "persistent", "will be retried", "retry timeout"]
+            .iter()
+            .any(|w| text.contains(w)),
     }
 }
 
@@ -1037,6 +1040,7 @@ mod tests {
         assert!(is_temporary("451 try again later"));
         assert!(!is_temporary("550 no such user"));
         assert!(is_temporary("the error is temporary"));
+        assert!(is_temporary("message will be retried for 2 more day(s)"));
         assert!(!is_temporary(""));
     }
 }
