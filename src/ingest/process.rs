@@ -171,7 +171,7 @@ impl Processor {
                 tx.as_mut(),
                 &self.policy,
                 &inbound.as_ref(),
-                Err(&*directory),
+                Planned::From(&directory),
                 &mut ThreadIndex::Database,
             )
             .await
@@ -235,9 +235,10 @@ impl Processor {
             .map_err(|e| e.to_string())?;
         let mut outcomes = Vec::with_capacity(items.len());
         for (item, planned) in items.iter().zip(plans) {
-            let outcome = process_guarded(tx, &self.policy, item, Ok(planned), &mut index)
-                .await
-                .map_err(|e| e.to_string())?;
+            let outcome =
+                process_guarded(tx, &self.policy, item, Planned::Made(planned), &mut index)
+                    .await
+                    .map_err(|e| e.to_string())?;
             outcomes.push((item.id, outcome.to_row()));
         }
         tx.set_outcomes(&outcomes).await.map_err(|e| e.to_string())
@@ -322,8 +323,8 @@ async fn process_one(
 ) -> Result<Outcome, ProcessError> {
     // Parse, route, thread keys (unless the batch did)
     let planned = match planned {
-        Ok(planned) => planned,
-        Err(directory) => plan_of(directory, inbound),
+        Planned::Made(planned) => planned,
+        Planned::From(directory) => plan_of(directory, inbound),
     };
     let Plan {
         mail,
@@ -608,8 +609,14 @@ async fn apply(
     })
 }
 
-/// A message's plan when its batch made it, else the directory to make it with.
-type Planned<'d> = Result<Result<Plan<'d>, PlanError>, &'d Directory>;
+/// A message's plan: made with its batch, or to be made from the directory.
+// Moved once per message into `process_one`, never stored: boxing would only
+// add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Planned<'d> {
+    Made(Result<Plan<'d>, PlanError>),
+    From(&'d Directory),
+}
 
 /// Parses and routes a stored message.
 fn plan_of<'d>(directory: &'d Directory, inbound: &InboundRef<'_>) -> Result<Plan<'d>, PlanError> {
@@ -651,7 +658,7 @@ fn index_ids<'m>(message_id: &'m str, keys: &'m [ThreadKey]) -> impl Iterator<It
 /// one query beforehand, kept current as the batch adds messages and moves
 /// records (the same transaction holds the only writer, so nothing else
 /// changes it meanwhile).
-pub(crate) enum ThreadIndex {
+enum ThreadIndex {
     Database,
     Prefetched {
         /// (pipeline, Message-ID) → record.
