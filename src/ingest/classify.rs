@@ -243,8 +243,12 @@ const RETURNED_MARKERS: &[&str] = &[
     "headers of your message follow",
 ];
 
-/// Most recipients read from one plain-text bounce.
-const MAX_TEXT_RECIPIENTS: usize = 50;
+/// Most recipients read from one bounce: a report naming thousands costs no
+/// more than this many.
+const MAX_BOUNCE_RECIPIENTS: usize = 50;
+
+/// Most bytes of a report's text read as evidence for its reasons.
+const MAX_EVIDENCE_BYTES: usize = 16 * 1024;
 
 /// Best effort for a bounce without a delivery-status part (qmail, Exim,
 /// Gmail, Exchange, DragonFly, …): the failed addresses are those of
@@ -262,7 +266,7 @@ fn text_bounce_recipients(
     let mut found: Vec<(String, usize)> = Vec::new();
     let mut add = |address: crate::domain::EmailAddress, at: usize| {
         let address = address.to_string();
-        if !found.iter().any(|(a, _)| *a == address) && found.len() < MAX_TEXT_RECIPIENTS {
+        if !found.iter().any(|(a, _)| *a == address) && found.len() < MAX_BOUNCE_RECIPIENTS {
             found.push((address, at));
         }
     };
@@ -281,7 +285,10 @@ fn text_bounce_recipients(
         }
     }
     let starts: Vec<usize> = found.iter().map(|(_, at)| *at).collect();
-    let context = LazyCell::new(|| format!("{} {}", words_of(&report), words_of(subject)));
+    let context = LazyCell::new(|| {
+        let report = head(&report, MAX_EVIDENCE_BYTES);
+        format!("{} {}", words_of(report), words_of(subject))
+    });
     found
         .iter()
         .map(|(address, at)| {
@@ -484,6 +491,8 @@ fn bounce<F: FnOnce() -> String>(
     let mut recipients = Vec::new();
     if let Some(report) = status {
         let normalized = report.replace("\r\n", "\n");
+        // Lower case once: each recipient's lines are looked up in it.
+        let lower = head(text, MAX_EVIDENCE_BYTES).to_ascii_lowercase();
         // The first block is per-message; every block with a recipient is per-recipient.
         for block in normalized.split("\n\n") {
             let Some(address) =
@@ -504,11 +513,14 @@ fn bounce<F: FnOnce() -> String>(
             let evidence = format!(
                 "{} {}",
                 words_of(diagnostic.as_deref().unwrap_or_default()),
-                words_of(&paragraph_about(text, &address))
+                words_of(&paragraph_about(&lower, &address))
             );
             recipients.push(failed_recipient(
                 address, action, status, diagnostic, &evidence, context,
             ));
+            if recipients.len() == MAX_BOUNCE_RECIPIENTS {
+                break;
+            }
         }
     }
     Bounce {
@@ -572,7 +584,8 @@ fn report_lines(text: &str) -> Vec<&str> {
 
 /// A report's text before the returned message, and its subject, as evidence.
 fn report_words(mail: &ParsedMail) -> String {
-    let report = report_lines(mail.text.as_deref().unwrap_or_default());
+    let text = mail.text.as_deref().unwrap_or_default();
+    let report = report_lines(head(text, MAX_EVIDENCE_BYTES));
     format!(
         "{} {}",
         words_of(&report.join(" ")),
@@ -590,14 +603,11 @@ fn words_of(text: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The lines of a report's text about `address`: the first line naming it
-/// and those after it, up to a blank line.
-fn paragraph_about(text: &str, address: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let Some(at) = lines
-        .iter()
-        .position(|l| l.to_ascii_lowercase().contains(address))
-    else {
+/// The lines of a report's text (lower case) about `address`: the first
+/// line naming it and those after it, up to a blank line.
+fn paragraph_about(lower: &str, address: &str) -> String {
+    let lines: Vec<&str> = lower.lines().collect();
+    let Some(at) = lines.iter().position(|l| l.contains(address)) else {
         return String::new();
     };
     lines[at..]
@@ -611,15 +621,16 @@ fn paragraph_about(text: &str, address: &str) -> String {
 
 /// A diagnostic kept to a readable length.
 fn clip(text: &str) -> Option<String> {
-    const MAX: usize = 500;
-    if text.is_empty() {
-        return None;
-    }
-    let mut end = text.len().min(MAX);
+    Some(head(text, 500).to_string()).filter(|t| !t.is_empty())
+}
+
+/// The first `max` bytes of `text` at most, cut at a character boundary.
+fn head(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Some(text[..end].to_string())
+    &text[..end]
 }
 
 /// A `Name: value` field of a header-like block (continuation lines joined).
@@ -699,6 +710,25 @@ Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
         assert_eq!(prefer("5.2.2", "552 5.1.1 full"), "5.2.2");
         assert_eq!(prefer("5.0.0", "421 4.4.2 timed out"), "5.0.0");
         assert_eq!(prefer("5.1.1", "550 5.1.0 unknown"), "5.1.1");
+    }
+
+    #[test]
+    fn a_report_naming_thousands_of_recipients_reads_a_bounded_number() {
+        let mut blocks = String::new();
+        for i in 0..10_000 {
+            blocks.push_str(&format!(
+                "Final-Recipient: rfc822; u{i}@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+            ));
+        }
+        let raw = format!(
+            "From: MAILER-DAEMON@mx.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example\r\n\r\n{blocks}--b--\r\n"
+        );
+        let got = text_recipients(&raw);
+        assert_eq!(got.len(), MAX_BOUNCE_RECIPIENTS);
+        assert_eq!(got[0].0, "u0@b.example");
+        assert!(got.iter().all(|r| r.2), "all unknown users");
     }
 
     #[test]
