@@ -8,7 +8,7 @@
 use std::cell::LazyCell;
 
 use super::parse::{ParsedMail, Returned};
-use super::reason::{BounceReason, Evidence, is_temporary, reason};
+use super::reason::{BounceReason, Evidence, reason};
 
 /// One failed (or delayed) recipient of a delivery status notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,14 +113,15 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 
     // Bounce: RFC 3464 report, or a returned message from a null or daemon sender.
     if s.report_type.as_deref() == Some("delivery-status") || s.delivery_status.is_some() {
-        let text = mail.text.as_deref().unwrap_or_default();
-        let context = LazyCell::new(|| report_words(mail));
-        let mut b = bounce(
-            s.delivery_status.as_deref(),
-            s.returned.as_ref(),
-            text,
-            &context,
-        );
+        let mut b = Bounce {
+            recipients: s
+                .delivery_status
+                .as_deref()
+                .map_or_else(Vec::new, |report| {
+                    dsn_recipients(report, mail, &LazyCell::new(|| report_words(mail)))
+                }),
+            original_message_id: returned_message_id(s.returned.as_ref()),
+        };
         if b.recipients.is_empty() {
             // A report without per-recipient fields: read its text instead.
             b.recipients = text_bounce(mail).recipients;
@@ -213,22 +214,24 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 /// A bounce without a delivery-status part: recipients read from its text.
 fn text_bounce(mail: &ParsedMail) -> Bounce {
     let text = mail.text.as_deref().unwrap_or_default();
-    let mut b = bounce(
-        None,
-        mail.signals.returned.as_ref(),
-        text,
-        &LazyCell::new(String::new),
-    );
-    let subject = mail.subject.as_deref().unwrap_or_default();
-    b.recipients =
-        text_bounce_recipients(text, subject, mail.signals.header("x-failed-recipients"));
-    if b.recipients.is_empty() {
+    let context = LazyCell::new(|| report_words(mail));
+    let mut recipients =
+        text_bounce_recipients(text, &context, mail.signals.header("x-failed-recipients"));
+    if recipients.is_empty() {
         // The report names no address: the returned message's recipients failed.
         let to = mail.signals.returned.as_ref().map(|r| r.to.join(","));
-        b.recipients =
-            text_bounce_recipients(text, subject, to.as_deref().filter(|t| !t.is_empty()));
+        recipients =
+            text_bounce_recipients(text, &context, to.as_deref().filter(|t| !t.is_empty()));
     }
-    b
+    Bounce {
+        recipients,
+        original_message_id: returned_message_id(mail.signals.returned.as_ref()),
+    }
+}
+
+/// The Message-ID of the returned original, when the report carries it.
+fn returned_message_id(returned: Option<&Returned>) -> Option<String> {
+    returned.and_then(|r| r.message_id.clone())
 }
 
 /// Lines after which a plain-text bounce quotes the returned message.
@@ -258,7 +261,7 @@ const MAX_EVIDENCE_BYTES: usize = 16 * 1024;
 /// its own paragraph, else of the whole report.
 fn text_bounce_recipients(
     text: &str,
-    subject: &str,
+    context: &LazyCell<String, impl FnOnce() -> String>,
     failed_header: Option<&str>,
 ) -> Vec<FailedRecipient> {
     let lines = report_lines(text);
@@ -285,14 +288,10 @@ fn text_bounce_recipients(
         }
     }
     let starts: Vec<usize> = found.iter().map(|(_, at)| *at).collect();
-    let context = LazyCell::new(|| {
-        let report = head(&report, MAX_EVIDENCE_BYTES);
-        format!("{} {}", words_of(report), words_of(subject))
-    });
     found
         .iter()
         .map(|(address, at)| {
-            let end = starts
+            let next = starts
                 .iter()
                 .copied()
                 .filter(|s| s > at)
@@ -301,15 +300,14 @@ fn text_bounce_recipients(
                 .max(at + 1)
                 .min(lines.len());
             // The recipient's own block: up to the first blank line after its text.
-            let blank = |i: &usize| lines.get(*i).is_some_and(|l| l.trim().is_empty());
-            let mut stop = at + 1;
-            while stop < end && blank(&stop) {
-                stop += 1;
+            let blank = |i: usize| lines.get(i).is_some_and(|l| l.trim().is_empty());
+            let mut end = at + 1;
+            while end < next && blank(end) {
+                end += 1;
             }
-            while stop < end && !blank(&stop) {
-                stop += 1;
+            while end < next && !blank(end) {
+                end += 1;
             }
-            let end = stop;
             let paragraph = lines.get(*at..end).unwrap_or_default().join("\n");
             let status = first_status_code(&paragraph).or_else(|| first_status_code(&report));
             let diagnostic = clip(paragraph.trim());
@@ -320,7 +318,7 @@ fn text_bounce_recipients(
                 status,
                 diagnostic,
                 &evidence,
-                &context,
+                context,
             )
         })
         .collect()
@@ -481,52 +479,48 @@ fn token(v: &str) -> &str {
         .unwrap_or_default()
 }
 
-/// Reads the per-recipient fields of a delivery-status body.
-fn bounce<F: FnOnce() -> String>(
-    status: Option<&str>,
-    returned: Option<&Returned>,
-    text: &str,
-    context: &LazyCell<String, F>,
-) -> Bounce {
+/// Reads the per-recipient fields of a delivery-status body; the report's
+/// text (`mail.text`) tells the command each one failed at.
+fn dsn_recipients(
+    report: &str,
+    mail: &ParsedMail,
+    context: &LazyCell<String, impl FnOnce() -> String>,
+) -> Vec<FailedRecipient> {
     let mut recipients = Vec::new();
-    if let Some(report) = status {
-        let normalized = report.replace("\r\n", "\n");
-        // Lower case once: each recipient's lines are looked up in it.
-        let lower = head(text, MAX_EVIDENCE_BYTES).to_ascii_lowercase();
-        // The first block is per-message; every block with a recipient is per-recipient.
-        for block in normalized.split("\n\n") {
-            let Some(address) =
-                field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
-            else {
-                continue;
-            };
-            let status = field(block, "status")
-                .and_then(|s| s.split_whitespace().next().map(str::to_string));
-            let action = field(block, "action").map(|a| a.to_ascii_lowercase());
-            let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
-            let status = match status {
-                Some(status) => Some(preferred_status(status, diagnostic.as_deref())),
-                None => diagnostic.as_deref().and_then(first_status_code),
-            };
-            let address = strip_address_type(address).to_ascii_lowercase();
-            // The report's own lines about this recipient tell the command it failed at.
-            let evidence = format!(
-                "{} {}",
-                words_of(diagnostic.as_deref().unwrap_or_default()),
-                words_of(&paragraph_about(&lower, &address))
-            );
-            recipients.push(failed_recipient(
-                address, action, status, diagnostic, &evidence, context,
-            ));
-            if recipients.len() == MAX_BOUNCE_RECIPIENTS {
-                break;
-            }
+    let normalized = report.replace("\r\n", "\n");
+    // Lower case once: each recipient's lines are looked up in it.
+    let text = mail.text.as_deref().unwrap_or_default();
+    let lower = head(text, MAX_EVIDENCE_BYTES).to_ascii_lowercase();
+    // The first block is per-message; every block with a recipient is per-recipient.
+    for block in normalized.split("\n\n") {
+        let Some(address) =
+            field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
+        else {
+            continue;
+        };
+        let status =
+            field(block, "status").and_then(|s| s.split_whitespace().next().map(str::to_string));
+        let action = field(block, "action").map(|a| a.to_ascii_lowercase());
+        let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
+        let status = match status {
+            Some(status) => Some(preferred_status(status, diagnostic.as_deref())),
+            None => diagnostic.as_deref().and_then(first_status_code),
+        };
+        let address = strip_address_type(address).to_ascii_lowercase();
+        // The report's own lines about this recipient tell the command it failed at.
+        let evidence = format!(
+            "{} {}",
+            words_of(diagnostic.as_deref().unwrap_or_default()),
+            words_of(&paragraph_about(&lower, &address))
+        );
+        recipients.push(failed_recipient(
+            address, action, status, diagnostic, &evidence, context,
+        ));
+        if recipients.len() == MAX_BOUNCE_RECIPIENTS {
+            break;
         }
     }
-    Bounce {
-        recipients,
-        original_message_id: returned.and_then(|r| r.message_id.clone()),
-    }
+    recipients
 }
 
 /// One failed recipient, its reason read from `evidence` (lower case, no
@@ -555,10 +549,12 @@ fn failed_recipient(
             reason = wider;
         }
     }
-    let temporary = match status.as_deref() {
-        Some(s) => s.starts_with('4'),
-        None => is_temporary(evidence),
-    };
+    let temporary = Evidence {
+        status: status.as_deref(),
+        text: evidence,
+        action: None,
+    }
+    .is_temporary();
     let status_inferred = status.is_none();
     let status = status.or_else(|| Some(reason.inferred_status(temporary)));
     FailedRecipient {

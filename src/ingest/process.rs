@@ -213,24 +213,34 @@ impl Processor {
         items: &[InboundRef<'_>],
     ) -> Result<(), String> {
         let directory = self.directory.current();
-        // One lookup in the thread index for the whole batch, not one per message.
-        let mut wanted: HashMap<Uuid, Vec<String>> = HashMap::new();
         let mut plans = Vec::with_capacity(items.len());
         for item in items {
             let planned = std::panic::catch_unwind(|| plan_of(&directory, item))
                 .map_err(|_| format!("planning {} panicked", item.id))?;
-            if let Ok(plan) = &planned {
-                for route in &plan.routes {
-                    let keys = lookup_keys(&plan.classification.class, &route.keys);
-                    wanted
-                        .entry(route.route.pipeline.id)
-                        .or_default()
-                        .extend(index_ids(&plan.mail.message_id, &keys).map(str::to_string));
-                }
-            }
             plans.push(planned);
         }
-        let mut index = ThreadIndex::prefetch(tx, &wanted)
+        // One lookup in the thread index for the whole batch, not one per message.
+        let keys: Vec<(Uuid, &str, Cow<'_, [ThreadKey]>)> = plans
+            .iter()
+            .flatten()
+            .flat_map(|plan| {
+                plan.routes.iter().map(|route| {
+                    (
+                        route.route.pipeline.id,
+                        plan.mail.message_id.as_str(),
+                        lookup_keys(&plan.classification.class, &route.keys),
+                    )
+                })
+            })
+            .collect();
+        let mut wanted: HashMap<Uuid, Vec<&str>> = HashMap::new();
+        for (pipeline, message_id, keys) in &keys {
+            wanted
+                .entry(*pipeline)
+                .or_default()
+                .extend(index_ids(message_id, keys));
+        }
+        let mut index = ThreadIndex::prefetch(tx, wanted)
             .await
             .map_err(|e| e.to_string())?;
         let mut outcomes = Vec::with_capacity(items.len());
@@ -661,8 +671,8 @@ fn index_ids<'m>(message_id: &'m str, keys: &'m [ThreadKey]) -> impl Iterator<It
 enum ThreadIndex {
     Database,
     Prefetched {
-        /// (pipeline, Message-ID) → record.
-        ids: HashMap<(Uuid, String), Uuid>,
+        /// Pipeline → Message-ID → record.
+        ids: HashMap<Uuid, HashMap<String, Uuid>>,
         records: HashMap<Uuid, RecordState>,
     },
 }
@@ -673,17 +683,17 @@ const LOOKUP_CHUNK: usize = 500;
 impl ThreadIndex {
     async fn prefetch(
         tx: &mut dyn Tx,
-        wanted: &HashMap<Uuid, Vec<String>>,
+        wanted: HashMap<Uuid, Vec<&str>>,
     ) -> Result<Self, StoreError> {
-        let mut ids = HashMap::new();
+        let mut ids: HashMap<Uuid, HashMap<String, Uuid>> = HashMap::new();
         let mut records = HashMap::new();
-        for (pipeline, message_ids) in wanted {
-            let mut message_ids: Vec<&str> = message_ids.iter().map(String::as_str).collect();
+        for (pipeline, mut message_ids) in wanted {
             message_ids.sort_unstable();
             message_ids.dedup();
+            let known = ids.entry(pipeline).or_default();
             for chunk in message_ids.chunks(LOOKUP_CHUNK) {
-                for (message_id, record) in tx.lookup_message_ids(*pipeline, chunk).await? {
-                    ids.insert((*pipeline, message_id), record.id);
+                for (message_id, record) in tx.lookup_message_ids(pipeline, chunk).await? {
+                    known.insert(message_id, record.id);
                     records.insert(record.id, record);
                 }
             }
@@ -703,21 +713,28 @@ impl ThreadIndex {
                 .await?
                 .into_iter()
                 .collect()),
-            Self::Prefetched { ids, records } => Ok(message_ids
-                .iter()
-                .filter_map(|m| {
-                    let record = ids.get(&(pipeline, (*m).to_string()))?;
-                    Some(((*m).to_string(), records.get(record)?.clone()))
-                })
-                .collect()),
+            Self::Prefetched { ids, records } => {
+                let Some(known) = ids.get(&pipeline) else {
+                    return Ok(HashMap::new());
+                };
+                Ok(message_ids
+                    .iter()
+                    .filter_map(|m| {
+                        let record = records.get(known.get(*m)?)?;
+                        Some(((*m).to_string(), record.clone()))
+                    })
+                    .collect())
+            }
         }
     }
 
     /// `message_id` now belongs to `record` (whose stage is current) in `pipeline`.
     fn note(&mut self, pipeline: Uuid, message_id: &str, record: &RecordState) {
         if let Self::Prefetched { ids, records } = self {
-            ids.entry((pipeline, message_id.to_string()))
-                .or_insert(record.id);
+            let known = ids.entry(pipeline).or_default();
+            if !known.contains_key(message_id) {
+                known.insert(message_id.to_string(), record.id);
+            }
             records.insert(record.id, record.clone());
         }
     }

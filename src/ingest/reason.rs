@@ -760,6 +760,16 @@ pub struct Evidence<'a> {
     pub action: Option<&'a str>,
 }
 
+impl Evidence<'_> {
+    /// A temporary failure: a `4.x.x` status, else words that read so.
+    pub fn is_temporary(&self) -> bool {
+        match self.status {
+            Some(s) => s.starts_with('4'),
+            None => is_temporary(self.text),
+        }
+    }
+}
+
 /// The reason for one failed recipient.
 pub fn reason(e: &Evidence<'_>) -> BounceReason {
     let text = e.text;
@@ -768,10 +778,7 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
     let by_status = e.status.and_then(reason_of_status);
     let command = command_in(text);
     let delayed = e.action.is_some_and(|a| a.starts_with("delayed"));
-    let temporary = match e.status {
-        Some(s) => s.starts_with('4'),
-        None => is_temporary(text),
-    };
+    let temporary = e.is_temporary();
     // A local delivery program failed (`Diagnostic-Code: X-Unix; ...`).
     if text.starts_with("x-unix") {
         return R::MailerError;
@@ -944,6 +951,13 @@ mod tests {
             text,
             action: Some("failed"),
         })
+    }
+
+    #[test]
+    fn every_reason_has_its_place_in_the_phrase_table() {
+        // `Said` keeps one bit per reason, by discriminant.
+        assert_eq!(ALL.len(), R::VirusDetected as usize + 1);
+        assert!(ALL.iter().enumerate().all(|(i, r)| *r as usize == i));
     }
 
     #[test]
