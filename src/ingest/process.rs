@@ -167,7 +167,8 @@ impl Processor {
         let mut outcomes = Vec::with_capacity(pending.len());
         for inbound in &pending {
             tx.savepoint().await?;
-            let outcome = match process_guarded(
+            // Flushed inside the savepoint, so a failing write is this message's.
+            let processed = match process_guarded(
                 tx.as_mut(),
                 &self.policy,
                 &inbound.as_ref(),
@@ -176,6 +177,14 @@ impl Processor {
             )
             .await
             {
+                Ok(outcome) => tx
+                    .flush()
+                    .await
+                    .map(|()| outcome)
+                    .map_err(ProcessError::from),
+                Err(err) => Err(err),
+            };
+            let outcome = match processed {
                 Ok(outcome) => {
                     tx.release_savepoint().await?;
                     outcome
@@ -251,6 +260,8 @@ impl Processor {
                     .map_err(|e| e.to_string())?;
             outcomes.push((item.id, outcome.to_row()));
         }
+        // The batch's rows, written together: a failing write fails the call.
+        tx.flush().await.map_err(|e| e.to_string())?;
         tx.set_outcomes(&outcomes).await.map_err(|e| e.to_string())
     }
 }

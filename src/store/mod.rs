@@ -7,6 +7,7 @@
 //! migrates and begins a write. No policy lives here: which record a message
 //! joins, or whether a stage reopens, is decided in `ingest`.
 
+mod behind;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -237,10 +238,14 @@ pub trait Tx: Send {
     /// (a replay of something already applied).
     async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool>;
 
-    /// In one statement: finds or creates the contact (`(email, name)`),
-    /// creates the record (next number) with `message` as its first message,
-    /// indexes its Message-ID and writes the `created` event; then the
-    /// attachments.
+    /// Finds or creates the contact (`(email, name)`), creates the record
+    /// (next number) with `message` as its first message, indexes its
+    /// Message-ID and writes the `created` event, then the attachments.
+    ///
+    /// Like [`Tx::append_message`], this may only buffer the rows (a batch's
+    /// rows are written together): every later read of this transaction sees
+    /// them, and [`Tx::flush`] or the commit writes them, so errors of the
+    /// write may surface there.
     async fn create_record(
         &mut self,
         record: &NewRecord,
@@ -248,9 +253,9 @@ pub trait Tx: Send {
         message: &NewMessage<'_>,
     ) -> StoreResult<RecordState>;
 
-    /// In one statement: appends `message` to `record`, indexes its
-    /// Message-ID, touches the record, and when `new_stage` is given moves it
-    /// there with a `reopened` event naming the message; then the attachments.
+    /// Appends `message` to `record`, indexes its Message-ID, touches the
+    /// record, and when `new_stage` is given moves it there with a
+    /// `reopened` event naming the message; then the attachments.
     async fn append_message(
         &mut self,
         record: &RecordState,
@@ -269,5 +274,10 @@ pub trait Tx: Send {
     /// Writes what processing made of inbound rows (one statement per 500).
     async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()>;
 
+    /// Writes what [`Tx::create_record`] and [`Tx::append_message`]
+    /// buffered; an error here belongs to the messages since the last flush.
+    async fn flush(&mut self) -> StoreResult<()>;
+
+    /// Writes what is buffered and commits.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use crate::domain::{AliasEntry, Directory, PipelineEntry, StageEntry, StageKind};
 use crate::store::{ConversationItem, Mailbox, StoreError, StoreResult};
 
-/// The message insert shared by both backends' record-creating and
-/// message-appending statements: `$1`..`$19` are the message, `$20` the
-/// pipeline, `$21` the event id, `$22` the message's class (bound by
-/// `bind_message`).
+/// One message insert, as `bind_message` binds it: `$1`..`$19` are the
+/// message, `$20` the pipeline, `$21` an event id, `$22` the message's class
+/// (processing writes its messages in batches instead, see `behind.rs`).
 macro_rules! insert_message_sql {
     () => {
         "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
@@ -23,15 +22,7 @@ macro_rules! insert_message_sql {
     };
 }
 
-/// Registers the message's Message-ID in the thread index of its pipeline.
-macro_rules! insert_message_id_sql {
-    () => {
-        "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($20, $5, $2) \
-         ON CONFLICT (message_id, pipeline_id) DO NOTHING"
-    };
-}
-
-pub(super) use {insert_message_id_sql, insert_message_sql};
+pub(super) use insert_message_sql;
 
 /// How many rows one multi-row INSERT carries (well under both backends'
 /// bound-parameter limits).
@@ -143,6 +134,7 @@ macro_rules! sql_store {
         use $crate::config::{AliasConfig, PipelineConfig};
         use $crate::domain::{AliasEntry, Directory, EmailAddress};
         use $crate::ingest::{Envelope, ImapCursor, InboundMessage};
+        use $crate::store::behind::{WriteBehind, write_at_once};
         use $crate::store::sql::{
             DirectoryRows, INSERT_CHUNK, auth_policy, mailbox_list, sort_conversation, string_list, to_json,
         };
@@ -369,7 +361,7 @@ macro_rules! sql_store {
             }
 
             async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-                Ok(Box::new($tx { tx: self.begin_processing().await? }))
+                Ok(Box::new($tx::new(self.begin_processing().await?)))
             }
 
             async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64> {
@@ -1093,11 +1085,153 @@ macro_rules! sql_store {
 
         pub struct $tx {
             tx: ::sqlx::Transaction<'static, $db>,
+            /// Rows not yet written (see `behind.rs`).
+            behind: WriteBehind,
+            /// The number the next record created here gets.
+            next_number: Option<i64>,
+        }
+
+        impl $tx {
+            fn new(tx: ::sqlx::Transaction<'static, $db>) -> Self {
+                Self { tx, behind: WriteBehind::default(), next_number: None }
+            }
+
+            /// Writes the buffered rows, one multi-row statement per table
+            /// (per 500 rows), in the order their foreign keys need.
+            async fn write_behind(&mut self) -> StoreResult<()> {
+                if self.behind.is_empty() {
+                    return Ok(());
+                }
+                let w = self.behind.take();
+                let tx = &mut self.tx;
+                for chunk in w.contacts.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new("INSERT INTO contacts (id, email, name, created_at) ");
+                    q.push_values(chunk, |mut b, c| {
+                        b.push_bind(c.id).push_bind(c.email.as_str()).push_bind(c.name.as_str()).push_bind(c.at);
+                    });
+                    q.push(
+                        " ON CONFLICT (email) DO UPDATE SET name = excluded.name \
+                         WHERE contacts.name = '' AND excluded.name <> ''",
+                    );
+                    q.build().execute(&mut **tx).await?;
+                }
+                for chunk in w.records.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, \
+                         title, tags, reply_token, related_record_id, created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id).push_bind(r.number).push_bind(r.pipeline_id).push_bind(r.stage_id);
+                        b.push("(SELECT id FROM contacts WHERE email = ");
+                        b.push_bind_unseparated(r.contact_email.as_deref());
+                        b.push_unseparated(")");
+                        b.push_bind(r.owner_id)
+                            .push_bind(r.alias_id)
+                            .push_bind(r.title.as_str())
+                            .push_bind(r.tags.as_str())
+                            .push_bind(r.reply_token.as_str())
+                            .push_bind(r.related_record)
+                            .push_bind(r.at)
+                            .push_bind(r.at);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                for chunk in w.messages.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
+                         from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
+                         thread_rule, thread_value, created_at, class) ",
+                    );
+                    q.push_values(chunk, |mut b, m| {
+                        b.push_bind(m.id)
+                            .push_bind(m.record_id)
+                            .push_bind(m.inbound_id)
+                            .push_bind(m.direction)
+                            .push_bind(m.message_id.as_str())
+                            .push_bind(m.in_reply_to.as_deref())
+                            .push_bind(m.references.as_str())
+                            .push_bind(m.from_addr.as_deref())
+                            .push_bind(m.from_name.as_deref())
+                            .push_bind(m.to.as_str())
+                            .push_bind(m.cc.as_str())
+                            .push_bind(m.reply_to.as_deref())
+                            .push_bind(m.subject.as_deref())
+                            .push_bind(m.sent_at)
+                            .push_bind(m.text_body.as_deref())
+                            .push_bind(m.html_body.as_deref())
+                            .push_bind(m.thread_rule)
+                            .push_bind(m.thread_value.as_deref())
+                            .push_bind(m.at)
+                            .push_bind(m.class);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                    let mut q: QueryBuilder<$db> =
+                        QueryBuilder::new("INSERT INTO message_ids (pipeline_id, message_id, record_id) ");
+                    q.push_values(chunk, |mut b, m| {
+                        b.push_bind(m.pipeline_id).push_bind(m.message_id.as_str()).push_bind(m.record_id);
+                    });
+                    q.push(" ON CONFLICT (message_id, pipeline_id) DO NOTHING");
+                    q.build().execute(&mut **tx).await?;
+                }
+                for chunk in w.touches.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "UPDATE records SET stage_id = COALESCE(v.column2, records.stage_id), updated_at = v.column3 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, t| {
+                        b.push_bind(t.record_id).push_bind(t.new_stage).push_bind(t.at);
+                    });
+                    q.push(") AS v WHERE records.id = v.column1");
+                    q.build().execute(&mut **tx).await?;
+                }
+                for chunk in w.events.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.id)
+                            .push_bind(e.record_id)
+                            .push_bind(e.kind)
+                            .push_bind(e.from_stage)
+                            .push_bind(e.to_stage)
+                            .push_bind(e.message_id)
+                            .push_bind("system")
+                            .push_bind(e.at);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// The number of the next record this transaction creates.
+            async fn take_number(&mut self) -> StoreResult<i64> {
+                let number = match self.next_number {
+                    Some(n) => n,
+                    None => {
+                        let max: Option<i64> = sqlx::query("SELECT MAX(number) AS n FROM records")
+                            .fetch_one(&mut *self.tx)
+                            .await?
+                            .try_get("n")?;
+                        max.unwrap_or(0) + 1
+                    }
+                };
+                self.next_number = Some(number + 1);
+                Ok(number)
+            }
+
+            /// A message with attachments or large bodies goes out at once.
+            async fn written(&mut self, message: &NewMessage<'_>) -> StoreResult<()> {
+                if write_at_once(message) {
+                    self.write_behind().await?;
+                    insert_attachments(&mut self.tx, message).await?;
+                }
+                Ok(())
+            }
         }
 
         #[async_trait]
         impl Tx for $tx {
             async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
+                self.write_behind().await?;
                 let rows = sqlx::query(
                     "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released, auth_results FROM inbound \
                      WHERE status = 'pending' ORDER BY seq LIMIT $1",
@@ -1131,6 +1265,7 @@ macro_rules! sql_store {
             }
 
             async fn pending_count(&mut self) -> StoreResult<i64> {
+                self.write_behind().await?;
                 Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'")
                     .fetch_one(&mut *self.tx)
                     .await?
@@ -1138,22 +1273,29 @@ macro_rules! sql_store {
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {
+                self.write_behind().await?;
                 sqlx::query("SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
                 Ok(())
             }
 
             async fn release_savepoint(&mut self) -> StoreResult<()> {
+                self.write_behind().await?;
                 sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
                 Ok(())
             }
 
             async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+                // What was buffered since the savepoint is dropped with it, and
+                // the numbers it took are free again.
+                drop(self.behind.take());
+                self.next_number = None;
                 sqlx::query("ROLLBACK TO SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
                 sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
                 Ok(())
             }
 
             async fn record_by_token(&mut self, pipeline: Uuid, token: &str) -> StoreResult<Option<RecordState>> {
+                self.write_behind().await?;
                 sqlx::query(
                     "SELECT id, number, pipeline_id, stage_id FROM records WHERE reply_token = $1 AND pipeline_id = $2",
                 )
@@ -1174,6 +1316,7 @@ macro_rules! sql_store {
                 if message_ids.is_empty() {
                     return Ok(Vec::new());
                 }
+                self.write_behind().await?;
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
                     "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
                      JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = ",
@@ -1193,6 +1336,7 @@ macro_rules! sql_store {
             }
 
             async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
+                self.write_behind().await?;
                 sqlx::query(
                     "SELECT id, number, pipeline_id, stage_id FROM records WHERE number = $1 AND pipeline_id = $2",
                 )
@@ -1206,6 +1350,7 @@ macro_rules! sql_store {
             }
 
             async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool> {
+                self.write_behind().await?;
                 let row = sqlx::query(
                     "SELECT 1 AS hit FROM messages m JOIN records r ON r.id = m.record_id \
                      WHERE m.inbound_id = $1 AND r.pipeline_id = $2 LIMIT 1",
@@ -1223,21 +1368,9 @@ macro_rules! sql_store {
                 contact: Option<(&str, &str)>,
                 message: &NewMessage<'_>,
             ) -> StoreResult<RecordState> {
-                let q = bind_message(sqlx::query(CREATE_RECORD_SQL), message, record.pipeline_id)
-                    .bind(Uuid::now_v7())
-                    .bind(contact.map(|c| c.0))
-                    .bind(contact.map(|c| c.1))
-                    .bind(record.stage_id)
-                    .bind(record.owner_id)
-                    .bind(record.alias_id)
-                    .bind(&record.title)
-                    .bind(to_json(&record.tags))
-                    .bind(&record.reply_token)
-                    .bind(record.related_record);
-                let rows = q.fetch_all(&mut *self.tx).await?;
-                let row = rows.first().ok_or_else(|| StoreError::Corrupt("record insert returned no row".into()))?;
-                let state = record_state(row)?;
-                insert_attachments(&mut self.tx, message).await?;
+                let number = self.take_number().await?;
+                let state = self.behind.create_record(record, number, contact, message);
+                self.written(message).await?;
                 Ok(state)
             }
 
@@ -1247,15 +1380,14 @@ macro_rules! sql_store {
                 message: &NewMessage<'_>,
                 new_stage: Option<Uuid>,
             ) -> StoreResult<()> {
-                bind_message(sqlx::query(APPEND_MESSAGE_SQL), message, record.pipeline_id)
-                    .bind(new_stage)
-                    .bind(record.stage_id)
-                    .fetch_all(&mut *self.tx)
-                    .await?;
-                insert_attachments(&mut self.tx, message).await
+                self.behind.append_message(record, message, new_stage);
+                self.written(message).await
             }
 
             async fn is_participant(&mut self, record: Uuid, address: &str) -> StoreResult<bool> {
+                if self.behind.holds_record(record) {
+                    self.write_behind().await?;
+                }
                 // The contact, or anyone in From/To/Cc of the record's messages.
                 let quoted = format!("%\"address\":\"{}\"%", address.replace(['%', '_'], ""));
                 let row = sqlx::query(
@@ -1273,6 +1405,7 @@ macro_rules! sql_store {
             }
 
             async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {
+                self.write_behind().await?;
                 let q = match mark {
                     ContactMark::Bounced { status } => {
                         sqlx::query("UPDATE contacts SET bounced_at = $1, bounce_status = $2 WHERE email = $3")
@@ -1304,7 +1437,12 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn commit(self: Box<Self>) -> StoreResult<()> {
+            async fn flush(&mut self) -> StoreResult<()> {
+                self.write_behind().await
+            }
+
+            async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+                self.write_behind().await?;
                 self.tx.commit().await?;
                 Ok(())
             }

@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use super::sql::{insert_message_id_sql, insert_message_sql, sql_store};
+use super::sql::{insert_message_sql, sql_store};
 use super::team::sql_team_store;
 use crate::config::DatabaseSettings;
 
@@ -144,38 +144,6 @@ async fn checkpoint_in_background(pool: SqlitePool, every: Duration, stop: Cance
         }
     }
 }
-
-/// Contact upsert, record, first message, thread index, `created` event.
-/// Binds: `$1`..`$22` as in `bind_message`, then `$23` new contact id, `$24`
-/// contact email (NULL: no contact), `$25` its name, `$26` stage, `$27`
-/// owner, `$28` alias, `$29` title, `$30` tags, `$31` reply token, `$32` related record.
-const CREATE_RECORD_SQL: &str = concat!(
-    "INSERT INTO contacts (id, email, name, created_at) SELECT $23, $24, $25, $19 WHERE $24 IS NOT NULL \
-     ON CONFLICT (email) DO UPDATE SET name = excluded.name WHERE contacts.name = '' AND excluded.name <> '';",
-    "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, title, tags, \
-     reply_token, related_record_id, created_at, updated_at) VALUES ($2, (SELECT COALESCE(MAX(number), 0) + 1 FROM records), \
-     $20, $26, (SELECT id FROM contacts WHERE email = $24), $27, $28, $29, $30, $31, $32, $19, $19) \
-     RETURNING id, number, pipeline_id, stage_id;",
-    insert_message_sql!(),
-    ";",
-    insert_message_id_sql!(),
-    ";",
-    "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-     VALUES ($21, $2, 'created', NULL, $26, $1, 'system', $19);"
-);
-
-/// Message, thread index, record touched (and moved), `reopened` event.
-/// Binds: `$1`..`$22` as in `bind_message`, then `$23` new stage (NULL: no
-/// move), `$24` current stage.
-const APPEND_MESSAGE_SQL: &str = concat!(
-    insert_message_sql!(),
-    ";",
-    insert_message_id_sql!(),
-    ";",
-    "UPDATE records SET stage_id = COALESCE($23, stage_id), updated_at = $19 WHERE id = $2;",
-    "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) \
-     SELECT $21, $2, 'reopened', $24, $23, $1, 'system', $19 WHERE $23 IS NOT NULL;"
-);
 
 sql_store!(SqliteStore, SqliteTx, Sqlite);
 sql_team_store!(SqliteStore, Sqlite);

@@ -19,6 +19,8 @@ on_both_backends!(
     message_fields_and_attachments_are_stored,
     records_are_filtered_and_paginated,
     one_group_commit_threads_replies_to_messages_of_the_same_batch,
+    one_group_commit_writes_records_of_one_new_contact_large_messages_and_attachments,
+    a_transactions_buffered_writes_land_as_if_written_one_by_one,
 );
 
 async fn first_record(app: &TestApp, pipeline: &str) -> Value {
@@ -554,5 +556,192 @@ async fn one_group_commit_threads_replies_to_messages_of_the_same_batch(backend:
         outcomes.iter().any(|o| o.contains("duplicate")),
         "{outcomes:?}"
     );
+    app.stop().await;
+}
+
+async fn one_group_commit_writes_records_of_one_new_contact_large_messages_and_attachments(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let to = "sales@localhost";
+    let large = "0123456789abcdef ".repeat(20_000); // 340 KB: written at once, not buffered
+    let attached = format!(
+        "From: Bo <bo@example.com>\r\nTo: {to}\r\nSubject: Quote\r\nMessage-ID: <c4@x>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nAttached.\r\n--b\r\nContent-Type: application/pdf; name=\"q.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"q.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
+    );
+
+    // Arrange: a new sender, first without a display name, then with one;
+    // a large message and one with an attachment between them; one commit.
+    submit_together(
+        &app,
+        to,
+        vec![
+            mail("bo@example.com", to, "First", "c1@x", &[], "one"),
+            mail("Bo Berg <bo@example.com>", to, "Second", "c2@x", &[], "two"),
+            mail("Bo <bo@example.com>", to, "Large", "c3@x", &[], &large),
+            attached.into_bytes(),
+            mail("Bo <bo@example.com>", to, "Fifth", "c5@x", &[], "five"),
+        ],
+    )
+    .await;
+
+    // Assert: five records numbered in arrival order, one contact named by
+    // the first name given, every body and the attachment stored.
+    let mut records = app.records("Sales").await;
+    records.sort_by_key(|r| r["number"].as_i64());
+    let titles: Vec<&str> = records
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["First", "Second", "Large", "Quote", "Fifth"]);
+    let numbers: Vec<i64> = records
+        .iter()
+        .map(|r| r["number"].as_i64().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    for r in &records {
+        assert_eq!(r["contact"]["email"], "bo@example.com");
+        assert_eq!(r["contact"]["name"], "Bo Berg", "{r}");
+        assert_eq!(r["contact"]["id"], records[0]["contact"]["id"]);
+    }
+    let by_title = |title: &str| {
+        records
+            .iter()
+            .find(|r| r["title"] == title)
+            .and_then(|r| r["id"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let detail = app.record(&by_title("Large")).await;
+    assert_eq!(
+        messages(&detail)[0]["text"].as_str().unwrap().trim(),
+        large.trim()
+    );
+    let detail = app.record(&by_title("Quote")).await;
+    assert_eq!(messages(&detail)[0]["attachments"][0]["name"], "q.pdf");
+    let created = events(&detail)
+        .into_iter()
+        .filter(|e| e["kind"] == "created")
+        .count();
+    assert_eq!(created, 1);
+    app.stop().await;
+}
+
+/// The store's write buffer on its own, without the fallback a failing fast
+/// path would take: records of one new contact, appends that touch and move
+/// a record twice, and reads in between that must see what is buffered.
+async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: Backend) {
+    use emailin::store::{Mailbox, NewMessage, NewRecord};
+    let app = spawn_app(backend).await;
+    let directory = app.store.load_directory().await.expect("directory");
+    let alias = directory
+        .aliases
+        .values()
+        .find(|a| a.address.as_str() == "service@localhost")
+        .expect("alias");
+    let pipeline = directory.pipeline(alias.pipeline_id).expect("pipeline");
+    let stage = |name: &str| {
+        pipeline
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .expect("stage")
+            .id
+    };
+    let (open, resolved, reopened) = (stage("Open"), stage("Resolved"), stage("Reopened"));
+    let from = Mailbox {
+        address: "cy@example.com".into(),
+        name: None,
+    };
+    let message = |id: &'static str, record_id: Uuid| NewMessage {
+        id: Uuid::now_v7(),
+        record_id,
+        inbound_id: None,
+        direction: "in",
+        message_id: id,
+        in_reply_to: None,
+        references: &[],
+        from: Some(&from),
+        to: &[],
+        cc: &[],
+        reply_to: None,
+        subject: Some(id),
+        sent_at: None,
+        text_body: Some("body"),
+        html_body: None,
+        thread_rule: "new",
+        thread_value: None,
+        class: "normal",
+        attachments: &[],
+    };
+    let record = |title: &str, stage_id: Uuid| NewRecord {
+        pipeline_id: pipeline.id,
+        stage_id,
+        owner_id: alias.owner_id,
+        alias_id: alias.id,
+        title: title.into(),
+        tags: vec!["t".into()],
+        reply_token: Uuid::now_v7().to_string(),
+        related_record: None,
+    };
+
+    let mut tx = app.store.begin().await.expect("begin");
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let first = tx
+        .create_record(
+            &record("A", open),
+            Some(("cy@example.com", "")),
+            &message("d1@x", a),
+        )
+        .await
+        .expect("create A");
+    let second = tx
+        .create_record(
+            &record("B", resolved),
+            Some(("cy@example.com", "Cy")),
+            &message("d2@x", b),
+        )
+        .await
+        .expect("create B");
+    assert_eq!(second.number, first.number + 1);
+    // A read in between sees the buffered rows.
+    assert!(tx.is_participant(a, "cy@example.com").await.expect("read"));
+    let found = tx
+        .lookup_message_ids(pipeline.id, &["d2@x"])
+        .await
+        .expect("lookup");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, second);
+    tx.append_message(&second, &message("d3@x", b), Some(reopened))
+        .await
+        .expect("append");
+    let moved = emailin::store::RecordState {
+        stage_id: reopened,
+        ..second.clone()
+    };
+    tx.append_message(&moved, &message("d4@x", b), None)
+        .await
+        .expect("append");
+    tx.append_message(&moved, &message("d2@x", b), None)
+        .await
+        .expect("append a known id");
+    tx.commit().await.expect("commit");
+
+    let records = app.records("Service").await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["contact"]["name"], "Cy");
+    }
+    let detail = app.record(&b.to_string()).await;
+    assert_eq!(detail["stage"], "Reopened");
+    let ids: Vec<Value> = messages(&detail)
+        .iter()
+        .map(|m| m["message_id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let kinds: Vec<Value> = events(&detail).iter().map(|e| e["kind"].clone()).collect();
+    assert_eq!(kinds, ["created", "reopened"]);
     app.stop().await;
 }
