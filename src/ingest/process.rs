@@ -7,7 +7,7 @@
 //! overtakes the message it answers.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -525,7 +525,7 @@ async fn apply(
     {
         let sender = contact.map(|(address, _)| address);
         let trusted = match sender {
-            Some(address) => tx.is_participant(record.id, address).await?,
+            Some(address) => index.is_participant(tx, record.id, address).await?,
             None => false,
         };
         if !trusted {
@@ -594,7 +594,13 @@ async fn apply(
             related_record: related.map(|(_, id)| id),
         };
         let record = tx.create_record(&new, contact, &message).await?;
-        index.note(pipeline.id, &mail.message_id, &record);
+        let people = contact.map(|(address, _)| address).into_iter();
+        index.note(
+            pipeline.id,
+            &mail.message_id,
+            &record,
+            people.chain(people_of(&message)),
+        );
         tracing::info!(pipeline = %pipeline.name, record = record.number, "record_created");
         return Ok(PipelineResult::Created {
             record: record.number,
@@ -619,6 +625,7 @@ async fn apply(
             stage_id: reopen_to.unwrap_or(record.stage_id),
             ..record.clone()
         },
+        people_of(&message),
     );
     tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
     if reopen_to.is_some() {
@@ -628,6 +635,18 @@ async fn apply(
         record: record.number,
         reopened: reopen_to.is_some(),
     })
+}
+
+/// The addresses a message puts on its record: From, To and Cc.
+fn people_of<'m>(message: &'m NewMessage<'_>) -> impl Iterator<Item = &'m str> {
+    let from = message.from.map(|f| f.address.as_str());
+    from.into_iter().chain(
+        message
+            .to
+            .iter()
+            .chain(message.cc)
+            .map(|m| m.address.as_str()),
+    )
 }
 
 /// A message's plan: made with its batch, or to be made from the directory.
@@ -685,6 +704,8 @@ enum ThreadIndex {
         /// Pipeline → Message-ID → record.
         ids: HashMap<Uuid, HashMap<String, Uuid>>,
         records: HashMap<Uuid, RecordState>,
+        /// Record → its participants (lower case), for every record above.
+        participants: HashMap<Uuid, HashSet<String>>,
     },
 }
 
@@ -709,7 +730,33 @@ impl ThreadIndex {
                 }
             }
         }
-        Ok(Self::Prefetched { ids, records })
+        // Whoever is on those records, for the trust check of replies to them.
+        let mut participants: HashMap<Uuid, HashSet<String>> =
+            records.keys().map(|id| (*id, HashSet::new())).collect();
+        let wanted: Vec<Uuid> = records.keys().copied().collect();
+        for (record, address) in tx.participants(&wanted).await? {
+            participants.entry(record).or_default().insert(address);
+        }
+        Ok(Self::Prefetched {
+            ids,
+            records,
+            participants,
+        })
+    }
+
+    /// Whether `address` is on `record` (see [`Tx::is_participant`]).
+    async fn is_participant(
+        &self,
+        tx: &mut dyn Tx,
+        record: Uuid,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        if let Self::Prefetched { participants, .. } = self
+            && let Some(known) = participants.get(&record)
+        {
+            return Ok(known.contains(&address.to_ascii_lowercase()));
+        }
+        tx.is_participant(record, address).await
     }
 
     async fn lookup(
@@ -724,7 +771,7 @@ impl ThreadIndex {
                 .await?
                 .into_iter()
                 .collect()),
-            Self::Prefetched { ids, records } => {
+            Self::Prefetched { ids, records, .. } => {
                 let Some(known) = ids.get(&pipeline) else {
                     return Ok(HashMap::new());
                 };
@@ -740,13 +787,29 @@ impl ThreadIndex {
     }
 
     /// `message_id` now belongs to `record` (whose stage is current) in `pipeline`.
-    fn note(&mut self, pipeline: Uuid, message_id: &str, record: &RecordState) {
-        if let Self::Prefetched { ids, records } = self {
+    /// `people` (its contact, its From, To and Cc) are now on it.
+    fn note<'p>(
+        &mut self,
+        pipeline: Uuid,
+        message_id: &str,
+        record: &RecordState,
+        people: impl IntoIterator<Item = &'p str>,
+    ) {
+        if let Self::Prefetched {
+            ids,
+            records,
+            participants,
+        } = self
+        {
             let known = ids.entry(pipeline).or_default();
             if !known.contains_key(message_id) {
                 known.insert(message_id.to_string(), record.id);
             }
             records.insert(record.id, record.clone());
+            participants
+                .entry(record.id)
+                .or_default()
+                .extend(people.into_iter().map(str::to_ascii_lowercase));
         }
     }
 }

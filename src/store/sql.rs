@@ -1389,19 +1389,56 @@ macro_rules! sql_store {
                     self.write_behind().await?;
                 }
                 // The contact, or anyone in From/To/Cc of the record's messages.
+                let address = address.to_ascii_lowercase();
                 let quoted = format!("%\"address\":\"{}\"%", address.replace(['%', '_'], ""));
                 let row = sqlx::query(
                     "SELECT 1 AS hit FROM records r JOIN contacts c ON c.id = r.contact_id \
-                     WHERE r.id = $1 AND c.email = $2 \
+                     WHERE r.id = $1 AND lower(c.email) = $2 \
                      UNION ALL SELECT 1 AS hit FROM messages m WHERE m.record_id = $1 \
-                     AND (m.from_addr = $2 OR m.to_addrs LIKE $3 OR m.cc_addrs LIKE $3) LIMIT 1",
+                     AND (lower(m.from_addr) = $2 OR lower(m.to_addrs) LIKE $3 OR lower(m.cc_addrs) LIKE $3) LIMIT 1",
                 )
                 .bind(record)
-                .bind(address)
+                .bind(address.as_str())
                 .bind(quoted)
                 .fetch_optional(&mut *self.tx)
                 .await?;
                 Ok(row.is_some())
+            }
+
+            async fn participants(&mut self, records: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>> {
+                let mut out = Vec::new();
+                if records.is_empty() {
+                    return Ok(out);
+                }
+                self.write_behind().await?;
+                for chunk in records.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "SELECT r.id AS record_id, c.email AS from_addr, '[]' AS to_addrs, '[]' AS cc_addrs \
+                         FROM records r JOIN contacts c ON c.id = r.contact_id WHERE r.id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(") UNION ALL SELECT record_id, from_addr, to_addrs, cc_addrs FROM messages WHERE record_id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    for row in q.build().fetch_all(&mut *self.tx).await? {
+                        let record: Uuid = row.try_get("record_id")?;
+                        if let Some(from) = row.try_get::<Option<String>, _>("from_addr")? {
+                            out.push((record, from.to_ascii_lowercase()));
+                        }
+                        for column in ["to_addrs", "cc_addrs"] {
+                            for m in mailbox_list(&row.try_get::<String, _>(column)?)? {
+                                out.push((record, m.address.to_ascii_lowercase()));
+                            }
+                        }
+                    }
+                }
+                Ok(out)
             }
 
             async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {

@@ -210,6 +210,15 @@ async fn stranger_naming_a_thread_gets_a_new_related_record(backend: Backend) {
         &[("In-Reply-To", "<inv2@x>")],
     )
     .await;
+    // An address is the same participant whatever its letter case.
+    app.post(
+        "Bea <Bea@EXAMPLE.com>",
+        "service@localhost",
+        "Re: My invoice",
+        "inv4@x",
+        &[("In-Reply-To", "<inv3@x>")],
+    )
+    .await;
 
     let records = app.records("Service").await;
     assert_eq!(records.len(), 2);
@@ -223,7 +232,7 @@ async fn stranger_naming_a_thread_gets_a_new_related_record(backend: Backend) {
     let thread = app.record(original["id"].as_str().unwrap()).await;
     assert_eq!(
         messages(&thread).len(),
-        3,
+        4,
         "Ann and Bea joined, Mallory did not"
     );
     app.stop().await;
