@@ -215,18 +215,47 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
 fn text_bounce(mail: &ParsedMail) -> Bounce {
     let text = mail.text.as_deref().unwrap_or_default();
     let context = LazyCell::new(|| report_words(mail));
-    let mut recipients =
-        text_bounce_recipients(text, &context, mail.signals.header("x-failed-recipients"));
+    // A report sent without MIME structure still carries its per-recipient
+    // fields as lines of text: they are read as a delivery-status part.
+    let embedded = head(text, MAX_EVIDENCE_BYTES)
+        .to_ascii_lowercase()
+        .find("\nfinal-recipient:")
+        .map(|at| dsn_recipients(&text[at + 1..], mail, &context))
+        .unwrap_or_default();
+    let mut recipients = if embedded.is_empty() {
+        text_bounce_recipients(text, &context, mail.signals.header("x-failed-recipients"))
+    } else {
+        embedded
+    };
     if recipients.is_empty() {
-        // The report names no address: the returned message's recipients failed.
-        let to = mail.signals.returned.as_ref().map(|r| r.to.join(","));
-        recipients =
-            text_bounce_recipients(text, &context, to.as_deref().filter(|t| !t.is_empty()));
+        // The report names no address: the returned message's recipients
+        // failed, from its own part or quoted after the report.
+        let to = mail
+            .signals
+            .returned
+            .as_ref()
+            .map(|r| r.to.join(","))
+            .filter(|t| !t.is_empty())
+            .or_else(|| quoted_to(text));
+        recipients = text_bounce_recipients(text, &context, to.as_deref());
     }
     Bounce {
         recipients,
         original_message_id: returned_message_id(mail.signals.returned.as_ref()),
     }
+}
+
+/// The `To:` of an original quoted as text after the report.
+fn quoted_to(text: &str) -> Option<String> {
+    let text = head(text, MAX_EVIDENCE_BYTES);
+    text.lines()
+        .skip(report_lines(text).len())
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("to")
+                .then(|| value.replace(['<', '>'], " ").trim().to_string())
+        })
+        .filter(|to| !to.is_empty())
 }
 
 /// The Message-ID of the returned original, when the report carries it.
@@ -359,6 +388,7 @@ fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
 }
 
 /// "… delivering your mail to <addr>", "… could not be delivered to <addr>",
+/// "… rejected recipient <addr>", "… permanent errors: addr.",
 /// "Unknown user: addr", "User's mailbox is full: <addr>".
 fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
     let lower = line.to_ascii_lowercase();
@@ -384,9 +414,19 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
             return Some(address);
         }
     }
+    // "The following recipients returned permanent errors: addr. Reason: …"
+    if let Some(i) = lower.find("errors: ") {
+        let token = line[i + 8..].split_whitespace().next().unwrap_or_default();
+        if let Ok(address) =
+            crate::domain::EmailAddress::parse(token.trim_matches(['<', '>', '.', ',', ';']))
+        {
+            return Some(address);
+        }
+    }
     let at = lower
         .find(" to <")
         .map(|i| i + 5)
+        .or_else(|| lower.find(" recipient <").map(|i| i + 12))
         .or_else(|| lower.find("to:<").map(|i| i + 4))?;
     let rest = &line[at..];
     let address = &rest[..rest.find('>')?];
@@ -573,7 +613,9 @@ fn report_lines(text: &str) -> Vec<&str> {
     text.lines()
         .take_while(|line| {
             let lower = line.to_ascii_lowercase();
-            !RETURNED_MARKERS.iter().any(|m| lower.contains(m))
+            // Sendmail's opening line names the original without quoting it.
+            lower.contains("original message was received")
+                || !RETURNED_MARKERS.iter().any(|m| lower.contains(m))
         })
         .collect()
 }
@@ -762,6 +804,43 @@ Reporting-MTA: dns; mx.example\r\n\r\n{blocks}--b--\r\n"
             None,
             Some("SMTP error after end of data: 550 User unknown")
         ));
+    }
+
+    #[test]
+    fn plain_text_bounces_without_mime_or_with_the_original_quoted_are_read() {
+        let want = |a: &str, s: &str, hard| (a.to_string(), Some(s.to_string()), hard);
+        // Sendmail without MIME: its opening line names the original, its
+        // delivery-status fields are lines of text.
+        let sendmail = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\r\nSubject: Returned mail\r\n\r\n\
+The original message was received at Sun, 3 Jun 2018 14:22:02 +0900\r\n\r\n\
+   ----- The following addresses had permanent fatal errors -----\r\nkijitora\r\n\r\n\
+Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: RFC822; kijitora@mx.example\r\nAction: failed\r\n\
+Status: 4.4.7\r\n\r\n";
+        assert_eq!(
+            text_recipients(sendmail),
+            [want("kijitora@mx.example", "4.4.7", false)]
+        );
+        let listed = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail\r\n\r\n\
+The original message was received at Thu, 29 Apr 2010 23:34:45 +0900\r\n\r\n\
+---The following addresses had delivery errors---\r\n\r\ngone@example.co.jp [User unknown]\r\n";
+        assert_eq!(text_recipients(listed)[0].0, "gone@example.co.jp");
+        // No address in the report: the quoted original's To: failed.
+        let quoted = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail\r\n\r\n\
+Message could not be delivered to mobile.\r\nError: No valid recipients for this MM\r\n\r\n\
+Original Message:\r\nFrom: Ann <ann@example.jp>\r\nTo: 555@pix.example\r\n";
+        assert_eq!(
+            text_recipients(quoted),
+            [want("555@pix.example", "5.0.911", true)]
+        );
+        let phrased = "From: MAILER-DAEMON@mx.example\r\nSubject: Delivery failure\r\n\r\n\
+SMTP Server <mx.example> rejected recipient <gone@example.org> (Error following RCPT command). \
+It responded as follows: [550 5.1.1 User unknown]\r\n\r\n\
+The following recipients returned permanent errors: loop@example.org. Reason: SMTP Server <mx.example> \
+refused to accept your message (DATA), with the following error message: [554 5.4.6 Hop count exceeded - possible mail loop]\r\n";
+        let got = text_recipients(phrased);
+        assert_eq!(got[0], want("gone@example.org", "5.1.1", true));
+        assert_eq!(got[1].0, "loop@example.org");
+        assert!(!got[1].2, "a mail loop is not a bad address: {got:?}");
     }
 
     #[test]

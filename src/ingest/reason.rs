@@ -681,6 +681,7 @@ const NAMES_THE_RECIPIENT: &[&str] = &[
     "delivery userid",
     "mailbox unavailable",
     "unknown user:",
+    "no valid recipients",
 ];
 
 /// Every reason, for building the phrase automaton.
