@@ -217,10 +217,8 @@ fn text_bounce(mail: &ParsedMail) -> Bounce {
     let context = LazyCell::new(|| report_words(mail));
     // A report sent without MIME structure still carries its per-recipient
     // fields as lines of text: they are read as a delivery-status part.
-    let embedded = head(text, MAX_EVIDENCE_BYTES)
-        .to_ascii_lowercase()
-        .find("\nfinal-recipient:")
-        .map(|at| dsn_recipients(&text[at + 1..], mail, &context))
+    let embedded = line_starting(head(text, MAX_EVIDENCE_BYTES), "final-recipient:")
+        .map(|at| dsn_recipients(&text[at..], mail, &context))
         .unwrap_or_default();
     let mut recipients = if embedded.is_empty() {
         text_bounce_recipients(text, &context, mail.signals.header("x-failed-recipients"))
@@ -243,6 +241,21 @@ fn text_bounce(mail: &ParsedMail) -> Bounce {
         recipients,
         original_message_id: returned_message_id(mail.signals.returned.as_ref()),
     }
+}
+
+/// Where the first line of `text` that starts with `prefix` (any ASCII case) begins.
+fn line_starting(text: &str, prefix: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
 }
 
 /// The `To:` of an original quoted as text after the report.

@@ -744,19 +744,24 @@ impl ThreadIndex {
         })
     }
 
-    /// Whether `address` is on `record` (see [`Tx::is_participant`]).
+    /// Whether `address` (any letter case) is on `record` (see [`Tx::participants`]).
     async fn is_participant(
         &self,
         tx: &mut dyn Tx,
         record: Uuid,
         address: &str,
     ) -> Result<bool, StoreError> {
+        let address = address.to_ascii_lowercase();
         if let Self::Prefetched { participants, .. } = self
             && let Some(known) = participants.get(&record)
         {
-            return Ok(known.contains(&address.to_ascii_lowercase()));
+            return Ok(known.contains(&address));
         }
-        tx.is_participant(record, address).await
+        Ok(tx
+            .participants(&[record])
+            .await?
+            .iter()
+            .any(|(_, a)| *a == address))
     }
 
     async fn lookup(

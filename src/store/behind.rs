@@ -111,13 +111,6 @@ impl WriteBehind {
             && self.events.is_empty()
     }
 
-    /// Whether a buffered row belongs to `record` (a read about it must
-    /// flush first).
-    pub fn holds_record(&self, record: Uuid) -> bool {
-        self.records.iter().any(|r| r.id == record)
-            || self.messages.iter().any(|m| m.record_id == record)
-    }
-
     /// Buffers what `Tx::create_record` writes; `number` is the record's.
     pub fn create_record(
         &mut self,
@@ -247,11 +240,6 @@ impl WriteBehind {
             class: m.class,
             at,
         });
-    }
-
-    /// Empties the buffer, returning what it held.
-    pub fn take(&mut self) -> Self {
-        std::mem::take(self)
     }
 }
 

@@ -263,12 +263,9 @@ pub trait Tx: Send {
         new_stage: Option<Uuid>,
     ) -> StoreResult<()>;
 
-    /// Whether `address` is the record's contact or appears in From, To or
-    /// Cc of one of its messages (addresses compare without ASCII case).
-    async fn is_participant(&mut self, record: Uuid, address: &str) -> StoreResult<bool>;
-
-    /// Everyone [`Tx::is_participant`] would name for each of `records`, as
-    /// `(record, lower-case address)` pairs, in one read.
+    /// Who is on each of `records` — its contact, and everyone in From, To
+    /// or Cc of its messages — as `(record, lower-case address)` pairs, in
+    /// one read.
     async fn participants(&mut self, records: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>>;
 
     /// Records what a bounce or complaint said about an existing contact's

@@ -1096,13 +1096,266 @@ macro_rules! sql_store {
                 Self { tx, behind: WriteBehind::default(), next_number: None }
             }
 
+            /// The number of the next record this transaction creates.
+            async fn take_number(&mut self) -> StoreResult<i64> {
+                let number = match self.next_number {
+                    Some(n) => n,
+                    None => {
+                        let max: Option<i64> = sqlx::query("SELECT MAX(number) AS n FROM records")
+                            .fetch_one(&mut *self.tx)
+                            .await?
+                            .try_get("n")?;
+                        max.unwrap_or(0) + 1
+                    }
+                };
+                self.next_number = Some(number + 1);
+                Ok(number)
+            }
+
+            /// A message with attachments or large bodies goes out at once.
+            async fn written(&mut self, message: &NewMessage<'_>) -> StoreResult<()> {
+                if write_at_once(message) {
+                    self.flush().await?;
+                    insert_attachments(&mut self.tx, message).await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Tx for $tx {
+            async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
+                self.flush().await?;
+                let rows = sqlx::query(
+                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released, auth_results FROM inbound \
+                     WHERE status = 'pending' ORDER BY seq LIMIT $1",
+                )
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.tx)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(PendingInbound {
+                            id: r.try_get("id")?,
+                            source: r.try_get("source")?,
+                            envelope: Envelope {
+                                mail_from: r.try_get("mail_from")?,
+                                rcpt_to: string_list(&r.try_get::<String, _>("rcpt_to")?)?,
+                                client_ip: r.try_get("client_ip")?,
+                                helo: r.try_get("helo")?,
+                                tls: r.try_get("tls")?,
+                                auth_results: r.try_get("auth_results")?,
+                            },
+                            raw: r.try_get("raw")?,
+                            attempts: r.try_get("attempts")?,
+                            released: r.try_get("released")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
+                insert_inbound_rows(&mut self.tx, batch).await
+            }
+
+            async fn pending_count(&mut self) -> StoreResult<i64> {
+                self.flush().await?;
+                Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'")
+                    .fetch_one(&mut *self.tx)
+                    .await?
+                    .try_get("n")?)
+            }
+
+            async fn savepoint(&mut self) -> StoreResult<()> {
+                self.flush().await?;
+                sqlx::query("SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn release_savepoint(&mut self) -> StoreResult<()> {
+                self.flush().await?;
+                sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+                // What was buffered since the savepoint is dropped with it, and
+                // the numbers it took are free again.
+                self.behind = WriteBehind::default();
+                self.next_number = None;
+                sqlx::query("ROLLBACK TO SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn record_by_token(&mut self, pipeline: Uuid, token: &str) -> StoreResult<Option<RecordState>> {
+                self.flush().await?;
+                sqlx::query(
+                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE reply_token = $1 AND pipeline_id = $2",
+                )
+                .bind(token)
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .as_ref()
+                .map(record_state)
+                .transpose()
+            }
+
+            async fn lookup_message_ids(
+                &mut self,
+                pipeline: Uuid,
+                message_ids: &[&str],
+            ) -> StoreResult<Vec<(String, RecordState)>> {
+                if message_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.flush().await?;
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
+                     JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = ",
+                );
+                q.push_bind(pipeline).push(" AND m.message_id IN (");
+                let mut list = q.separated(", ");
+                for id in message_ids {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build()
+                    .fetch_all(&mut *self.tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("message_id")?, record_state(r)?)))
+                    .collect()
+            }
+
+            async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
+                self.flush().await?;
+                sqlx::query(
+                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE number = $1 AND pipeline_id = $2",
+                )
+                .bind(number)
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .as_ref()
+                .map(record_state)
+                .transpose()
+            }
+
+            async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool> {
+                self.flush().await?;
+                let row = sqlx::query(
+                    "SELECT 1 AS hit FROM messages m JOIN records r ON r.id = m.record_id \
+                     WHERE m.inbound_id = $1 AND r.pipeline_id = $2 LIMIT 1",
+                )
+                .bind(inbound)
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                Ok(row.is_some())
+            }
+
+            async fn create_record(
+                &mut self,
+                record: &NewRecord,
+                contact: Option<(&str, &str)>,
+                message: &NewMessage<'_>,
+            ) -> StoreResult<RecordState> {
+                let number = self.take_number().await?;
+                let state = self.behind.create_record(record, number, contact, message);
+                self.written(message).await?;
+                Ok(state)
+            }
+
+            async fn append_message(
+                &mut self,
+                record: &RecordState,
+                message: &NewMessage<'_>,
+                new_stage: Option<Uuid>,
+            ) -> StoreResult<()> {
+                self.behind.append_message(record, message, new_stage);
+                self.written(message).await
+            }
+
+            async fn participants(&mut self, records: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>> {
+                let mut out = Vec::new();
+                if records.is_empty() {
+                    return Ok(out);
+                }
+                self.flush().await?;
+                for chunk in records.chunks(INSERT_CHUNK) {
+                    // The contact, and From/To/Cc of every message on the record
+                    // (an IN list each: both backends then read by index).
+                    let in_list = |q: &mut QueryBuilder<$db>| {
+                        let mut list = q.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        q.push(")");
+                    };
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "SELECT r.id AS record_id, c.email AS from_addr, '[]' AS to_addrs, '[]' AS cc_addrs \
+                         FROM records r JOIN contacts c ON c.id = r.contact_id WHERE r.id IN (",
+                    );
+                    in_list(&mut q);
+                    q.push(" UNION ALL SELECT record_id, from_addr, to_addrs, cc_addrs FROM messages WHERE record_id IN (");
+                    in_list(&mut q);
+                    for row in q.build().fetch_all(&mut *self.tx).await? {
+                        let record: Uuid = row.try_get("record_id")?;
+                        if let Some(from) = row.try_get::<Option<String>, _>("from_addr")? {
+                            out.push((record, from.to_ascii_lowercase()));
+                        }
+                        for column in ["to_addrs", "cc_addrs"] {
+                            for m in mailbox_list(&row.try_get::<String, _>(column)?)? {
+                                out.push((record, m.address.to_ascii_lowercase()));
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {
+                self.flush().await?;
+                let q = match mark {
+                    ContactMark::Bounced { status } => {
+                        sqlx::query("UPDATE contacts SET bounced_at = $1, bounce_status = $2 WHERE email = $3")
+                            .bind(Utc::now())
+                            .bind(status.as_str())
+                    }
+                    ContactMark::Complained => {
+                        sqlx::query("UPDATE contacts SET complained_at = $1 WHERE email = $2").bind(Utc::now())
+                    }
+                };
+                Ok(q.bind(email).execute(&mut *self.tx).await?.rows_affected() > 0)
+            }
+
+            async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()> {
+                let now = Utc::now();
+                for chunk in outcomes.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new("UPDATE inbound SET processed_at = ");
+                    q.push_bind(now);
+                    q.push(
+                        ", status = v.column2, outcome = v.column3, error = v.column4, \
+                         attempts = attempts + 1 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, (id, o)| {
+                        b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
+                    });
+                    q.push(") AS v WHERE inbound.id = v.column1");
+                    q.build().execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
             /// Writes the buffered rows, one multi-row statement per table
             /// (per 500 rows), in the order their foreign keys need.
-            async fn write_behind(&mut self) -> StoreResult<()> {
+            async fn flush(&mut self) -> StoreResult<()> {
                 if self.behind.is_empty() {
                     return Ok(());
                 }
-                let w = self.behind.take();
+                let w = std::mem::take(&mut self.behind);
                 let tx = &mut self.tx;
                 for chunk in w.contacts.chunks(INSERT_CHUNK) {
                     let mut q: QueryBuilder<$db> = QueryBuilder::new("INSERT INTO contacts (id, email, name, created_at) ");
@@ -1202,284 +1455,8 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            /// The number of the next record this transaction creates.
-            async fn take_number(&mut self) -> StoreResult<i64> {
-                let number = match self.next_number {
-                    Some(n) => n,
-                    None => {
-                        let max: Option<i64> = sqlx::query("SELECT MAX(number) AS n FROM records")
-                            .fetch_one(&mut *self.tx)
-                            .await?
-                            .try_get("n")?;
-                        max.unwrap_or(0) + 1
-                    }
-                };
-                self.next_number = Some(number + 1);
-                Ok(number)
-            }
-
-            /// A message with attachments or large bodies goes out at once.
-            async fn written(&mut self, message: &NewMessage<'_>) -> StoreResult<()> {
-                if write_at_once(message) {
-                    self.write_behind().await?;
-                    insert_attachments(&mut self.tx, message).await?;
-                }
-                Ok(())
-            }
-        }
-
-        #[async_trait]
-        impl Tx for $tx {
-            async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
-                self.write_behind().await?;
-                let rows = sqlx::query(
-                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released, auth_results FROM inbound \
-                     WHERE status = 'pending' ORDER BY seq LIMIT $1",
-                )
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&mut *self.tx)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(PendingInbound {
-                            id: r.try_get("id")?,
-                            source: r.try_get("source")?,
-                            envelope: Envelope {
-                                mail_from: r.try_get("mail_from")?,
-                                rcpt_to: string_list(&r.try_get::<String, _>("rcpt_to")?)?,
-                                client_ip: r.try_get("client_ip")?,
-                                helo: r.try_get("helo")?,
-                                tls: r.try_get("tls")?,
-                                auth_results: r.try_get("auth_results")?,
-                            },
-                            raw: r.try_get("raw")?,
-                            attempts: r.try_get("attempts")?,
-                            released: r.try_get("released")?,
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
-                insert_inbound_rows(&mut self.tx, batch).await
-            }
-
-            async fn pending_count(&mut self) -> StoreResult<i64> {
-                self.write_behind().await?;
-                Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'")
-                    .fetch_one(&mut *self.tx)
-                    .await?
-                    .try_get("n")?)
-            }
-
-            async fn savepoint(&mut self) -> StoreResult<()> {
-                self.write_behind().await?;
-                sqlx::query("SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
-                Ok(())
-            }
-
-            async fn release_savepoint(&mut self) -> StoreResult<()> {
-                self.write_behind().await?;
-                sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
-                Ok(())
-            }
-
-            async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
-                // What was buffered since the savepoint is dropped with it, and
-                // the numbers it took are free again.
-                drop(self.behind.take());
-                self.next_number = None;
-                sqlx::query("ROLLBACK TO SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
-                sqlx::query("RELEASE SAVEPOINT emailin_message").execute(&mut *self.tx).await?;
-                Ok(())
-            }
-
-            async fn record_by_token(&mut self, pipeline: Uuid, token: &str) -> StoreResult<Option<RecordState>> {
-                self.write_behind().await?;
-                sqlx::query(
-                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE reply_token = $1 AND pipeline_id = $2",
-                )
-                .bind(token)
-                .bind(pipeline)
-                .fetch_optional(&mut *self.tx)
-                .await?
-                .as_ref()
-                .map(record_state)
-                .transpose()
-            }
-
-            async fn lookup_message_ids(
-                &mut self,
-                pipeline: Uuid,
-                message_ids: &[&str],
-            ) -> StoreResult<Vec<(String, RecordState)>> {
-                if message_ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                self.write_behind().await?;
-                let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                    "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
-                     JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = ",
-                );
-                q.push_bind(pipeline).push(" AND m.message_id IN (");
-                let mut list = q.separated(", ");
-                for id in message_ids {
-                    list.push_bind(*id);
-                }
-                q.push(")");
-                q.build()
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get("message_id")?, record_state(r)?)))
-                    .collect()
-            }
-
-            async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
-                self.write_behind().await?;
-                sqlx::query(
-                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE number = $1 AND pipeline_id = $2",
-                )
-                .bind(number)
-                .bind(pipeline)
-                .fetch_optional(&mut *self.tx)
-                .await?
-                .as_ref()
-                .map(record_state)
-                .transpose()
-            }
-
-            async fn already_applied(&mut self, inbound: Uuid, pipeline: Uuid) -> StoreResult<bool> {
-                self.write_behind().await?;
-                let row = sqlx::query(
-                    "SELECT 1 AS hit FROM messages m JOIN records r ON r.id = m.record_id \
-                     WHERE m.inbound_id = $1 AND r.pipeline_id = $2 LIMIT 1",
-                )
-                .bind(inbound)
-                .bind(pipeline)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-                Ok(row.is_some())
-            }
-
-            async fn create_record(
-                &mut self,
-                record: &NewRecord,
-                contact: Option<(&str, &str)>,
-                message: &NewMessage<'_>,
-            ) -> StoreResult<RecordState> {
-                let number = self.take_number().await?;
-                let state = self.behind.create_record(record, number, contact, message);
-                self.written(message).await?;
-                Ok(state)
-            }
-
-            async fn append_message(
-                &mut self,
-                record: &RecordState,
-                message: &NewMessage<'_>,
-                new_stage: Option<Uuid>,
-            ) -> StoreResult<()> {
-                self.behind.append_message(record, message, new_stage);
-                self.written(message).await
-            }
-
-            async fn is_participant(&mut self, record: Uuid, address: &str) -> StoreResult<bool> {
-                if self.behind.holds_record(record) {
-                    self.write_behind().await?;
-                }
-                // The contact, or anyone in From/To/Cc of the record's messages.
-                let address = address.to_ascii_lowercase();
-                let quoted = format!("%\"address\":\"{}\"%", address.replace(['%', '_'], ""));
-                let row = sqlx::query(
-                    "SELECT 1 AS hit FROM records r JOIN contacts c ON c.id = r.contact_id \
-                     WHERE r.id = $1 AND lower(c.email) = $2 \
-                     UNION ALL SELECT 1 AS hit FROM messages m WHERE m.record_id = $1 \
-                     AND (lower(m.from_addr) = $2 OR lower(m.to_addrs) LIKE $3 OR lower(m.cc_addrs) LIKE $3) LIMIT 1",
-                )
-                .bind(record)
-                .bind(address.as_str())
-                .bind(quoted)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-                Ok(row.is_some())
-            }
-
-            async fn participants(&mut self, records: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>> {
-                let mut out = Vec::new();
-                if records.is_empty() {
-                    return Ok(out);
-                }
-                self.write_behind().await?;
-                for chunk in records.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                        "SELECT r.id AS record_id, c.email AS from_addr, '[]' AS to_addrs, '[]' AS cc_addrs \
-                         FROM records r JOIN contacts c ON c.id = r.contact_id WHERE r.id IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(") UNION ALL SELECT record_id, from_addr, to_addrs, cc_addrs FROM messages WHERE record_id IN (");
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
-                    for row in q.build().fetch_all(&mut *self.tx).await? {
-                        let record: Uuid = row.try_get("record_id")?;
-                        if let Some(from) = row.try_get::<Option<String>, _>("from_addr")? {
-                            out.push((record, from.to_ascii_lowercase()));
-                        }
-                        for column in ["to_addrs", "cc_addrs"] {
-                            for m in mailbox_list(&row.try_get::<String, _>(column)?)? {
-                                out.push((record, m.address.to_ascii_lowercase()));
-                            }
-                        }
-                    }
-                }
-                Ok(out)
-            }
-
-            async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {
-                self.write_behind().await?;
-                let q = match mark {
-                    ContactMark::Bounced { status } => {
-                        sqlx::query("UPDATE contacts SET bounced_at = $1, bounce_status = $2 WHERE email = $3")
-                            .bind(Utc::now())
-                            .bind(status.as_str())
-                    }
-                    ContactMark::Complained => {
-                        sqlx::query("UPDATE contacts SET complained_at = $1 WHERE email = $2").bind(Utc::now())
-                    }
-                };
-                Ok(q.bind(email).execute(&mut *self.tx).await?.rows_affected() > 0)
-            }
-
-            async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()> {
-                let now = Utc::now();
-                for chunk in outcomes.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new("UPDATE inbound SET processed_at = ");
-                    q.push_bind(now);
-                    q.push(
-                        ", status = v.column2, outcome = v.column3, error = v.column4, \
-                         attempts = attempts + 1 FROM (",
-                    );
-                    q.push_values(chunk, |mut b, (id, o)| {
-                        b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
-                    });
-                    q.push(") AS v WHERE inbound.id = v.column1");
-                    q.build().execute(&mut *self.tx).await?;
-                }
-                Ok(())
-            }
-
-            async fn flush(&mut self) -> StoreResult<()> {
-                self.write_behind().await
-            }
-
             async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-                self.write_behind().await?;
+                self.flush().await?;
                 self.tx.commit().await?;
                 Ok(())
             }
