@@ -111,6 +111,11 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
         return c(Class::Complaint { about }, "feedback-report");
     }
 
+    // Amazon SES bounce and complaint notifications, delivered by SNS as JSON.
+    if let Some(class) = ses_notification(mail) {
+        return c(class, "amazon-ses-notification");
+    }
+
     // Bounce: RFC 3464 report, or a returned message from a null or daemon sender.
     if s.report_type.as_deref() == Some("delivery-status") || s.delivery_status.is_some() {
         let mut b = Bounce {
@@ -132,7 +137,7 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
     let daemon = mail.from.as_ref().is_some_and(|f| {
         matches!(
             f.address.split('@').next(),
-            Some("mailer-daemon" | "postmaster")
+            Some("mailer-daemon" | "postmaster" | "post_master")
         )
     }) || header("from").is_some_and(|f| {
         ["mailer-daemon", "postmaster", "post_master"]
@@ -211,6 +216,112 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
     c(Class::Normal, "none")
 }
 
+/// Most bytes of a notification read as JSON.
+const MAX_NOTIFICATION_BYTES: usize = 256 * 1024;
+
+/// An Amazon SES notification sent by SNS to an email subscriber: JSON,
+/// bare or inside SNS's own envelope (`"Message": "<json>"`). A bounce lists
+/// its recipients with their DSN fields; a complaint names who complained.
+/// Delivery notifications and anything unreadable are left to the other rules.
+fn ses_notification(mail: &ParsedMail) -> Option<Class> {
+    let from_sns = mail.from.as_ref().is_some_and(|f| {
+        let domain = f.address.rsplit('@').next().unwrap_or_default();
+        domain == "amazonaws.com" || domain.ends_with(".amazonaws.com")
+    });
+    let text = mail.text.as_deref()?.trim();
+    if !from_sns || !text.starts_with('{') || text.len() > MAX_NOTIFICATION_BYTES {
+        return None;
+    }
+    // Long lines arrive folded (a line break and a space inserted); SNS's
+    // unsubscribe footer follows the JSON.
+    let unfolded = text.replace('\r', "").replace("\n ", "");
+    let first_value = |json: &str| {
+        serde_json::Deserializer::from_str(json)
+            .into_iter::<serde_json::Value>()
+            .next()
+            .and_then(Result::ok)
+    };
+    let mut json = first_value(&unfolded)?;
+    if let Some(inner) = json.get("Message").and_then(|m| m.as_str()) {
+        json = first_value(inner)?;
+    }
+    let kind = json
+        .get("notificationType")
+        .or_else(|| json.get("eventType"))?
+        .as_str()?;
+    let str_of = |v: &serde_json::Value, key: &str| {
+        v.get(key)
+            .and_then(|x| x.as_str())
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+    };
+    let listed = |section: &str, list: &str| {
+        json.get(section)
+            .and_then(|b| b.get(list))
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    match kind {
+        "Bounce" => {
+            let permanent = json
+                .get("bounce")
+                .and_then(|b| str_of(b, "bounceType"))
+                .is_some_and(|t| t == "Permanent");
+            let recipients = listed("bounce", "bouncedRecipients")
+                .iter()
+                .take(MAX_BOUNCE_RECIPIENTS)
+                .filter_map(|r| {
+                    let address = str_of(r, "emailAddress")?.to_ascii_lowercase();
+                    let diagnostic = str_of(r, "diagnosticCode").map(strip_address_type);
+                    let status = str_of(r, "status")
+                        .or_else(|| diagnostic.as_deref().and_then(first_status_code));
+                    let evidence = words_of(diagnostic.as_deref().unwrap_or_default());
+                    let context = LazyCell::new(String::new);
+                    let mut failed = failed_recipient(
+                        address,
+                        str_of(r, "action").map(|a| a.to_ascii_lowercase()),
+                        status,
+                        diagnostic,
+                        &evidence,
+                        &context,
+                    );
+                    // SES says itself whether the address is worth retrying.
+                    failed.hard &= permanent;
+                    Some(failed)
+                })
+                .collect();
+            let original_message_id = json
+                .get("mail")
+                .and_then(|m| m.get("headers"))
+                .and_then(|h| h.as_array())
+                .and_then(|headers| {
+                    headers.iter().find_map(|h| {
+                        let name = str_of(h, "name")?;
+                        name.eq_ignore_ascii_case("message-id")
+                            .then(|| str_of(h, "value"))
+                            .flatten()
+                    })
+                })
+                .map(|id| id.trim_matches(['<', '>']).to_string())
+                .filter(|id| !id.is_empty());
+            Some(Class::Bounce(Bounce {
+                recipients,
+                original_message_id,
+            }))
+        }
+        "Complaint" => {
+            let about = listed("complaint", "complainedRecipients")
+                .first()
+                .and_then(|r| str_of(r, "emailAddress"))
+                .map(|a| a.to_ascii_lowercase());
+            Some(Class::Complaint { about })
+        }
+        _ => None,
+    }
+}
+
 /// A bounce without a delivery-status part: recipients read from its text.
 fn text_bounce(mail: &ParsedMail) -> Bounce {
     let text = mail.text.as_deref().unwrap_or_default();
@@ -286,6 +397,7 @@ const RETURNED_MARKERS: &[&str] = &[
     "returned message follows",
     "original message follows",
     "headers of your message follow",
+    "- returned message -",
 ];
 
 /// Most recipients read from one bounce: a report naming thousands costs no
@@ -307,7 +419,6 @@ fn text_bounce_recipients(
     failed_header: Option<&str>,
 ) -> Vec<FailedRecipient> {
     let lines = report_lines(text);
-    let report = lines.join("\n");
     let mut found: Vec<(String, usize)> = Vec::new();
     let mut add = |address: crate::domain::EmailAddress, at: usize| {
         let address = address.to_string();
@@ -351,9 +462,16 @@ fn text_bounce_recipients(
                 end += 1;
             }
             let paragraph = lines.get(*at..end).unwrap_or_default().join("\n");
-            let status = first_status_code(&paragraph).or_else(|| first_status_code(&report));
+            let mut evidence = words_of(&paragraph);
+            let status = first_status_code(&paragraph).or_else(|| {
+                // A code given elsewhere in the report comes with the words
+                // of its own line ("553 5.3.0 <addr>... No such user").
+                let line = lines.iter().find(|l| status_codes(l).next().is_some())?;
+                evidence.push(' ');
+                evidence.push_str(&words_of(line));
+                first_status_code(line)
+            });
             let diagnostic = clip(paragraph.trim());
-            let evidence = words_of(&paragraph);
             failed_recipient(
                 address.clone(),
                 Some("failed".into()),
@@ -427,9 +545,16 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
             return Some(address);
         }
     }
-    // "The following recipients returned permanent errors: addr. Reason: …"
-    if let Some(i) = lower.find("errors: ") {
-        let token = line[i + 8..].split_whitespace().next().unwrap_or_default();
+    // "The following recipients returned permanent errors: addr. Reason: …",
+    // "undeliverable to addr"
+    for phrase in ["errors: ", "undeliverable to "] {
+        let Some(i) = lower.find(phrase) else {
+            continue;
+        };
+        let token = line[i + phrase.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
         if let Ok(address) =
             crate::domain::EmailAddress::parse(token.trim_matches(['<', '>', '.', ',', ';']))
         {
@@ -854,6 +979,108 @@ refused to accept your message (DATA), with the following error message: [554 5.
         assert_eq!(got[0], want("gone@example.org", "5.1.1", true));
         assert_eq!(got[1].0, "loop@example.org");
         assert!(!got[1].2, "a mail loop is not a bad address: {got:?}");
+    }
+
+    #[test]
+    fn amazon_ses_notifications_are_bounces_and_complaints() {
+        let bounce = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"Gone@Example.com","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}]},"mail":{"headers":[{"name":"Message-ID","value":"<orig@example.org>"}]}}"#;
+        // Folded as SNS sends it, with its footer after the JSON.
+        let folded = format!(
+            "{}\r\n {}\r\n\r\n--\r\nIf you wish to stop receiving notifications, unsubscribe.\r\n",
+            &bounce[..60],
+            &bounce[60..]
+        );
+        let mail = |body: &str| {
+            format!(
+                "From: AWS Notifications <no-reply@sns.amazonaws.com>\r\nSubject: AWS Notification Message\r\n\r\n{body}"
+            )
+        };
+        let c = class_of(&mail(&folded));
+        assert_eq!(c.rule, "amazon-ses-notification");
+        let Class::Bounce(b) = c.class else {
+            panic!("not a bounce: {c:?}")
+        };
+        assert_eq!(b.original_message_id.as_deref(), Some("orig@example.org"));
+        let r = &b.recipients[0];
+        assert_eq!(
+            (r.address.as_str(), r.status.as_deref(), r.reason, r.hard),
+            (
+                "gone@example.com",
+                Some("5.1.1"),
+                BounceReason::UserUnknown,
+                true
+            )
+        );
+        // Inside SNS's own envelope; a transient bounce never marks the address.
+        let transient = bounce.replace("Permanent", "Transient");
+        let wrapped = serde_json::json!({"Type": "Notification", "Message": transient}).to_string();
+        let Class::Bounce(b) = class_of(&mail(&wrapped)).class else {
+            panic!("the wrapped notification is a bounce")
+        };
+        assert!(!b.recipients[0].hard);
+        let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"ann@example.com"}]}}"#;
+        assert_eq!(
+            class_of(&mail(complaint)).class,
+            Class::Complaint {
+                about: Some("ann@example.com".into())
+            }
+        );
+        // A delivery notification, the same JSON from anyone else, or broken JSON: no bounce.
+        let delivery =
+            r#"{"notificationType":"Delivery","delivery":{"recipients":["ann@example.com"]}}"#;
+        assert_eq!(class_of(&mail(delivery)).class, Class::Normal);
+        let elsewhere = format!("From: Ann <ann@example.com>\r\nSubject: json\r\n\r\n{bounce}");
+        assert_eq!(class_of(&elsewhere).class, Class::Normal);
+        assert_eq!(class_of(&mail(&bounce[..80])).class, Class::Normal);
+    }
+
+    #[test]
+    fn report_readings_that_other_mtas_need() {
+        // A multipart/report in which no boundary line occurs is read as text.
+        let unparted = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"never-used\"\r\n\r\n\
+   ----- The following addresses had permanent fatal errors -----\r\n<gone@example.net>\r\n\r\n\
+Final-Recipient: RFC822; <gone@example.net>\r\nAction: failed\r\nStatus: 5.5.0\r\n";
+        assert_eq!(text_recipients(unparted)[0].0, "gone@example.net");
+        // Lotus Notes' "Returned Message" ends the report (the Received lines
+        // below it hold no status of the failure); "undeliverable to addr".
+        let notes = "From: Postmaster <postmaster@notes.example>\r\nSubject: DELIVERY FAILURE: User not listed\r\n\r\n\
+------- Failure Reasons  --------\r\n\r\nUser  not listed in public Name & Address Book\r\nann@example.com\r\n\r\n\r\n\
+------- Returned Message --------\r\nReceived: from mx (Lotus SMTP MTA v4.6.1)\r\n";
+        assert_eq!(
+            text_recipients(notes),
+            [(
+                "ann@example.com".to_string(),
+                Some("5.0.911".to_string()),
+                true
+            )]
+        );
+        let imail = "From: Postmaster <postmaster@imail.example>\r\nSubject: Undeliverable Mail\r\n\r\n\
+undeliverable to kijitora@example.jp\r\n";
+        assert_eq!(text_recipients(imail)[0].0, "kijitora@example.jp");
+        // A status code given away from the recipient's own lines brings its words:
+        // "SMTP:RCPT ... No such user here" is an unknown recipient, not a system error.
+        let x3 = "From: MAILER-DAEMON@x3.example\r\nSubject: Delivery status notification\r\n\r\n\
+Delivery to the following recipients failed permanently:\r\n\r\n   * gone@example.com\r\n\r\n\r\n\
+Technical details:\r\n\r\nSMTP:RCPT host 192.0.2.8: 553 5.3.0 <gone@example.com>... No such user here\r\n";
+        assert_eq!(
+            text_recipients(x3),
+            [(
+                "gone@example.com".to_string(),
+                Some("5.3.0".to_string()),
+                true
+            )]
+        );
+        // 5.1.8 refuses the sender's address: the recipient is not unknown.
+        let sender = "From: MAILER-DAEMON@mx.example\r\nSubject: Delivery Status Notification (Failure)\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nYour message wasn't delivered to ann@example.jp because the address couldn't be found.\r\n\
+The response from the remote server was:\r\n501 5.1.8 Sender address rejected\r\n--b\r\n\
+Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; ann@example.jp\r\nAction: failed\r\nStatus: 5.1.8\r\n--b--\r\n";
+        let got = text_recipients(sender);
+        assert_eq!(got[0].0, "ann@example.jp");
+        assert!(!got[0].2, "a refused sender is no bad recipient: {got:?}");
     }
 
     #[test]

@@ -136,6 +136,18 @@ fn signals(msg: &Message<'_>) -> Signals {
     out
 }
 
+/// The body of a multipart message in which no boundary line occurs: the
+/// parser keeps it as the text of the multipart itself, which no text
+/// part lists.
+fn unparted_body(msg: &Message<'_>) -> Option<String> {
+    match &msg.parts.first()?.body {
+        PartType::Text(text) if msg.text_body.is_empty() && !text.trim().is_empty() => {
+            Some(text.to_string())
+        }
+        _ => None,
+    }
+}
+
 fn returned_of(m: &Message<'_>) -> Returned {
     Returned {
         message_id: m.message_id().and_then(normalize_message_id),
@@ -256,7 +268,10 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
                 .collect(),
         );
     }
-    let text = msg.body_text(0).map(|s| s.into_owned());
+    let text = msg
+        .body_text(0)
+        .map(|s| s.into_owned())
+        .or_else(|| unparted_body(&msg));
     // Only a real text/html part: mail-parser would otherwise render the
     // plain text as HTML, which costs time and stores nothing new.
     let html = msg

@@ -191,6 +191,7 @@ pub fn command_in(text: &str) -> Option<Command> {
         "after rcpt",
         "rcpt command",
         "rcpt-to",
+        "smtp:rcpt",
     ];
     const MAIL: &[&str] = &["mail from", ">>> mail", "after mail", "mail command"];
     const HELO: &[&str] = &["ehlo", "helo", "my name was rejected"];
@@ -682,6 +683,7 @@ const NAMES_THE_RECIPIENT: &[&str] = &[
     "mailbox unavailable",
     "unknown user:",
     "no valid recipients",
+    "address couldn't be found",
 ];
 
 /// Every reason, for building the phrase automaton.
@@ -824,7 +826,8 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
                 ]
                 .iter()
                 .any(|r| says(*r)),
-                Some(R::Suspend) => false,
+                // 5.1.7/5.1.8: the sender's address was refused, not the recipient's.
+                Some(R::Suspend | R::Rejected) => false,
                 // A mailbox status (5.2.x) names the address only when refused at RCPT.
                 Some(R::Filtered) => command == Some(Command::RcptTo) && says(R::UserUnknown),
                 _ => match command {

@@ -370,19 +370,19 @@ DSN status agreement {status_ok}/{status_labelled} ({:.1} %); reason agreement {
             pct(detected, bounce_cases) >= 98.0,
             "bounce detection below the 98 % bar"
         );
-        // The 95 % bars for hard/soft and status agreement are not met yet
-        // (sisimai reads many vendors' formats with parsers of their own);
-        // these floors keep what is reached from slipping back.
         assert!(
-            pct(hard_ok, hard_labelled) >= 93.0,
-            "hard/soft agreement fell"
+            pct(hard_ok, hard_labelled) >= 95.0,
+            "hard/soft agreement below the 95 % bar"
         );
+        // The 95 % bar for status agreement is not met yet (sisimai derives
+        // codes of its own for many vendors' reports); this floor keeps what
+        // is reached from slipping back.
         assert!(
-            pct(status_ok, status_labelled) >= 87.0,
+            pct(status_ok, status_labelled) >= 88.0,
             "status agreement fell"
         );
         assert!(
-            pct(reason_ok, reason_labelled) >= 78.5,
+            pct(reason_ok, reason_labelled) >= 80.0,
             "reason agreement fell"
         );
         assert_eq!(
