@@ -577,12 +577,20 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
 /// user that the server says more precisely. The server's code counts only
 /// within the same class (a temporary answer never makes a permanent failure).
 fn preferred_status(status: String, diagnostic: Option<&str>) -> String {
-    let Some(said) = diagnostic
-        .and_then(|d| status_codes(d).find(|c| *c != status && c.get(..1) == status.get(..1)))
-    else {
+    let is_vague = |code: &str| code.ends_with(".0") || code.contains(".0.");
+    // The most specific code the server gave ("5.1.0 - Unknown address
+    // error 550-'5.2.2 … Mailbox Full'" says 5.2.2).
+    let said: Vec<&str> = diagnostic
+        .map(|d| {
+            status_codes(d)
+                .filter(|c| *c != status && c.get(..1) == status.get(..1))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(said) = said.iter().find(|c| !is_vague(c)).or(said.first()).copied() else {
         return status;
     };
-    let vague_said = said.ends_with(".0") || said.contains(".0.");
+    let vague_said = is_vague(said);
     let vague = status.ends_with(".0.0")
         || (status.ends_with(".0") && !vague_said)
         || ["4.4.7", "4.7.0"].contains(&status.as_str())
@@ -680,16 +688,21 @@ fn dsn_recipients(
             field(block, "status").and_then(|s| s.split_whitespace().next().map(str::to_string));
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
         let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
+        let address = strip_address_type(address).to_ascii_lowercase();
+        // The report's own lines about this recipient tell the command it
+        // failed at, and the server's own code where no diagnostic field does.
+        let paragraph = paragraph_about(&lower, &address);
         let status = match status {
-            Some(status) => Some(preferred_status(status, diagnostic.as_deref())),
+            Some(status) => Some(preferred_status(
+                status,
+                diagnostic.as_deref().or(Some(paragraph.as_str())),
+            )),
             None => diagnostic.as_deref().and_then(first_status_code),
         };
-        let address = strip_address_type(address).to_ascii_lowercase();
-        // The report's own lines about this recipient tell the command it failed at.
         let evidence = format!(
             "{} {}",
             words_of(diagnostic.as_deref().unwrap_or_default()),
-            words_of(&paragraph_about(&lower, &address))
+            words_of(&paragraph)
         );
         recipients.push(failed_recipient(
             address, action, status, diagnostic, &evidence, context,
@@ -780,17 +793,32 @@ fn words_of(text: &str) -> String {
 }
 
 /// The lines of a report's text (lower case) about `address`: the first
-/// line naming it and those after it, up to a blank line.
+/// line naming it and those after it, up to a blank line or a line that
+/// starts with another address (the next recipient's).
 fn paragraph_about(lower: &str, address: &str) -> String {
     let lines: Vec<&str> = lower.lines().collect();
     let Some(at) = lines.iter().position(|l| l.contains(address)) else {
         return String::new();
     };
-    lines[at..]
-        .iter()
-        .take_while(|l| !l.trim().is_empty())
+    // `addr: …` or `<addr>: …`, as reports head each recipient's lines.
+    let starts_with_other = |line: &str| {
+        let rest = line.trim_start().trim_start_matches('<');
+        let Some(end) = rest.find(|c: char| c.is_whitespace() || matches!(c, ':' | '>')) else {
+            return false;
+        };
+        let first = &rest[..end];
+        rest[end..].trim_start_matches('>').starts_with(':')
+            && first != address
+            && crate::domain::EmailAddress::parse(first).is_ok()
+    };
+    std::iter::once(lines[at])
+        .chain(
+            lines[at + 1..]
+                .iter()
+                .copied()
+                .take_while(|l| !l.trim().is_empty() && !starts_with_other(l)),
+        )
         .take(12)
-        .copied()
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -1081,6 +1109,66 @@ Final-Recipient: rfc822; ann@example.jp\r\nAction: failed\r\nStatus: 5.1.8\r\n--
         let got = text_recipients(sender);
         assert_eq!(got[0].0, "ann@example.jp");
         assert!(!got[0].2, "a refused sender is no bad recipient: {got:?}");
+    }
+
+    #[test]
+    fn a_vague_report_status_yields_to_the_servers_own_words_for_that_recipient() {
+        let report = |text: &str, fields: &str| {
+            format!(
+                "From: MAILER-DAEMON@mx.example\r\nSubject: Delivery status notification\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\n{text}--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example\r\n\r\n{fields}--b--\r\n"
+            )
+        };
+        // OpenSMTPD: one line per recipient, its code in it; the DSN says 5.0.0 for both.
+        let opensmtpd = report(
+            "An error has occurred while attempting to deliver a message for\r\n\
+the following list of recipients:\r\n\r\n\
+gone@example.net: 550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown\r\n\
+full@example.net: 552 5.2.2 <full@example.net>: Recipient address rejected: Mailbox full\r\n\r\n",
+            "Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.0.0\r\n\r\n\
+Final-Recipient: rfc822; full@example.net\r\nAction: failed\r\nStatus: 5.0.0\r\n",
+        );
+        let Class::Bounce(b) = class_of(&opensmtpd).class else {
+            panic!("a bounce")
+        };
+        let got: Vec<_> = b
+            .recipients
+            .iter()
+            .map(|r| (r.address.as_str(), r.status.as_deref(), r.reason, r.hard))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "gone@example.net",
+                    Some("5.1.1"),
+                    BounceReason::UserUnknown,
+                    true
+                ),
+                (
+                    "full@example.net",
+                    Some("5.2.2"),
+                    BounceReason::MailboxFull,
+                    false
+                ),
+            ]
+        );
+        // The most specific of the codes a diagnostic gives.
+        let ses = report(
+            "The following message to <ann@example.jp> was undeliverable.\r\n",
+            "Final-Recipient: rfc822;ann@example.jp\r\nAction: failed\r\nStatus: 5.0.0 (permanent failure)\r\n\
+Diagnostic-Code: smtp; 5.1.0 - Unknown address error 550-'5.2.2 <ann@example.jp>... Mailbox Full'\r\n",
+        );
+        assert_eq!(
+            text_recipients(&ses),
+            [(
+                "ann@example.jp".to_string(),
+                Some("5.2.2".to_string()),
+                false
+            )]
+        );
     }
 
     #[test]
