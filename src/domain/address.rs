@@ -23,6 +23,8 @@ pub enum AddressError {
     BadCharacter,
     #[error("address is longer than 320 bytes")]
     TooLong,
+    #[error("address contains one of <>()[]:;,\\\" outside quotes")]
+    Special,
 }
 
 impl EmailAddress {
@@ -49,6 +51,15 @@ impl EmailAddress {
         let (local, domain) = s.rsplit_once('@').ok_or(AddressError::NoAt)?;
         if local.is_empty() || domain.is_empty() {
             return Err(AddressError::EmptyPart);
+        }
+        // RFC 5322 specials stand in a local part only inside quotes
+        // (`"a:b"@x`), and never in a domain name (an address literal
+        // `[192.0.2.1]` aside): `Message-ID:<id@host>` is no address.
+        const SPECIALS: &[char] = &['<', '>', '(', ')', '[', ']', ':', ';', ',', '\\', '"', '@'];
+        let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
+        let literal = domain.starts_with('[') && domain.ends_with(']');
+        if (!quoted && local.contains(SPECIALS)) || (!literal && domain.contains(SPECIALS)) {
+            return Err(AddressError::Special);
         }
         Ok(Self(s.to_lowercase()))
     }
@@ -133,6 +144,22 @@ mod tests {
             EmailAddress::parse("a b@x"),
             Err(AddressError::BadCharacter)
         );
+        for bad in [
+            "message-id:<id@host.example>",
+            "to:<ann@example.com",
+            "a,b@x",
+            "ann@exa(mple).com",
+            "a@b@x",
+        ] {
+            assert_eq!(
+                EmailAddress::parse(bad),
+                Err(AddressError::Special),
+                "{bad}"
+            );
+        }
+        // Quoted local parts and address literals keep their specials.
+        assert!(EmailAddress::parse("\"a:b\"@example.com").is_ok());
+        assert!(EmailAddress::parse("postmaster@[192.0.2.1]").is_ok());
     }
 
     #[test]

@@ -511,7 +511,9 @@ fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
         || first.ends_with(':')
         || bracketed
         || rest.first() == Some(&"on")
-        || rest.first().is_some_and(|w| w.starts_with(['[', '(', '<']));
+        || rest.first().is_some_and(|w| w.starts_with(['[', '(', '<']))
+        // Zoho: `addr Invalid Address, ERROR_CODE :550, …`
+        || rest.starts_with(&["Invalid", "Address,"]);
     if !alone || !token.contains('@') {
         return None;
     }
@@ -1098,6 +1100,24 @@ Technical details:\r\n\r\nSMTP:RCPT host 192.0.2.8: 553 5.3.0 <gone@example.com>
                 Some("5.3.0".to_string()),
                 true
             )]
+        );
+        // Zoho: `addr Invalid Address, …`; the quoted original's
+        // `Message-ID:<…>` and `To:<…>` lines name no recipient.
+        let zoho = "From: mailer-daemon@mail.zoho.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
+This message was created automatically by mail delivery software.\r\n\
+gone@example.co.jp Invalid Address, ERROR_CODE :550, ERROR_CODE :5.2.1 <gone@example.co.jp>... User Unknown\r\n\
+full@example.co.jp Invalid Address, ERROR_CODE :550, ERROR_CODE :5.2.2 <full@example.co.jp>... Mailbox Full\r\n\
+Received:from mail.zoho.example by mx.zoho.example\r\nMessage-ID:<1.2@zoho.example>\r\nTo:<gone@example.co.jp>\r\n";
+        let got: Vec<_> = text_recipients(zoho)
+            .into_iter()
+            .map(|(a, s, _)| (a, s))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("gone@example.co.jp".to_string(), Some("5.2.1".to_string())),
+                ("full@example.co.jp".to_string(), Some("5.2.2".to_string())),
+            ]
         );
         // 5.1.8 refuses the sender's address: the recipient is not unknown.
         let sender = "From: MAILER-DAEMON@mx.example\r\nSubject: Delivery Status Notification (Failure)\r\n\
