@@ -260,8 +260,8 @@ impl Processor {
                     .map_err(|e| e.to_string())?;
             outcomes.push((item.id, outcome.to_row()));
         }
-        // The batch's rows, written together: a failing write fails the call.
-        tx.flush().await.map_err(|e| e.to_string())?;
+        // The batch's rows and outcomes, written together (what is still
+        // buffered goes with the outcomes): a failing write fails the call.
         tx.set_outcomes(&outcomes).await.map_err(|e| e.to_string())
     }
 }

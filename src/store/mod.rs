@@ -272,7 +272,8 @@ pub trait Tx: Send {
     /// address; `false` when no contact has it (none is created).
     async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool>;
 
-    /// Writes what processing made of inbound rows (one statement per 500).
+    /// Writes what processing made of inbound rows (one statement per 500),
+    /// together with whatever is still buffered (see [`Tx::flush`]).
     async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()>;
 
     /// Writes what [`Tx::create_record`] and [`Tx::append_message`]

@@ -61,5 +61,5 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore, PgTx, Postgres);
+sql_store!(PgStore, PgTx, Postgres, several_statements_per_call = false);
 sql_team_store!(PgStore, Postgres);

@@ -124,8 +124,11 @@ pub(super) fn sort_conversation(items: &mut [ConversationItem]) {
     items.sort_by_key(ConversationItem::at);
 }
 
+/// `several_statements_per_call`: the backend runs `;`-separated statements
+/// with their binds in one call (SQLite does; PostgreSQL prepares one
+/// statement per call), so a write-behind flush needs one round trip.
 macro_rules! sql_store {
-    ($store:ty, $tx:ident, $db:ty) => {
+    ($store:ty, $tx:ident, $db:ty, several_statements_per_call = $several:expr) => {
         use ::async_trait::async_trait;
         use ::chrono::Utc;
         use ::sqlx::{QueryBuilder, Row};
@@ -954,6 +957,24 @@ macro_rules! sql_store {
             }
         }
 
+        /// Ends one statement of a write-behind flush: queued behind the
+        /// previous ones (`;`) where the backend runs several per call, else
+        /// run now.
+        async fn end_statement(
+            q: &mut QueryBuilder<$db>,
+            tx: &mut ::sqlx::Transaction<'static, $db>,
+            queued: &mut bool,
+        ) -> StoreResult<()> {
+            if $several {
+                q.push("; ");
+                *queued = true;
+            } else {
+                q.build().execute(&mut **tx).await?;
+                q.reset();
+            }
+            Ok(())
+        }
+
         /// Inserts raw messages with multi-row INSERTs; returns their ids in order.
         async fn insert_inbound_rows(
             tx: &mut ::sqlx::Transaction<'static, $db>,
@@ -1110,6 +1131,133 @@ macro_rules! sql_store {
                 };
                 self.next_number = Some(number + 1);
                 Ok(number)
+            }
+
+            /// Writes the buffered rows, one multi-row statement per table
+            /// (per 500 rows), in the order their foreign keys need, then
+            /// `outcomes`. Where the backend takes several statements in one
+            /// call (SQLite: one round trip to its driver's thread), they go
+            /// in one; elsewhere one call each.
+            async fn write_behind(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()> {
+                if self.behind.is_empty() && outcomes.is_empty() {
+                    return Ok(());
+                }
+                let w = std::mem::take(&mut self.behind);
+                let tx = &mut self.tx;
+                let mut q: QueryBuilder<$db> = QueryBuilder::new("");
+                let mut queued = false;
+                for chunk in w.contacts.chunks(INSERT_CHUNK) {
+                    q.push("INSERT INTO contacts (id, email, name, created_at) ");
+                    q.push_values(chunk, |mut b, c| {
+                        b.push_bind(c.id).push_bind(c.email.as_str()).push_bind(c.name.as_str()).push_bind(c.at);
+                    });
+                    q.push(
+                        " ON CONFLICT (email) DO UPDATE SET name = excluded.name \
+                         WHERE contacts.name = '' AND excluded.name <> ''",
+                    );
+                    end_statement(&mut q, tx, &mut queued).await?;
+                }
+                for chunk in w.records.chunks(INSERT_CHUNK) {
+                    q.push(
+                        "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, \
+                         title, tags, reply_token, related_record_id, created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id).push_bind(r.number).push_bind(r.pipeline_id).push_bind(r.stage_id);
+                        b.push("(SELECT id FROM contacts WHERE email = ");
+                        b.push_bind_unseparated(r.contact_email.as_deref());
+                        b.push_unseparated(")");
+                        b.push_bind(r.owner_id)
+                            .push_bind(r.alias_id)
+                            .push_bind(r.title.as_str())
+                            .push_bind(r.tags.as_str())
+                            .push_bind(r.reply_token.as_str())
+                            .push_bind(r.related_record)
+                            .push_bind(r.at)
+                            .push_bind(r.at);
+                    });
+                    end_statement(&mut q, tx, &mut queued).await?;
+                }
+                for chunk in w.messages.chunks(INSERT_CHUNK) {
+                    q.push(
+                        "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
+                         from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
+                         thread_rule, thread_value, created_at, class) ",
+                    );
+                    q.push_values(chunk, |mut b, m| {
+                        b.push_bind(m.id)
+                            .push_bind(m.record_id)
+                            .push_bind(m.inbound_id)
+                            .push_bind(m.direction)
+                            .push_bind(m.message_id.as_str())
+                            .push_bind(m.in_reply_to.as_deref())
+                            .push_bind(m.references.as_str())
+                            .push_bind(m.from_addr.as_deref())
+                            .push_bind(m.from_name.as_deref())
+                            .push_bind(m.to.as_str())
+                            .push_bind(m.cc.as_str())
+                            .push_bind(m.reply_to.as_deref())
+                            .push_bind(m.subject.as_deref())
+                            .push_bind(m.sent_at)
+                            .push_bind(m.text_body.as_deref())
+                            .push_bind(m.html_body.as_deref())
+                            .push_bind(m.thread_rule)
+                            .push_bind(m.thread_value.as_deref())
+                            .push_bind(m.at)
+                            .push_bind(m.class);
+                    });
+                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.push("INSERT INTO message_ids (pipeline_id, message_id, record_id) ");
+                    q.push_values(chunk, |mut b, m| {
+                        b.push_bind(m.pipeline_id).push_bind(m.message_id.as_str()).push_bind(m.record_id);
+                    });
+                    q.push(" ON CONFLICT (message_id, pipeline_id) DO NOTHING");
+                    end_statement(&mut q, tx, &mut queued).await?;
+                }
+                for chunk in w.touches.chunks(INSERT_CHUNK) {
+                    q.push(
+                        "UPDATE records SET stage_id = COALESCE(v.column2, records.stage_id), updated_at = v.column3 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, t| {
+                        b.push_bind(t.record_id).push_bind(t.new_stage).push_bind(t.at);
+                    });
+                    q.push(") AS v WHERE records.id = v.column1");
+                    end_statement(&mut q, tx, &mut queued).await?;
+                }
+                for chunk in w.events.chunks(INSERT_CHUNK) {
+                    q.push(
+                        "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.id)
+                            .push_bind(e.record_id)
+                            .push_bind(e.kind)
+                            .push_bind(e.from_stage)
+                            .push_bind(e.to_stage)
+                            .push_bind(e.message_id)
+                            .push_bind("system")
+                            .push_bind(e.at);
+                    });
+                    end_statement(&mut q, tx, &mut queued).await?;
+                }
+                let now = Utc::now();
+                for chunk in outcomes.chunks(INSERT_CHUNK) {
+                    q.push("UPDATE inbound SET processed_at = ");
+                    q.push_bind(now);
+                    q.push(
+                        ", status = v.column2, outcome = v.column3, error = v.column4, \
+                         attempts = attempts + 1 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, (id, o)| {
+                        b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
+                    });
+                    q.push(") AS v WHERE inbound.id = v.column1");
+                    end_statement(&mut q, tx, &mut queued).await?;
+                }
+                if queued {
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
             }
 
             /// A message with attachments or large bodies goes out at once.
@@ -1332,127 +1480,13 @@ macro_rules! sql_store {
             }
 
             async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()> {
-                let now = Utc::now();
-                for chunk in outcomes.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new("UPDATE inbound SET processed_at = ");
-                    q.push_bind(now);
-                    q.push(
-                        ", status = v.column2, outcome = v.column3, error = v.column4, \
-                         attempts = attempts + 1 FROM (",
-                    );
-                    q.push_values(chunk, |mut b, (id, o)| {
-                        b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
-                    });
-                    q.push(") AS v WHERE inbound.id = v.column1");
-                    q.build().execute(&mut *self.tx).await?;
-                }
-                Ok(())
+                self.write_behind(outcomes).await
             }
 
             /// Writes the buffered rows, one multi-row statement per table
             /// (per 500 rows), in the order their foreign keys need.
             async fn flush(&mut self) -> StoreResult<()> {
-                if self.behind.is_empty() {
-                    return Ok(());
-                }
-                let w = std::mem::take(&mut self.behind);
-                let tx = &mut self.tx;
-                for chunk in w.contacts.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new("INSERT INTO contacts (id, email, name, created_at) ");
-                    q.push_values(chunk, |mut b, c| {
-                        b.push_bind(c.id).push_bind(c.email.as_str()).push_bind(c.name.as_str()).push_bind(c.at);
-                    });
-                    q.push(
-                        " ON CONFLICT (email) DO UPDATE SET name = excluded.name \
-                         WHERE contacts.name = '' AND excluded.name <> ''",
-                    );
-                    q.build().execute(&mut **tx).await?;
-                }
-                for chunk in w.records.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                        "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, \
-                         title, tags, reply_token, related_record_id, created_at, updated_at) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.id).push_bind(r.number).push_bind(r.pipeline_id).push_bind(r.stage_id);
-                        b.push("(SELECT id FROM contacts WHERE email = ");
-                        b.push_bind_unseparated(r.contact_email.as_deref());
-                        b.push_unseparated(")");
-                        b.push_bind(r.owner_id)
-                            .push_bind(r.alias_id)
-                            .push_bind(r.title.as_str())
-                            .push_bind(r.tags.as_str())
-                            .push_bind(r.reply_token.as_str())
-                            .push_bind(r.related_record)
-                            .push_bind(r.at)
-                            .push_bind(r.at);
-                    });
-                    q.build().execute(&mut **tx).await?;
-                }
-                for chunk in w.messages.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                        "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
-                         from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
-                         thread_rule, thread_value, created_at, class) ",
-                    );
-                    q.push_values(chunk, |mut b, m| {
-                        b.push_bind(m.id)
-                            .push_bind(m.record_id)
-                            .push_bind(m.inbound_id)
-                            .push_bind(m.direction)
-                            .push_bind(m.message_id.as_str())
-                            .push_bind(m.in_reply_to.as_deref())
-                            .push_bind(m.references.as_str())
-                            .push_bind(m.from_addr.as_deref())
-                            .push_bind(m.from_name.as_deref())
-                            .push_bind(m.to.as_str())
-                            .push_bind(m.cc.as_str())
-                            .push_bind(m.reply_to.as_deref())
-                            .push_bind(m.subject.as_deref())
-                            .push_bind(m.sent_at)
-                            .push_bind(m.text_body.as_deref())
-                            .push_bind(m.html_body.as_deref())
-                            .push_bind(m.thread_rule)
-                            .push_bind(m.thread_value.as_deref())
-                            .push_bind(m.at)
-                            .push_bind(m.class);
-                    });
-                    q.build().execute(&mut **tx).await?;
-                    let mut q: QueryBuilder<$db> =
-                        QueryBuilder::new("INSERT INTO message_ids (pipeline_id, message_id, record_id) ");
-                    q.push_values(chunk, |mut b, m| {
-                        b.push_bind(m.pipeline_id).push_bind(m.message_id.as_str()).push_bind(m.record_id);
-                    });
-                    q.push(" ON CONFLICT (message_id, pipeline_id) DO NOTHING");
-                    q.build().execute(&mut **tx).await?;
-                }
-                for chunk in w.touches.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                        "UPDATE records SET stage_id = COALESCE(v.column2, records.stage_id), updated_at = v.column3 FROM (",
-                    );
-                    q.push_values(chunk, |mut b, t| {
-                        b.push_bind(t.record_id).push_bind(t.new_stage).push_bind(t.at);
-                    });
-                    q.push(") AS v WHERE records.id = v.column1");
-                    q.build().execute(&mut **tx).await?;
-                }
-                for chunk in w.events.chunks(INSERT_CHUNK) {
-                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                        "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) ",
-                    );
-                    q.push_values(chunk, |mut b, e| {
-                        b.push_bind(e.id)
-                            .push_bind(e.record_id)
-                            .push_bind(e.kind)
-                            .push_bind(e.from_stage)
-                            .push_bind(e.to_stage)
-                            .push_bind(e.message_id)
-                            .push_bind("system")
-                            .push_bind(e.at);
-                    });
-                    q.build().execute(&mut **tx).await?;
-                }
-                Ok(())
+                self.write_behind(&[]).await
             }
 
             async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -145,5 +145,10 @@ async fn checkpoint_in_background(pool: SqlitePool, every: Duration, stop: Cance
     }
 }
 
-sql_store!(SqliteStore, SqliteTx, Sqlite);
+sql_store!(
+    SqliteStore,
+    SqliteTx,
+    Sqlite,
+    several_statements_per_call = true
+);
 sql_team_store!(SqliteStore, Sqlite);

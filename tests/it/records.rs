@@ -633,7 +633,8 @@ Content-Disposition: attachment; filename=\"q.pdf\"\r\nContent-Transfer-Encoding
 /// path would take: records of one new contact, appends that touch and move
 /// a record twice, and reads in between that must see what is buffered.
 async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: Backend) {
-    use emailin::store::{Mailbox, NewMessage, NewRecord};
+    use emailin::ingest::{Envelope, InboundMessage, Source};
+    use emailin::store::{Mailbox, NewMessage, NewRecord, OutcomeRow};
     let app = spawn_app(backend).await;
     let directory = app.store.load_directory().await.expect("directory");
     let alias = directory
@@ -731,6 +732,27 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
     tx.append_message(&moved, &message("d2@x", b), None)
         .await
         .expect("append a known id");
+    // Outcomes are written with whatever is still buffered, in one write.
+    let inbound = InboundMessage::new(
+        Source::Api,
+        Envelope {
+            rcpt_to: vec!["service@localhost".into()],
+            ..Envelope::default()
+        },
+        b"Subject: d5\r\n\r\nbody\r\n".to_vec(),
+    );
+    let stored = tx.insert_inbound(&[&inbound]).await.expect("inbound");
+    tx.append_message(&moved, &message("d5@x", b), None)
+        .await
+        .expect("append");
+    let outcome = OutcomeRow {
+        status: "processed",
+        outcome: "appended".into(),
+        error: None,
+    };
+    tx.set_outcomes(&[(stored[0], outcome)])
+        .await
+        .expect("outcomes with the buffered rows");
     tx.commit().await.expect("commit");
 
     let records = app.records("Service").await;
@@ -744,8 +766,14 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         .iter()
         .map(|m| m["message_id"].clone())
         .collect();
-    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids.len(), 5, "{ids:?}");
     let kinds: Vec<Value> = events(&detail).iter().map(|e| e["kind"].clone()).collect();
     assert_eq!(kinds, ["created", "reopened"]);
+    let processed = app.inbound(Some("processed")).await;
+    let row = processed
+        .iter()
+        .find(|r| r["id"] == stored[0].to_string())
+        .expect("the inbound row is processed");
+    assert_eq!(row["outcome"], "appended", "{row}");
     app.stop().await;
 }
