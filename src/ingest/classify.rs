@@ -260,8 +260,7 @@ fn ses_notification(mail: &ParsedMail) -> Option<Class> {
         json.get(section)
             .and_then(|b| b.get(list))
             .and_then(|r| r.as_array())
-            .cloned()
-            .unwrap_or_default()
+            .map_or(&[][..], Vec::as_slice)
     };
     match kind {
         "Bounce" => {
