@@ -204,9 +204,9 @@ impl Writer {
     async fn commit(&self, messages: &[&InboundMessage]) -> Result<(Vec<Uuid>, bool), StoreError> {
         if let Some(processor) = &self.fast_path {
             let mut tx = self.store.begin().await?;
-            let ids = tx.insert_inbound(messages).await?;
+            let (ids, pending) = tx.insert_inbound(messages).await?;
             // Only when nothing older waits, so a reply never overtakes its original.
-            if tx.pending_count().await? > i64::try_from(messages.len()).unwrap_or(i64::MAX) {
+            if pending > i64::try_from(messages.len()).unwrap_or(i64::MAX) {
                 tx.commit().await?;
                 return Ok((ids, false));
             }

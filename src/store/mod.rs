@@ -203,12 +203,10 @@ pub trait Tx: Send {
     /// Stored messages waiting for processing, oldest first.
     async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>>;
 
-    /// How many stored messages wait for processing (including any this
-    /// transaction inserted).
-    async fn pending_count(&mut self) -> StoreResult<i64>;
-
-    /// Stores raw messages within this transaction; ids in order.
-    async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>>;
+    /// Stores raw messages within this transaction; returns their ids in
+    /// order and how many stored messages then wait for processing (these
+    /// included).
+    async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<(Vec<Uuid>, i64)>;
 
     async fn savepoint(&mut self) -> StoreResult<()>;
     async fn release_savepoint(&mut self) -> StoreResult<()>;

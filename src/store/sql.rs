@@ -358,7 +358,7 @@ macro_rules! sql_store {
 
             async fn insert_inbound(&self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
                 let mut tx = self.begin_write().await?;
-                let ids = insert_inbound_rows(&mut tx, batch).await?;
+                let (ids, _) = insert_inbound_rows(&mut tx, batch, false).await?;
                 tx.commit().await?;
                 Ok(ids)
             }
@@ -975,14 +975,21 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Inserts raw messages with multi-row INSERTs; returns their ids in order.
+        /// Inserts raw messages with multi-row INSERTs; returns their ids in
+        /// order and, with `count_pending`, how many messages then wait for
+        /// processing (these included).
         async fn insert_inbound_rows(
             tx: &mut ::sqlx::Transaction<'static, $db>,
             batch: &[&InboundMessage],
-        ) -> StoreResult<Vec<Uuid>> {
+            count_pending: bool,
+        ) -> StoreResult<(Vec<Uuid>, Option<i64>)> {
+            const PENDING: &str = "SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'";
             let now = Utc::now();
             let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-            for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+            let has_cursors = batch.iter().any(|m| m.cursor.is_some());
+            let chunks = batch.len().div_ceil(INSERT_CHUNK);
+            let mut pending = None;
+            for (n, (chunk, chunk_ids)) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)).enumerate() {
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw, \
                      auth_results) ",
@@ -1001,7 +1008,15 @@ macro_rules! sql_store {
                         .push_bind(m.raw.as_slice())
                         .push_bind(m.envelope.auth_results.as_deref());
                 });
-                q.build().execute(&mut **tx).await?;
+                // Where the backend runs several statements per call, the
+                // count goes with the last insert (one round trip).
+                if $several && count_pending && !has_cursors && n + 1 == chunks {
+                    q.push("; ");
+                    q.push(PENDING);
+                    pending = Some(q.build().fetch_one(&mut **tx).await?.try_get("n")?);
+                } else {
+                    q.build().execute(&mut **tx).await?;
+                }
             }
             // Polled messages move their folder's cursor in the same transaction.
             let mut cursors: Vec<&ImapCursor> = Vec::new();
@@ -1015,7 +1030,10 @@ macro_rules! sql_store {
             for c in cursors {
                 upsert_cursor(tx, &c.account, &c.folder, c.uidvalidity, c.uid).await?;
             }
-            Ok(ids)
+            if count_pending && pending.is_none() {
+                pending = Some(sqlx::query(PENDING).fetch_one(&mut **tx).await?.try_get("n")?);
+            }
+            Ok((ids, pending))
         }
 
         async fn upsert_cursor(
@@ -1302,16 +1320,10 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
-                insert_inbound_rows(&mut self.tx, batch).await
-            }
-
-            async fn pending_count(&mut self) -> StoreResult<i64> {
+            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<(Vec<Uuid>, i64)> {
                 self.flush().await?;
-                Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'")
-                    .fetch_one(&mut *self.tx)
-                    .await?
-                    .try_get("n")?)
+                let (ids, pending) = insert_inbound_rows(&mut self.tx, batch, true).await?;
+                Ok((ids, pending.unwrap_or_default()))
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {

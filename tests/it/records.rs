@@ -741,7 +741,8 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         },
         b"Subject: d5\r\n\r\nbody\r\n".to_vec(),
     );
-    let stored = tx.insert_inbound(&[&inbound]).await.expect("inbound");
+    let (stored, pending) = tx.insert_inbound(&[&inbound]).await.expect("inbound");
+    assert_eq!(pending, 1, "the row just stored waits, nothing else");
     tx.append_message(&moved, &message("d5@x", b), None)
         .await
         .expect("append");
