@@ -765,8 +765,14 @@ fn report_lines(text: &str) -> Vec<&str> {
     text.lines()
         .take_while(|line| {
             let lower = line.to_ascii_lowercase();
-            // Sendmail's opening line names the original without quoting it.
-            lower.contains("original message was received")
+            // Sendmail's opening line and Exchange's per-recipient MTS-ID
+            // line name the original without quoting it.
+            [
+                "original message was received",
+                "mts-id of the original message",
+            ]
+            .iter()
+            .any(|m| lower.contains(m))
                 || !RETURNED_MARKERS.iter().any(|m| lower.contains(m))
         })
         .collect()
@@ -1116,6 +1122,25 @@ Received:from mail.zoho.example by mx.zoho.example\r\nMessage-ID:<1.2@zoho.examp
             [
                 ("gone@example.co.jp".to_string(), Some("5.2.1".to_string())),
                 ("full@example.co.jp".to_string(), Some("5.2.2".to_string())),
+            ]
+        );
+        // Exchange 2003 names the original's MTS-ID under each recipient;
+        // that line does not start the quoted original.
+        let exchange = "From: postmaster@exchange.example\r\nSubject: Undeliverable: email bounce\r\n\r\n\
+did not reach the following recipient(s):\r\n\r\n\
+ann@example.co.jp on Thu, 29 Apr 2007 16:51:51 -0500\r\n    The recipient name is not recognized\r\n\
+\tThe MTS-ID of the original message is: c=jp;a= ;p=neko\r\n\
+bob@example.co.jp on Thu, 29 Apr 2007 16:51:51 -0500\r\n    The recipient name is not recognized\r\n\
+\tThe MTS-ID of the original message is: c=jp;a= ;p=neko\r\n";
+        let got: Vec<_> = text_recipients(exchange)
+            .into_iter()
+            .map(|(a, _, hard)| (a, hard))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ann@example.co.jp".to_string(), true),
+                ("bob@example.co.jp".to_string(), true),
             ]
         );
         // 5.1.8 refuses the sender's address: the recipient is not unknown.
