@@ -440,6 +440,14 @@ fn text_bounce_recipients(
         }
     }
     let starts: Vec<usize> = found.iter().map(|(_, at)| *at).collect();
+    // The report's first line with a status code, for recipients whose own
+    // lines give none (looked up once, not per recipient).
+    let status_line = LazyCell::new(|| {
+        lines
+            .iter()
+            .find(|l| status_codes(l).next().is_some())
+            .map(|line| (first_status_code(line), words_of(line)))
+    });
     found
         .iter()
         .map(|(address, at)| {
@@ -465,10 +473,10 @@ fn text_bounce_recipients(
             let status = first_status_code(&paragraph).or_else(|| {
                 // A code given elsewhere in the report comes with the words
                 // of its own line ("553 5.3.0 <addr>... No such user").
-                let line = lines.iter().find(|l| status_codes(l).next().is_some())?;
+                let (status, words) = LazyCell::force(&status_line).as_ref()?;
                 evidence.push(' ');
-                evidence.push_str(&words_of(line));
-                first_status_code(line)
+                evidence.push_str(words);
+                status.clone()
             });
             let diagnostic = clip(paragraph.trim());
             failed_recipient(

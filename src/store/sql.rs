@@ -983,14 +983,26 @@ macro_rules! sql_store {
             batch: &[&InboundMessage],
             count_pending: bool,
         ) -> StoreResult<(Vec<Uuid>, Option<i64>)> {
-            const PENDING: &str = "SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'";
+            // Polled messages move their folder's cursor in the same transaction.
+            let mut cursors: Vec<&ImapCursor> = Vec::new();
+            for c in batch.iter().filter_map(|m| m.cursor.as_ref()) {
+                match cursors.iter_mut().find(|k| k.account == c.account && k.folder == c.folder) {
+                    Some(k) if (c.uidvalidity, c.uid) > (k.uidvalidity, k.uid) || c.uidvalidity != k.uidvalidity => *k = c,
+                    Some(_) => {}
+                    None => cursors.push(c),
+                }
+            }
+            for c in cursors {
+                upsert_cursor(tx, &c.account, &c.folder, c.uidvalidity, c.uid).await?;
+            }
             let now = Utc::now();
             let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-            let has_cursors = batch.iter().any(|m| m.cursor.is_some());
-            let chunks = batch.len().div_ceil(INSERT_CHUNK);
-            let mut pending = None;
-            for (n, (chunk, chunk_ids)) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)).enumerate() {
-                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+            // The inserts and the count go out as the write-behind's do: in
+            // one call where the backend runs several statements per call.
+            let mut q: QueryBuilder<$db> = QueryBuilder::new("");
+            let mut queued = false;
+            for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+                q.push(
                     "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw, \
                      auth_results) ",
                 );
@@ -1008,32 +1020,17 @@ macro_rules! sql_store {
                         .push_bind(m.raw.as_slice())
                         .push_bind(m.envelope.auth_results.as_deref());
                 });
-                // Where the backend runs several statements per call, the
-                // count goes with the last insert (one round trip).
-                if $several && count_pending && !has_cursors && n + 1 == chunks {
-                    q.push("; ");
-                    q.push(PENDING);
-                    pending = Some(q.build().fetch_one(&mut **tx).await?.try_get("n")?);
-                } else {
-                    q.build().execute(&mut **tx).await?;
-                }
+                end_statement(&mut q, tx, &mut queued).await?;
             }
-            // Polled messages move their folder's cursor in the same transaction.
-            let mut cursors: Vec<&ImapCursor> = Vec::new();
-            for c in batch.iter().filter_map(|m| m.cursor.as_ref()) {
-                match cursors.iter_mut().find(|k| k.account == c.account && k.folder == c.folder) {
-                    Some(k) if (c.uidvalidity, c.uid) > (k.uidvalidity, k.uid) || c.uidvalidity != k.uidvalidity => *k = c,
-                    Some(_) => {}
-                    None => cursors.push(c),
-                }
+            if count_pending {
+                q.push("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'");
+                let pending = q.build().fetch_one(&mut **tx).await?.try_get("n")?;
+                return Ok((ids, Some(pending)));
             }
-            for c in cursors {
-                upsert_cursor(tx, &c.account, &c.folder, c.uidvalidity, c.uid).await?;
+            if queued {
+                q.build().execute(&mut **tx).await?;
             }
-            if count_pending && pending.is_none() {
-                pending = Some(sqlx::query(PENDING).fetch_one(&mut **tx).await?.try_get("n")?);
-            }
-            Ok((ids, pending))
+            Ok((ids, None))
         }
 
         async fn upsert_cursor(
