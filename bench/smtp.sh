@@ -47,6 +47,12 @@ start_emailin() {
 stop_emailin() { kill "$EMAILIN_PID"; wait "$EMAILIN_PID" 2>/dev/null || true; }
 
 stored() { target/release/bench count --database-url "$1" | awk '$1=="processed"{print $2}'; }
+# Waits (up to 120 s) until $2 messages are processed; prints the time then.
+processed_by() {
+  local deadline=$(( $(date +%s) + 120 ))
+  while [ "$(stored "$1")" != "$2" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.01; done
+  now
+}
 
 sink_port=$(free_port)
 sink_user=()
@@ -56,6 +62,7 @@ pids+=("$!")
 wait_port "$sink_port"
 
 echo "== smtp-source: $MESSAGES messages of $SIZE bytes; emailin on SQLite (default config)"
+echo "(emailin/s: all $MESSAGES stored and processed, timed to when processing caught up; acked/s: to smtp-source's end)"
 printf '%-34s %12s %12s %7s\n' "load" "smtp-sink/s" "emailin/s" "ratio"
 for mode in "10 new" "50 new" "50 reuse"; do
   set -- $mode
@@ -66,12 +73,13 @@ for mode in "10 new" "50 new" "50 reuse"; do
   db="$work/sqlite-$sessions-$2"; mkdir -p "$db"
   start_emailin "sqlite://$db/emailin.db"
   s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$EMAILIN_PORT"; e=$(now)
-  ours=$(rate "$MESSAGES" "$s" "$e")
-  sleep 1
+  acked=$(rate "$MESSAGES" "$s" "$e")
+  p=$(processed_by "$EMAILIN_DB" "$MESSAGES")
+  ours=$(rate "$MESSAGES" "$s" "$p")
   n=$(stored "$EMAILIN_DB"); rss=$(awk '/VmHWM/{print $2" "$3}' "/proc/$EMAILIN_PID/status")
   stop_emailin
-  printf '%-34s %12s %12s %7s   stored+processed %s/%s, peak RSS %s\n' "$sessions sessions, $2 connection" "$sink" "$ours" \
-    "$(python3 -c "print(f'{$ours/$sink:.2f}')")" "${n:-0}" "$MESSAGES" "$rss"
+  printf '%-34s %12s %12s %7s   acked/s %s, stored+processed %s/%s, peak RSS %s\n' "$sessions sessions, $2 connection" "$sink" "$ours" \
+    "$(python3 -c "print(f'{$ours/$sink:.2f}')")" "$acked" "${n:-0}" "$MESSAGES" "$rss"
   [ "${n:-0}" = "$MESSAGES" ] || { echo "emailin stored ${n:-0} of $MESSAGES" >&2; exit 1; }
 done
 

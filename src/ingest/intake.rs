@@ -3,17 +3,18 @@
 //! Every source calls [`Intake::submit`] and acknowledges its sender only
 //! when it returns `Ok`: by then the bytes are committed. One writer task
 //! owns the write path: it takes everything that queued up while the
-//! previous commit ran (bounded by count and bytes), commits it in one
-//! transaction, then answers every waiting caller. Under load one fsync
-//! carries hundreds of messages; with a single sender a batch is one message
-//! and nothing waits for a timer.
+//! previous batch was being written, commits it in one transaction, then
+//! answers every waiting caller. Under load one fsync carries dozens of
+//! messages; with a single sender a batch is one message and nothing waits
+//! for a timer.
 //!
-//! The fast path: when a [`Processor`] is given and nothing older is waiting,
-//! the batch is also processed inside the same transaction, so one commit
-//! stores and applies it. If processing any message fails, that transaction
-//! is rolled back and the batch is stored plainly instead; the processor then
-//! takes the messages one by one. Either way the raw rows are committed
-//! before any `250`.
+//! The fast path: when a [`Processor`] is given, the writer then processes
+//! the batch it has just acknowledged, from the bytes still in memory, in a
+//! second transaction, provided nothing else waits for processing (so a
+//! reply never overtakes its original). Senders do not wait for it: their
+//! `250` depends on the raw rows only. If processing any message fails, that
+//! transaction is rolled back and the batch stays pending; the processor
+//! then takes the messages one by one. Meanwhile the next batch queues up.
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use uuid::Uuid;
 use super::InboundMessage;
 use super::process::{InboundRef, Processor};
 use crate::config::IntakeSettings;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Why a message could not be stored; the sender should retry later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -162,32 +163,33 @@ impl Writer {
             }
             previous = count;
 
-            let messages: Vec<&InboundMessage> = batch.iter().flat_map(|(m, _)| m).collect();
+            let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+            let messages: Vec<&InboundMessage> = requests.iter().flatten().collect();
             let started = std::time::Instant::now();
-            match self.commit(&messages).await {
-                Ok((ids, processed)) => {
+            match self.store.insert_inbound(&messages).await {
+                Ok(ids) => {
                     tracing::debug!(
                         messages = count,
                         bytes,
-                        processed,
                         micros = started.elapsed().as_micros() as u64,
                         "intake batch committed"
                     );
-                    let mut ids = ids.into_iter();
-                    for (request, reply) in batch.drain(..) {
-                        let mine: Vec<Uuid> = ids.by_ref().take(request.len()).collect();
+                    let mut answer = ids.iter();
+                    for (request, reply) in requests.iter().zip(replies) {
+                        let mine: Vec<Uuid> =
+                            answer.by_ref().take(request.len()).copied().collect();
                         // The caller may have gone (client disconnected): the messages
                         // are stored all the same and will be processed.
                         let _ = reply.send(Ok(mine));
                     }
-                    if !processed {
+                    if !self.process_now(&ids, &messages).await {
                         self.stored.notify_one();
                     }
                 }
                 Err(err) => {
                     tracing::error!(error = %err, messages = count, "intake commit failed");
                     let err = IntakeError::Unavailable(err.to_string());
-                    for (_, reply) in batch.drain(..) {
+                    for reply in replies {
                         let _ = reply.send(Err(err.clone()));
                     }
                 }
@@ -200,39 +202,53 @@ impl Writer {
         }
     }
 
-    /// Commits one batch; returns the ids and whether it was also processed.
-    async fn commit(&self, messages: &[&InboundMessage]) -> Result<(Vec<Uuid>, bool), StoreError> {
-        if let Some(processor) = &self.fast_path {
-            let mut tx = self.store.begin().await?;
-            let (ids, pending) = tx.insert_inbound(messages).await?;
-            // Only when nothing older waits, so a reply never overtakes its original.
-            if pending > i64::try_from(messages.len()).unwrap_or(i64::MAX) {
-                tx.commit().await?;
-                return Ok((ids, false));
+    /// The fast path: processes a batch just committed and acknowledged,
+    /// from the bytes still in memory, when nothing else waits for
+    /// processing (so a reply never overtakes its original). Returns whether
+    /// it did; otherwise, or when processing any message fails, the batch is
+    /// left pending for the processor, which takes the messages one by one.
+    async fn process_now(&self, ids: &[Uuid], messages: &[&InboundMessage]) -> bool {
+        let Some(processor) = &self.fast_path else {
+            return false;
+        };
+        let started = std::time::Instant::now();
+        let items: Vec<InboundRef<'_>> = ids
+            .iter()
+            .zip(messages)
+            .map(|(id, m)| InboundRef {
+                id: *id,
+                source: m.source.as_str(),
+                envelope: &m.envelope,
+                raw: &m.raw,
+                replay: false,
+                released: false,
+            })
+            .collect();
+        let result = async {
+            let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
+            if !tx.only_pending(ids).await.map_err(|e| e.to_string())? {
+                return Ok(false);
             }
-            let items: Vec<InboundRef<'_>> = ids
-                .iter()
-                .zip(messages)
-                .map(|(id, m)| InboundRef {
-                    id: *id,
-                    source: m.source.as_str(),
-                    envelope: &m.envelope,
-                    raw: &m.raw,
-                    replay: false,
-                    released: false,
-                })
-                .collect();
-            match processor.process_fresh(tx.as_mut(), &items).await {
-                Ok(()) => {
-                    tx.commit().await?;
-                    return Ok((ids, true));
-                }
-                Err(err) => {
-                    // Dropping `tx` rolls it back; store the batch plainly below.
-                    tracing::warn!(error = %err, "fast path failed; the batch is stored for one-by-one processing");
-                }
+            processor.process_fresh(tx.as_mut(), &items).await?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(true)
+        }
+        .await;
+        match result {
+            Ok(done) => {
+                tracing::debug!(
+                    messages = ids.len(),
+                    done,
+                    micros = started.elapsed().as_micros() as u64,
+                    "intake batch processed"
+                );
+                done
+            }
+            Err(err) => {
+                // Dropping the transaction rolled it back; the rows stay pending.
+                tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
+                false
             }
         }
-        Ok((self.store.insert_inbound(messages).await?, false))
     }
 }

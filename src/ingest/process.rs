@@ -209,10 +209,11 @@ impl Processor {
         Ok(pending.len())
     }
 
-    /// The fast path: processes messages that `tx` has just stored, in order,
-    /// without savepoints, and records their outcomes. Any processing error
-    /// aborts the whole call: the caller must roll `tx` back and store the
-    /// messages plainly, so they are processed one by one later.
+    /// The fast path: processes messages just stored (and the only ones
+    /// pending, see [`Tx::only_pending`]), in order, without savepoints, and
+    /// records their outcomes. Any processing error aborts the whole call:
+    /// the caller must roll `tx` back, so the messages stay pending and are
+    /// processed one by one later.
     ///
     /// # Errors
     /// The first message's error that stopped processing.

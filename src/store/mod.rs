@@ -203,10 +203,10 @@ pub trait Tx: Send {
     /// Stored messages waiting for processing, oldest first.
     async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>>;
 
-    /// Stores raw messages within this transaction; returns their ids in
-    /// order and how many stored messages then wait for processing (these
-    /// included).
-    async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<(Vec<Uuid>, i64)>;
+    /// Whether exactly these stored messages, and no others, wait for
+    /// processing: then nothing older can be overtaken by applying them now.
+    /// `false` for an empty list or more than 500 ids.
+    async fn only_pending(&mut self, ids: &[Uuid]) -> StoreResult<bool>;
 
     async fn savepoint(&mut self) -> StoreResult<()>;
     async fn release_savepoint(&mut self) -> StoreResult<()>;

@@ -358,7 +358,7 @@ macro_rules! sql_store {
 
             async fn insert_inbound(&self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
                 let mut tx = self.begin_write().await?;
-                let (ids, _) = insert_inbound_rows(&mut tx, batch, false).await?;
+                let ids = insert_inbound_rows(&mut tx, batch).await?;
                 tx.commit().await?;
                 Ok(ids)
             }
@@ -975,14 +975,11 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Inserts raw messages with multi-row INSERTs; returns their ids in
-        /// order and, with `count_pending`, how many messages then wait for
-        /// processing (these included).
+        /// Inserts raw messages with multi-row INSERTs; returns their ids in order.
         async fn insert_inbound_rows(
             tx: &mut ::sqlx::Transaction<'static, $db>,
             batch: &[&InboundMessage],
-            count_pending: bool,
-        ) -> StoreResult<(Vec<Uuid>, Option<i64>)> {
+        ) -> StoreResult<Vec<Uuid>> {
             // Polled messages move their folder's cursor in the same transaction.
             let mut cursors: Vec<&ImapCursor> = Vec::new();
             for c in batch.iter().filter_map(|m| m.cursor.as_ref()) {
@@ -997,8 +994,8 @@ macro_rules! sql_store {
             }
             let now = Utc::now();
             let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-            // The inserts and the count go out as the write-behind's do: in
-            // one call where the backend runs several statements per call.
+            // The inserts go out as the write-behind's do: in one call where
+            // the backend runs several statements per call.
             let mut q: QueryBuilder<$db> = QueryBuilder::new("");
             let mut queued = false;
             for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
@@ -1022,15 +1019,10 @@ macro_rules! sql_store {
                 });
                 end_statement(&mut q, tx, &mut queued).await?;
             }
-            if count_pending {
-                q.push("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'");
-                let pending = q.build().fetch_one(&mut **tx).await?.try_get("n")?;
-                return Ok((ids, Some(pending)));
-            }
             if queued {
                 q.build().execute(&mut **tx).await?;
             }
-            Ok((ids, None))
+            Ok(ids)
         }
 
         async fn upsert_cursor(
@@ -1317,10 +1309,22 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<(Vec<Uuid>, i64)> {
-                self.flush().await?;
-                let (ids, pending) = insert_inbound_rows(&mut self.tx, batch, true).await?;
-                Ok((ids, pending.unwrap_or_default()))
+            async fn only_pending(&mut self, ids: &[Uuid]) -> StoreResult<bool> {
+                if ids.is_empty() || ids.len() > INSERT_CHUNK {
+                    return Ok(false);
+                }
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                q.push(") THEN 1 ELSE 0 END), 0) AS mine FROM inbound WHERE status = 'pending'");
+                let row = q.build().fetch_one(&mut *self.tx).await?;
+                let (total, mine): (i64, i64) = (row.try_get("total")?, row.try_get("mine")?);
+                let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+                Ok(total == n && mine == n)
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {

@@ -158,6 +158,11 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     spawn_app_in(TestDb::new(backend).await, configure).await
 }
 
+/// A service on a database a stopped test app handed over.
+pub async fn spawn_app_on_db(db: TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(db, configure).await
+}
+
 /// A further service on a database another test app created.
 pub async fn spawn_app_on_url(url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_in(TestDb::existing(url), configure).await
@@ -436,6 +441,17 @@ impl TestApp {
             .await
             .expect("app task")
             .expect("app stopped cleanly");
+    }
+
+    /// Stops the service gracefully and hands its database over, to be
+    /// worked on without a service or given to the next one.
+    pub async fn stop_into_db(self) -> TestDb {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("app task")
+            .expect("app stopped cleanly");
+        self.db
     }
 
     /// Stops the service gracefully and removes the test database.

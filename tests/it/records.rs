@@ -19,6 +19,7 @@ on_both_backends!(
     message_fields_and_attachments_are_stored,
     records_are_filtered_and_paginated,
     one_group_commit_threads_replies_to_messages_of_the_same_batch,
+    the_fast_path_never_overtakes_an_older_waiting_message,
     one_group_commit_writes_records_of_one_new_contact_large_messages_and_attachments,
     a_transactions_buffered_writes_land_as_if_written_one_by_one,
 );
@@ -459,21 +460,32 @@ async fn records_are_filtered_and_paginated(backend: Backend) {
 /// Stores `raws` for `to` in ONE intake submission, so they share one group
 /// commit and are processed together on its fast path.
 async fn submit_together(app: &TestApp, to: &str, raws: Vec<Vec<u8>>) {
-    use emailin::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source};
     let settings = crate::helpers::test_settings(&app.db);
-    let store = std::sync::Arc::clone(&app.store);
+    submit_through_intake(std::sync::Arc::clone(&app.store), &settings, to, raws).await;
+}
+
+/// [`submit_together`] on a store of one's own; returns what the intake
+/// writer notifies when it leaves messages for the processor.
+async fn submit_through_intake(
+    store: std::sync::Arc<dyn emailin::store::Store>,
+    settings: &emailin::config::Settings,
+    to: &str,
+    raws: Vec<Vec<u8>>,
+) -> std::sync::Arc<tokio::sync::Notify> {
+    use emailin::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source};
     let directory =
         emailin::domain::DirectoryHandle::new(store.load_directory().await.expect("directory"));
-    let policy = Policy::load(&settings, store.as_ref())
+    let policy = Policy::load(settings, store.as_ref())
         .await
         .expect("policy");
     let processor = Processor::new(std::sync::Arc::clone(&store), directory, policy, 256);
     let stop = tokio_util::sync::CancellationToken::new();
+    let stored = std::sync::Arc::new(tokio::sync::Notify::new());
     let (intake, writer) = Intake::start(
         store,
         settings.intake.clone(),
         Some(processor),
-        std::sync::Arc::new(tokio::sync::Notify::new()),
+        std::sync::Arc::clone(&stored),
         stop,
     );
     let messages = raws
@@ -490,6 +502,68 @@ async fn submit_together(app: &TestApp, to: &str, raws: Vec<Vec<u8>>) {
     intake.submit_all(messages).await.expect("stored");
     drop(intake);
     writer.await.expect("writer ends");
+    stored
+}
+
+async fn the_fast_path_never_overtakes_an_older_waiting_message(backend: Backend) {
+    use emailin::ingest::{Envelope, InboundMessage, Source};
+    // A migrated database with its aliases, and no service processing it.
+    let app = spawn_app(backend).await;
+    let settings = crate::helpers::test_settings(&app.db);
+    let db = app.stop_into_db().await;
+    let store = emailin::store::connect(&settings.database)
+        .await
+        .expect("store");
+    let to = "service@localhost";
+    let from = "Ann <ann@example.com>";
+    // Arrange: an original waits for processing.
+    let original = InboundMessage::new(
+        Source::Api,
+        Envelope {
+            mail_from: Some("ann@example.com".into()),
+            rcpt_to: vec![to.to_string()],
+            ..Envelope::default()
+        },
+        mail(from, to, "Scanner", "s1@x", &[], "text"),
+    );
+    store.insert_inbound(&[&original]).await.expect("stored");
+
+    // Act: a reply to it arrives through intake's fast path.
+    let reply = mail(
+        from,
+        to,
+        "Re: Scanner",
+        "s2@x",
+        &[("In-Reply-To", "<s1@x>")],
+        "text",
+    );
+    let stored =
+        submit_through_intake(std::sync::Arc::clone(&store), &settings, to, vec![reply]).await;
+
+    // Assert: the reply is stored but not applied ahead of its original, and
+    // the processor was told.
+    let counts = store.inbound_counts().await.expect("counts");
+    assert_eq!(counts, [("pending".to_string(), 2)]);
+    tokio::time::timeout(std::time::Duration::from_secs(1), stored.notified())
+        .await
+        .expect("the processor is notified");
+    // A service on the database processes both, in arrival order.
+    drop(store);
+    let app = crate::helpers::spawn_app_on_db(db, |_| {}).await;
+    app.wait_idle().await;
+    let records = app.records("Service").await;
+    assert_eq!(
+        records.len(),
+        1,
+        "the reply joined its original: {records:?}"
+    );
+    let detail = first_record(&app, "Service").await;
+    let ids: Vec<Value> = messages(&detail)
+        .iter()
+        .map(|m| m["message_id"].clone())
+        .collect();
+    assert_eq!(ids, ["s1@x", "s2@x"]);
+    app.stop().await;
 }
 
 async fn one_group_commit_threads_replies_to_messages_of_the_same_batch(backend: Backend) {
@@ -688,7 +762,30 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         related_record: None,
     };
 
+    // A stored message, the only one waiting for processing.
+    let inbound = InboundMessage::new(
+        Source::Api,
+        Envelope {
+            rcpt_to: vec!["service@localhost".into()],
+            ..Envelope::default()
+        },
+        b"Subject: d5\r\n\r\nbody\r\n".to_vec(),
+    );
+    let stored = app
+        .store
+        .insert_inbound(&[&inbound])
+        .await
+        .expect("inbound");
+
     let mut tx = app.store.begin().await.expect("begin");
+    assert!(tx.only_pending(&stored).await.expect("pending check"));
+    assert!(
+        !tx.only_pending(&[stored[0], Uuid::now_v7()])
+            .await
+            .expect("pending check"),
+        "an id that waits for nothing"
+    );
+    assert!(!tx.only_pending(&[]).await.expect("pending check"));
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     let first = tx
         .create_record(
@@ -733,16 +830,6 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         .await
         .expect("append a known id");
     // Outcomes are written with whatever is still buffered, in one write.
-    let inbound = InboundMessage::new(
-        Source::Api,
-        Envelope {
-            rcpt_to: vec!["service@localhost".into()],
-            ..Envelope::default()
-        },
-        b"Subject: d5\r\n\r\nbody\r\n".to_vec(),
-    );
-    let (stored, pending) = tx.insert_inbound(&[&inbound]).await.expect("inbound");
-    assert_eq!(pending, 1, "the row just stored waits, nothing else");
     tx.append_message(&moved, &message("d5@x", b), None)
         .await
         .expect("append");
