@@ -856,7 +856,7 @@ macro_rules! sql_store {
             }
 
             async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>> {
-                let row = sqlx::query("SELECT raw FROM inbound WHERE id = $1")
+                let row = sqlx::query("SELECT r.raw FROM inbound i JOIN inbound_raw r ON r.seq = i.seq WHERE i.id = $1")
                     .bind(id)
                     .fetch_optional(self.read_pool())
                     .await?;
@@ -1000,7 +1000,7 @@ macro_rules! sql_store {
             let mut queued = false;
             for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
                 q.push(
-                    "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, raw, \
+                    "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, \
                      auth_results) ",
                 );
                 q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
@@ -1014,8 +1014,15 @@ macro_rules! sql_store {
                         .push_bind(m.envelope.tls)
                         .push_bind(i64::try_from(m.raw.len()).unwrap_or(i64::MAX))
                         .push_bind(m.sha256.as_str())
-                        .push_bind(m.raw.as_slice())
                         .push_bind(m.envelope.auth_results.as_deref());
+                });
+                end_statement(&mut q, tx, &mut queued).await?;
+                q.push("INSERT INTO inbound_raw (seq, raw) ");
+                q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
+                    b.push("(SELECT seq FROM inbound WHERE id = ");
+                    b.push_bind_unseparated(*id);
+                    b.push_unseparated(")");
+                    b.push_bind(m.raw.as_slice());
                 });
                 end_statement(&mut q, tx, &mut queued).await?;
             }
@@ -1282,8 +1289,9 @@ macro_rules! sql_store {
             async fn pending(&mut self, limit: usize) -> StoreResult<Vec<PendingInbound>> {
                 self.flush().await?;
                 let rows = sqlx::query(
-                    "SELECT id, source, mail_from, rcpt_to, client_ip, helo, tls, raw, attempts, released, auth_results FROM inbound \
-                     WHERE status = 'pending' ORDER BY seq LIMIT $1",
+                    "SELECT i.id, i.source, i.mail_from, i.rcpt_to, i.client_ip, i.helo, i.tls, r.raw, i.attempts, i.released, \
+                     i.auth_results FROM inbound i JOIN inbound_raw r ON r.seq = i.seq \
+                     WHERE i.status = 'pending' ORDER BY i.seq LIMIT $1",
                 )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&mut *self.tx)

@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod imap;
 mod machine_mail;
+mod migrations;
 mod records;
 mod replies;
 mod routes;

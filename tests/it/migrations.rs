@@ -1,0 +1,76 @@
+//! A database an earlier version made keeps what it holds when migrated.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use sqlx::migrate::Migrator;
+
+use crate::helpers::{Backend, TestDb, test_settings};
+use crate::on_both_backends;
+
+on_both_backends!(messages_stored_before_the_raw_bytes_moved_keep_them);
+
+async fn messages_stored_before_the_raw_bytes_moved_keep_them(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let folder = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let mut before = Migrator::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder))
+        .await
+        .expect("migrations");
+    before.migrations = Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 8)
+            .cloned()
+            .collect(),
+    );
+    // Arrange: a message stored with the schema before migration 0008.
+    let id = uuid::Uuid::now_v7();
+    let raw = b"Subject: stored before\r\n\r\nbody\r\n".to_vec();
+    let insert = "INSERT INTO inbound (id, received_at, source, rcpt_to, size, sha256, raw) \
+                  VALUES ($1, $2, 'smtp', '[\"sales@localhost\"]', $3, 'x', $4)";
+    let size = i64::try_from(raw.len()).expect("size");
+    // The same steps on either driver's pool.
+    macro_rules! store_before {
+        ($pool:expr) => {{
+            let pool = $pool.await.expect("open");
+            before.run(&pool).await.expect("earlier migrations");
+            sqlx::query(insert)
+                .bind(id)
+                .bind(chrono::Utc::now())
+                .bind(size)
+                .bind(raw.as_slice())
+                .execute(&pool)
+                .await
+                .expect("insert");
+            pool.close().await;
+        }};
+    }
+    match backend {
+        Backend::Sqlite => store_before!(sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+                .expect("url")
+                .create_if_missing(true),
+        )),
+        Backend::Postgres => store_before!(sqlx::PgPool::connect(&db.url)),
+    }
+
+    // Act: the service migrates the database.
+    let store = emailin::store::connect(&test_settings(&db).database)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+
+    // Assert: the bytes are served and processed as before.
+    assert_eq!(store.inbound_raw(id).await.expect("raw"), Some(raw.clone()));
+    let mut tx = store.begin().await.expect("begin");
+    let pending = tx.pending(10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].id, &pending[0].raw), (id, &raw));
+    drop(tx);
+    drop(store);
+    db.drop_db().await;
+}
