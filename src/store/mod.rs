@@ -205,7 +205,7 @@ pub trait Tx: Send {
 
     /// Whether exactly these stored messages, and no others, wait for
     /// processing: then nothing older can be overtaken by applying them now.
-    /// `false` for an empty list or more than 500 ids.
+    /// `false` for an empty list.
     async fn only_pending(&mut self, ids: &[Uuid]) -> StoreResult<bool>;
 
     async fn savepoint(&mut self) -> StoreResult<()>;

@@ -1318,21 +1318,26 @@ macro_rules! sql_store {
             }
 
             async fn only_pending(&mut self, ids: &[Uuid]) -> StoreResult<bool> {
-                if ids.is_empty() || ids.len() > INSERT_CHUNK {
-                    return Ok(false);
-                }
-                let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                    "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN id IN (",
-                );
-                let mut list = q.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                q.push(") THEN 1 ELSE 0 END), 0) AS mine FROM inbound WHERE status = 'pending'");
-                let row = q.build().fetch_one(&mut *self.tx).await?;
-                let (total, mine): (i64, i64) = (row.try_get("total")?, row.try_get("mine")?);
                 let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-                Ok(total == n && mine == n)
+                let (mut total, mut mine) = (0i64, 0i64);
+                // One query per 500 ids (a batch is rarely more).
+                for chunk in ids.chunks(INSERT_CHUNK) {
+                    let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                        "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(") THEN 1 ELSE 0 END), 0) AS mine FROM inbound WHERE status = 'pending'");
+                    let row = q.build().fetch_one(&mut *self.tx).await?;
+                    total = row.try_get("total")?;
+                    mine += row.try_get::<i64, _>("mine")?;
+                    if total != n {
+                        return Ok(false);
+                    }
+                }
+                Ok(n > 0 && total == n && mine == n)
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {
