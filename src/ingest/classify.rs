@@ -445,8 +445,7 @@ fn text_bounce_recipients(
     let status_line = LazyCell::new(|| {
         lines
             .iter()
-            .find(|l| status_codes(l).next().is_some())
-            .map(|line| (first_status_code(line), words_of(line)))
+            .find_map(|line| first_status_code(line).map(|code| (Some(code), words_of(line))))
     });
     found
         .iter()
@@ -629,9 +628,13 @@ fn status_codes(text: &str) -> impl Iterator<Item = &str> {
         })
 }
 
-/// The first enhanced status code (`5.1.1`) in `text`.
+/// The first failure code (`4.x.x` or `5.x.x`) in `text`: a success code,
+/// such as `250 2.1.5 Ok` in a quoted SMTP transcript, never says why a
+/// delivery failed.
 fn first_status_code(text: &str) -> Option<String> {
-    status_codes(text).next().map(str::to_string)
+    status_codes(text)
+        .find(|c| !c.starts_with('2'))
+        .map(str::to_string)
 }
 
 /// Subjects that MTAs give non-delivery reports.
@@ -913,6 +916,20 @@ Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
             got,
             [("a@b.example".to_string(), Some("5.7.1".to_string()), false)]
         );
+    }
+
+    #[test]
+    fn a_success_code_in_a_quoted_transcript_is_not_the_failure() {
+        let raw = "From: MAILER-DAEMON@mx.example\r\nTo: ann@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
+I'm sorry to have to inform you that your message could not be delivered.\r\n\r\n\
+<kim@b.example>: host mx.b.example said, in the conversation:\r\n\
+ In:  RCPT TO:<kim@b.example>\r\n Out: 250 2.1.5 Ok\r\n In:  DATA\r\n\
+ Out: 451 4.3.0 Error: queue file write error\r\n\r\n\
+--- Below this line is a copy of the message.\r\n\r\nSubject: hi\r\n\r\nhello\r\n";
+        let got = text_recipients(raw);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, "kim@b.example");
+        assert_eq!(got[0].1.as_deref(), Some("4.3.0"));
     }
 
     #[test]
