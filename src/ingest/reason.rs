@@ -271,6 +271,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "mailbox quota",
             "mailbox size limit",
             "mailbox has exceeded",
+            "mailbox exceeded",
             "mailbox exceeds",
             "over quota",
             "overquota",
@@ -624,12 +625,15 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "delayed",
             "too long",
             "unable to deliver in",
+            "failing for a long time",
+            "aborted after",
         ],
         R::FailedStartTls => &[
             "starttls",
             "tls required",
             "requires tls",
             "encryption required",
+            "support tls",
         ],
         R::SecurityError => &[
             "authentication required",
@@ -984,6 +988,35 @@ mod tests {
             R::Blocked
         );
         assert_eq!(of(Some("5.2.1"), "550 5.2.1 user unknown"), R::Filtered);
+    }
+
+    #[test]
+    fn mta_phrases_without_a_code_name_their_reason() {
+        assert_eq!(
+            of(
+                None,
+                "the number of messages in recipient's mailbox exceeded the local limit."
+            ),
+            R::MailboxFull
+        );
+        assert_eq!(
+            of(
+                None,
+                "all hosts have been failing for a long time and were last tried after this message arrived"
+            ),
+            R::Expired
+        );
+        assert_eq!(
+            of(
+                None,
+                "delevery to the following recipients was aborted after 5.0 hour(s):"
+            ),
+            R::Expired
+        );
+        assert_eq!(
+            of(None, "500 remote server does not support tls (state 6)."),
+            R::FailedStartTls
+        );
     }
 
     #[test]
