@@ -356,6 +356,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "relaying not allowed",
             "relaying mail to",
             "not permitted to relay",
+            "not configured to relay",
             "we do not relay",
             "unable to relay",
             "relay prohibited",
@@ -521,6 +522,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "suspicious",
         ],
         R::Speeding => &[
+            "receiving mail at a rate",
             "rate limit",
             "too fast",
             "sending rate",
@@ -573,13 +575,12 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "mail system problem",
             "configuration error",
             "misconfigured",
-            "routing loop",
             "mail loop",
             "loops back",
-            "too many hops",
             "local configuration",
             "temporary failure",
             "service unavailable",
+            "service currently unavailable",
             "out of memory",
         ],
         R::NetworkError => &[
@@ -592,6 +593,9 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "no route to host",
             "host is unreachable",
             "malformed or unexpected name server reply",
+            "routing loop",
+            "too many hops",
+            "hop count exceeded",
         ],
         R::SystemFull => &[
             "insufficient disk space",
@@ -988,6 +992,36 @@ mod tests {
             R::Blocked
         );
         assert_eq!(of(Some("5.2.1"), "550 5.2.1 user unknown"), R::Filtered);
+    }
+
+    #[test]
+    fn relaying_rates_outages_and_routing_loops_are_named() {
+        assert_eq!(
+            of(
+                Some("5.7.1"),
+                "501 rcpt-to validation failed: 5.7.1 this system is not configured to relay mail"
+            ),
+            R::NoRelaying
+        );
+        assert_eq!(
+            of(
+                Some("5.2.1"),
+                "550-5.2.1 the user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered."
+            ),
+            R::Speeding
+        );
+        assert_eq!(
+            of(Some("5.0.0"), "554 service currently unavailable"),
+            R::SystemError
+        );
+        assert_eq!(
+            of(
+                Some("5.0.0"),
+                "maximum hop count exceeded. message probably in a routing loop."
+            ),
+            R::NetworkError,
+            "a routing loop is about the network and routing (rfc 3463, x.4.6)"
+        );
     }
 
     #[test]
