@@ -298,6 +298,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
         ],
         R::MesgTooBig => &[
             "message too big",
+            "line limit exceeded",
             "message too large",
             "message is too big",
             "message is too large",
@@ -549,6 +550,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "access denied",
             "ip address",
             "your ip",
+            "invalid ip",
             "not accepting connections",
             "connection refused",
             "may not be mail exchanger",
@@ -1050,6 +1052,20 @@ mod tests {
         assert_eq!(
             of(None, "500 remote server does not support tls (state 6)."),
             R::FailedStartTls
+        );
+        assert_eq!(
+            of(
+                None,
+                "smtp error from remote mail server after end of data: 500 line limit exceeded"
+            ),
+            R::MesgTooBig
+        );
+        assert_eq!(
+            of(
+                None,
+                "554 invalid ip for sending mail of domain amazonses.com [rcpt_to]"
+            ),
+            R::Blocked
         );
     }
 
