@@ -445,7 +445,7 @@ fn text_bounce_recipients(
     let status_line = LazyCell::new(|| {
         lines
             .iter()
-            .find_map(|line| first_status_code(line).map(|code| (Some(code), words_of(line))))
+            .find_map(|line| first_status_code(line).map(|code| (code, words_of(line))))
     });
     found
         .iter()
@@ -475,7 +475,7 @@ fn text_bounce_recipients(
                 let (status, words) = LazyCell::force(&status_line).as_ref()?;
                 evidence.push(' ');
                 evidence.push_str(words);
-                status.clone()
+                Some(status.clone())
             });
             let diagnostic = clip(paragraph.trim());
             failed_recipient(

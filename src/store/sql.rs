@@ -957,22 +957,47 @@ macro_rules! sql_store {
             }
         }
 
-        /// Ends one statement of a write-behind flush: queued behind the
-        /// previous ones (`;`) where the backend runs several per call, else
-        /// run now.
-        async fn end_statement(
-            q: &mut QueryBuilder<$db>,
-            tx: &mut ::sqlx::Transaction<'static, $db>,
-            queued: &mut bool,
-        ) -> StoreResult<()> {
-            if $several {
-                q.push("; ");
-                *queued = true;
-            } else {
-                q.build().execute(&mut **tx).await?;
-                q.reset();
+        /// The statements of one write, sent as the backend takes them: all
+        /// in one call (`;`-separated) where it runs several per call, else
+        /// each in its own call as it ends.
+        struct Statements(QueryBuilder<$db>);
+
+        impl Statements {
+            fn new() -> Self {
+                Self(QueryBuilder::new(""))
             }
-            Ok(())
+
+            /// Ends the statement being built.
+            async fn end(&mut self, tx: &mut ::sqlx::Transaction<'static, $db>) -> StoreResult<()> {
+                if $several {
+                    self.0.push("; ");
+                } else {
+                    self.0.build().execute(&mut **tx).await?;
+                    self.0.reset();
+                }
+                Ok(())
+            }
+
+            /// Sends the statements still queued.
+            async fn send(mut self, tx: &mut ::sqlx::Transaction<'static, $db>) -> StoreResult<()> {
+                if !self.0.sql().as_str().is_empty() {
+                    self.0.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+        }
+
+        impl std::ops::Deref for Statements {
+            type Target = QueryBuilder<$db>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for Statements {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.0
+            }
         }
 
         /// Inserts raw messages with multi-row INSERTs; returns their ids in order.
@@ -996,8 +1021,7 @@ macro_rules! sql_store {
             let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
             // The inserts go out as the write-behind's do: in one call where
             // the backend runs several statements per call.
-            let mut q: QueryBuilder<$db> = QueryBuilder::new("");
-            let mut queued = false;
+            let mut q = Statements::new();
             for (chunk, chunk_ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
                 q.push(
                     "INSERT INTO inbound (id, received_at, source, mail_from, rcpt_to, client_ip, helo, tls, size, sha256, \
@@ -1016,7 +1040,7 @@ macro_rules! sql_store {
                         .push_bind(m.sha256.as_str())
                         .push_bind(m.envelope.auth_results.as_deref());
                 });
-                end_statement(&mut q, tx, &mut queued).await?;
+                q.end(tx).await?;
                 q.push("INSERT INTO inbound_raw (seq, raw) ");
                 q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
                     b.push("(SELECT seq FROM inbound WHERE id = ");
@@ -1024,11 +1048,9 @@ macro_rules! sql_store {
                     b.push_unseparated(")");
                     b.push_bind(m.raw.as_slice());
                 });
-                end_statement(&mut q, tx, &mut queued).await?;
+                q.end(tx).await?;
             }
-            if queued {
-                q.build().execute(&mut **tx).await?;
-            }
+            q.send(tx).await?;
             Ok(ids)
         }
 
@@ -1158,8 +1180,7 @@ macro_rules! sql_store {
                 }
                 let w = std::mem::take(&mut self.behind);
                 let tx = &mut self.tx;
-                let mut q: QueryBuilder<$db> = QueryBuilder::new("");
-                let mut queued = false;
+                let mut q = Statements::new();
                 for chunk in w.contacts.chunks(INSERT_CHUNK) {
                     q.push("INSERT INTO contacts (id, email, name, created_at) ");
                     q.push_values(chunk, |mut b, c| {
@@ -1169,7 +1190,7 @@ macro_rules! sql_store {
                         " ON CONFLICT (email) DO UPDATE SET name = excluded.name \
                          WHERE contacts.name = '' AND excluded.name <> ''",
                     );
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                 }
                 for chunk in w.records.chunks(INSERT_CHUNK) {
                     q.push(
@@ -1190,7 +1211,7 @@ macro_rules! sql_store {
                             .push_bind(r.at)
                             .push_bind(r.at);
                     });
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                 }
                 for chunk in w.messages.chunks(INSERT_CHUNK) {
                     q.push(
@@ -1220,13 +1241,13 @@ macro_rules! sql_store {
                             .push_bind(m.at)
                             .push_bind(m.class);
                     });
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                     q.push("INSERT INTO message_ids (pipeline_id, message_id, record_id) ");
                     q.push_values(chunk, |mut b, m| {
                         b.push_bind(m.pipeline_id).push_bind(m.message_id.as_str()).push_bind(m.record_id);
                     });
                     q.push(" ON CONFLICT (message_id, pipeline_id) DO NOTHING");
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                 }
                 for chunk in w.touches.chunks(INSERT_CHUNK) {
                     q.push(
@@ -1236,7 +1257,7 @@ macro_rules! sql_store {
                         b.push_bind(t.record_id).push_bind(t.new_stage).push_bind(t.at);
                     });
                     q.push(") AS v WHERE records.id = v.column1");
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                 }
                 for chunk in w.events.chunks(INSERT_CHUNK) {
                     q.push(
@@ -1252,7 +1273,7 @@ macro_rules! sql_store {
                             .push_bind("system")
                             .push_bind(e.at);
                     });
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                 }
                 let now = Utc::now();
                 for chunk in outcomes.chunks(INSERT_CHUNK) {
@@ -1266,12 +1287,9 @@ macro_rules! sql_store {
                         b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
                     });
                     q.push(") AS v WHERE inbound.id = v.column1");
-                    end_statement(&mut q, tx, &mut queued).await?;
+                    q.end(tx).await?;
                 }
-                if queued {
-                    q.build().execute(&mut **tx).await?;
-                }
-                Ok(())
+                q.send(tx).await
             }
 
             /// A message with attachments or large bodies goes out at once.
@@ -1319,8 +1337,9 @@ macro_rules! sql_store {
 
             async fn only_pending(&mut self, ids: &[Uuid]) -> StoreResult<bool> {
                 let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-                let (mut total, mut mine) = (0i64, 0i64);
-                // One query per 500 ids (a batch is rarely more).
+                let mut mine = 0i64;
+                // One query per 500 ids (a batch is rarely more); every one
+                // also counts all that wait.
                 for chunk in ids.chunks(INSERT_CHUNK) {
                     let mut q: QueryBuilder<$db> = QueryBuilder::new(
                         "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN id IN (",
@@ -1331,13 +1350,12 @@ macro_rules! sql_store {
                     }
                     q.push(") THEN 1 ELSE 0 END), 0) AS mine FROM inbound WHERE status = 'pending'");
                     let row = q.build().fetch_one(&mut *self.tx).await?;
-                    total = row.try_get("total")?;
                     mine += row.try_get::<i64, _>("mine")?;
-                    if total != n {
+                    if row.try_get::<i64, _>("total")? != n {
                         return Ok(false);
                     }
                 }
-                Ok(n > 0 && total == n && mine == n)
+                Ok(n > 0 && mine == n)
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {

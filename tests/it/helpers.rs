@@ -436,11 +436,7 @@ impl TestApp {
 
     /// Stops the service gracefully, leaving the database to its owner.
     pub async fn stop_keeping_db(self) {
-        self.shutdown.cancel();
-        self.task
-            .await
-            .expect("app task")
-            .expect("app stopped cleanly");
+        self.stop_into_db().await;
     }
 
     /// Stops the service gracefully and hands its database over, to be
@@ -456,12 +452,7 @@ impl TestApp {
 
     /// Stops the service gracefully and removes the test database.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task
-            .await
-            .expect("app task")
-            .expect("app stopped cleanly");
-        self.db.drop_db().await;
+        self.stop_into_db().await.drop_db().await;
     }
 }
 
