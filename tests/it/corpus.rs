@@ -310,6 +310,8 @@ mod machine_mail {
         let (mut bounce_cases, mut detected, mut vacations, mut vacations_ok) = (0, 0, 0, 0);
         let (mut hard_labelled, mut hard_ok, mut status_labelled, mut status_ok) = (0, 0, 0, 0);
         let (mut reason_labelled, mut reason_ok) = (0, 0);
+        // Each recipient whose status or reason disagrees, printed at the end.
+        let mut misses = Vec::new();
         for case in expected["cases"].as_array().unwrap() {
             let Some(class) = class_of_file(&s.join(case["file"].as_str().unwrap())) else {
                 continue;
@@ -337,7 +339,17 @@ mod machine_mail {
                 }
                 if let Some(status) = want["status"].as_str().filter(|s| !s.is_empty()) {
                     status_labelled += 1;
-                    status_ok += usize::from(got.and_then(|g| g.status.as_deref()) == Some(status));
+                    let ours = got.and_then(|g| g.status.as_deref());
+                    status_ok += usize::from(ours == Some(status));
+                    if ours != Some(status) {
+                        misses.push(format!(
+                            "status {} #{index}: sisimai {status} {}, ours {} {}",
+                            case["file"].as_str().unwrap_or_default(),
+                            want["reason"].as_str().unwrap_or_default(),
+                            ours.unwrap_or("-"),
+                            got.map_or("-", |g| g.reason.as_str()),
+                        ));
+                    }
                 }
             }
         }
@@ -356,6 +368,9 @@ mod machine_mail {
                 100.0 * a as f64 / b as f64
             }
         };
+        for miss in &misses {
+            println!("{miss}");
+        }
         println!(
             "sisimai: bounces detected {detected}/{bounce_cases} ({:.1} %); maildir/not reported as bounces: {false_bounces}; \
 vacations detected {vacations_ok}/{vacations}; hard/soft agreement {hard_ok}/{hard_labelled} ({:.1} %); \
