@@ -310,7 +310,7 @@ mod machine_mail {
         let (mut bounce_cases, mut detected, mut vacations, mut vacations_ok) = (0, 0, 0, 0);
         let (mut hard_labelled, mut hard_ok, mut status_labelled, mut status_ok) = (0, 0, 0, 0);
         let (mut reason_labelled, mut reason_ok) = (0, 0);
-        // Each recipient whose status or reason disagrees, printed at the end.
+        // Each recipient whose reason or status disagrees, printed at the end.
         let mut misses = Vec::new();
         for case in expected["cases"].as_array().unwrap() {
             let Some(class) = class_of_file(&s.join(case["file"].as_str().unwrap())) else {
@@ -335,7 +335,15 @@ mod machine_mail {
                 }
                 if let Some(reason) = want["reason"].as_str().filter(|s| !s.is_empty()) {
                     reason_labelled += 1;
-                    reason_ok += usize::from(got.is_some_and(|g| g.reason.as_str() == reason));
+                    let ours = got.map(|g| g.reason.as_str());
+                    reason_ok += usize::from(ours == Some(reason));
+                    if ours != Some(reason) {
+                        misses.push(format!(
+                            "reason {} #{index}: sisimai {reason}, ours {}",
+                            case["file"].as_str().unwrap_or_default(),
+                            ours.unwrap_or("-"),
+                        ));
+                    }
                 }
                 if let Some(status) = want["status"].as_str().filter(|s| !s.is_empty()) {
                     status_labelled += 1;
