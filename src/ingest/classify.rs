@@ -554,12 +554,12 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
         }
     }
     // "The following recipients returned permanent errors: addr. Reason: …",
-    // "undeliverable to addr"
-    for phrase in ["errors: ", "undeliverable to "] {
+    // "undeliverable to addr", Zoho's "[Status: Error, Address: <addr>, …]"
+    for phrase in ["errors: ", "undeliverable to ", "address: <"] {
         let Some(i) = lower.find(phrase) else {
             continue;
         };
-        let token = line[i + phrase.len()..]
+        let token = line[i + phrase.len() - usize::from(phrase.ends_with('<'))..]
             .split_whitespace()
             .next()
             .unwrap_or_default();
@@ -930,6 +930,24 @@ I'm sorry to have to inform you that your message could not be delivered.\r\n\r\
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].0, "kim@b.example");
         assert_eq!(got[0].1.as_deref(), Some("4.3.0"));
+    }
+
+    #[test]
+    fn a_delay_report_names_its_recipient_in_an_address_field() {
+        // Zoho's warning: the recipient's line carries the server's 421, and
+        // the quoted original's `To:` (the same address) is not its line.
+        let raw = "From: mailer-daemon@mail.zoho.example\r\nTo: ann@zoho.example\r\n\
+Subject: Mail Delivery Status Notification (Delay)\r\n\r\n\
+THIS IS A WARNING MESSAGE ONLY.\r\n\
+----- The following addresses had fatal errors -----\r\n\
+[Status: Error, Address: <kim@b.example>, ResponseCode 421, , Host not reachable.]\r\n\
+Message will be retried for 4 more day(s)\r\n\
+----- Transcript of session follows -----\r\n\
+From:\"zoho\" <ann@zoho.example>\r\nTo:<kim@b.example>\r\nSubject:Hello\r\n";
+        let got = text_recipients(raw);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, "kim@b.example");
+        assert_eq!(got[0].1.as_deref(), Some("4.0.947"), "temporary: 421");
     }
 
     #[test]
