@@ -7,7 +7,7 @@
 
 use std::cell::LazyCell;
 
-use super::parse::{ParsedMail, Returned};
+use super::parse::ParsedMail;
 use super::reason::{BounceReason, Evidence, reason};
 
 /// One failed (or delayed) recipient of a delivery status notification.
@@ -125,7 +125,7 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
                 .map_or_else(Vec::new, |report| {
                     dsn_recipients(report, mail, &LazyCell::new(|| report_words(mail)))
                 }),
-            original_message_id: returned_message_id(s.returned.as_ref()),
+            original_message_id: returned_message_id(mail),
         };
         if b.recipients.is_empty() {
             // A report without per-recipient fields: read its text instead.
@@ -349,7 +349,7 @@ fn text_bounce(mail: &ParsedMail) -> Bounce {
     }
     Bounce {
         recipients,
-        original_message_id: returned_message_id(mail.signals.returned.as_ref()),
+        original_message_id: returned_message_id(mail),
     }
 }
 
@@ -381,9 +381,16 @@ fn quoted_to(text: &str) -> Option<String> {
         .filter(|to| !to.is_empty())
 }
 
-/// The Message-ID of the returned original, when the report carries it.
-fn returned_message_id(returned: Option<&Returned>) -> Option<String> {
-    returned.and_then(|r| r.message_id.clone())
+/// The Message-ID of the returned original, when the report tells.
+fn returned_message_id(mail: &ParsedMail) -> Option<String> {
+    mail.signals
+        .returned
+        .as_ref()
+        .and_then(|r| r.message_id.clone())
+        // No returned message to read it from (none attached, or a part the
+        // parser could not reach): a report that answers the message it
+        // returns names it in its own In-Reply-To, as Gmail's do.
+        .or_else(|| mail.in_reply_to.clone())
 }
 
 /// Lines after which a plain-text bounce quotes the returned message.
@@ -930,6 +937,33 @@ I'm sorry to have to inform you that your message could not be delivered.\r\n\r\
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].0, "kim@b.example");
         assert_eq!(got[0].1.as_deref(), Some("4.3.0"));
+    }
+
+    #[test]
+    fn a_report_without_a_readable_returned_message_names_its_original_in_in_reply_to() {
+        // Gmail's delay report: its inner multipart is never closed, so the
+        // returned message's part cannot be reached; its In-Reply-To names it.
+        let report = |in_reply_to: &str| {
+            format!(
+                "From: Mail Delivery Subsystem <mailer-daemon@mx.example>\r\n{in_reply_to}\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"outer\"\r\n\r\n\
+--outer\r\nContent-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n\
+--inner\r\nContent-Type: text/plain\r\n\r\nDelivery to kim@b.example has been delayed.\r\n\r\n\
+--outer\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; kim@b.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n\
+--outer\r\nContent-Type: message/rfc822\r\n\r\nMessage-ID: <orig@example.org>\r\nSubject: Hi\r\n\r\nhello\r\n\
+--outer--\r\n"
+            )
+        };
+        let original = |raw: &str| match class_of(raw).class {
+            Class::Bounce(b) => b.original_message_id,
+            other => panic!("not a bounce: {other:?}"),
+        };
+        assert_eq!(
+            original(&report("In-Reply-To: <orig@example.org>\r\n")).as_deref(),
+            Some("orig@example.org")
+        );
+        assert_eq!(original(&report("")), None);
     }
 
     #[test]

@@ -279,7 +279,7 @@ mod machine_mail {
                 files.push(entry.path());
             }
         }
-        let (mut bounces, mut with_original) = (0, 0);
+        let (mut bounces, mut with_original, mut missed) = (0, 0, Vec::new());
         for f in &files {
             match class_of_file(f) {
                 Some(Class::Bounce(b)) => {
@@ -288,6 +288,17 @@ mod machine_mail {
                         with_original += 1;
                     } else {
                         println!("no original Message-ID: {}", f.display());
+                        // Missing is right only when the returned part carries none.
+                        let text = std::fs::read(f).unwrap_or_default();
+                        let lower = String::from_utf8_lossy(&text).to_ascii_lowercase();
+                        let returned = ["message/rfc822", "rfc822-headers"]
+                            .iter()
+                            .filter_map(|m| lower.find(m))
+                            .min()
+                            .map_or("", |at| &lower[at..]);
+                        if returned.contains("\nmessage-id:") {
+                            missed.push(f.clone());
+                        }
                     }
                 }
                 other => println!("not a bounce: {} -> {other:?}", f.display()),
@@ -298,6 +309,10 @@ mod machine_mail {
             files.len()
         );
         assert_eq!(bounces, files.len());
+        assert!(
+            missed.is_empty(),
+            "the original's Message-ID is in these and was not found: {missed:?}"
+        );
     }
 
     #[test]
