@@ -633,6 +633,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "unable to deliver in",
             "failing for a long time",
             "aborted after",
+            " attempts",
         ],
         R::FailedStartTls => &[
             "starttls",
@@ -1049,6 +1050,8 @@ mod tests {
             ),
             R::Expired
         );
+        // IMail: "Delivery failed 20 attempts: <addr>".
+        assert_eq!(of(None, "delivery failed 20 attempts:"), R::Expired);
         assert_eq!(
             of(None, "500 remote server does not support tls (state 6)."),
             R::FailedStartTls
