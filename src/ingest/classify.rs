@@ -525,8 +525,9 @@ fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
         || bracketed
         || rest.first() == Some(&"on")
         || rest.first().is_some_and(|w| w.starts_with(['[', '(', '<']))
-        // Zoho: `addr Invalid Address, ERROR_CODE :550, …`
-        || rest.starts_with(&["Invalid", "Address,"]);
+        // Zoho: `addr Invalid Address, ERROR_CODE :550, …`, `addr Error, ERROR_CODE :421, …`
+        || rest.starts_with(&["Invalid", "Address,"])
+        || rest.iter().take(3).any(|w| *w == "ERROR_CODE");
     if !alone || !token.contains('@') {
         return None;
     }
@@ -1200,6 +1201,19 @@ Received:from mail.zoho.example by mx.zoho.example\r\nMessage-ID:<1.2@zoho.examp
                 ("gone@example.co.jp".to_string(), Some("5.2.1".to_string())),
                 ("full@example.co.jp".to_string(), Some("5.2.2".to_string())),
             ]
+        );
+        // Zoho's temporary failure: `addr Error, ERROR_CODE :421, …` is the
+        // recipient's line (its 421 makes the failure temporary).
+        let zoho = "From: mailer-daemon@mail.zoho.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
+This message was created automatically by mail delivery software.\r\n\
+kim@example.co.jp Error, ERROR_CODE :421, ERROR_CODE :, Host not reachable.\r\n\
+Received:from mail.zoho.example by mx.zoho.example\r\nTo:<kim@example.co.jp>\r\n";
+        let got = text_recipients(zoho);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, "kim@example.co.jp");
+        assert!(
+            got[0].1.as_deref().is_some_and(|s| s.starts_with("4.")),
+            "{got:?}"
         );
         // Exchange 2003 names the original's MTS-ID under each recipient;
         // that line does not start the quoted original.
