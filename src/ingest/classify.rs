@@ -425,10 +425,25 @@ fn text_bounce_recipients(
     failed_header: Option<&str>,
 ) -> Vec<FailedRecipient> {
     let lines = report_lines(text);
+    // The envelope sender a transcript names (`>>> MAIL From:<addr>`): a
+    // refusal that quotes it is about the sender, not a recipient.
+    let senders: Vec<String> = lines
+        .iter()
+        .filter_map(|line| {
+            let lower = line.to_ascii_lowercase();
+            let at = lower.find("mail from:<")? + "mail from:<".len();
+            let rest = &line[at..];
+            crate::domain::EmailAddress::parse(&rest[..rest.find('>')?]).ok()
+        })
+        .map(|a| a.to_string())
+        .collect();
     let mut found: Vec<(String, usize)> = Vec::new();
     let mut add = |address: crate::domain::EmailAddress, at: usize| {
         let address = address.to_string();
-        if !found.iter().any(|(a, _)| *a == address) && found.len() < MAX_BOUNCE_RECIPIENTS {
+        if !senders.contains(&address)
+            && !found.iter().any(|(a, _)| *a == address)
+            && found.len() < MAX_BOUNCE_RECIPIENTS
+        {
             found.push((address, at));
         }
     };
@@ -965,6 +980,23 @@ Final-Recipient: rfc822; kim@b.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r
             Some("orig@example.org")
         );
         assert_eq!(original(&report("")), None);
+    }
+
+    #[test]
+    fn a_refused_envelope_sender_in_a_transcript_is_not_a_failed_recipient() {
+        let raw = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\r\nTo: ann@example.jp\r\n\
+Subject: Returned mail: User unknown\r\n\r\n\
+   ----- Transcript of session follows -----\r\n\
+While talking to mx.b.example:\r\n\
+>>> MAIL From:<ann@example.jp>\r\n\
+<<< 501 <ann@example.jp>... no access from mail server [192.0.2.55]\r\n\
+554 <kim@b.example>... Remote protocol error\r\n\r\n\
+   ----- Unsent message follows -----\r\nSubject: hi\r\n\r\nhello\r\n";
+        let got: Vec<String> = text_recipients(raw)
+            .into_iter()
+            .map(|(a, _, _)| a)
+            .collect();
+        assert_eq!(got, ["kim@b.example"]);
     }
 
     #[test]
