@@ -404,6 +404,7 @@ const RETURNED_MARKERS: &[&str] = &[
     "original message follows",
     "headers of your message follow",
     "- returned message -",
+    "message text follows",
 ];
 
 /// Most recipients read from one bounce: a report naming thousands costs no
@@ -540,6 +541,8 @@ fn recipient_line(line: &str) -> Option<crate::domain::EmailAddress> {
         || bracketed
         || rest.first() == Some(&"on")
         || rest.first().is_some_and(|w| w.starts_with(['[', '(', '<']))
+        // Exim 3: `addr ... unknown host`.
+        || rest.first() == Some(&"...")
         // Zoho: `addr Invalid Address, ERROR_CODE :550, …`, `addr Error, ERROR_CODE :421, …`
         || rest.starts_with(&["Invalid", "Address,"])
         || rest.iter().take(3).any(|w| *w == "ERROR_CODE");
@@ -997,6 +1000,28 @@ While talking to mx.b.example:\r\n\
             .map(|(a, _, _)| a)
             .collect();
         assert_eq!(got, ["kim@b.example"]);
+    }
+
+    #[test]
+    fn exim3_lists_failed_addresses_before_the_message_text() {
+        // Exim 3: `addr ... reason` lines, then the returned message (sent to
+        // a list that expanded to the address), whose `Message-Id:` names no
+        // recipient.
+        let raw = "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\n\
+Subject: mail failed, returning to sender\r\n\r\n\
+|------------------------- Failed addresses follow: ---------------------|\r\n\
+ kim@nowhere.example ... unknown host\r\n\
+|------------------------- Message text follows: ------------------------|\r\n\
+Message-Id: <abc@e3.example.com>\r\nTo: team@list.example\r\nSubject: Hi\r\n\r\nhello\r\n";
+        let got = text_recipients(raw);
+        assert_eq!(
+            got,
+            [(
+                "kim@nowhere.example".to_string(),
+                Some("5.0.912".to_string()),
+                true
+            )]
+        );
     }
 
     #[test]
