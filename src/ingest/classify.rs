@@ -430,12 +430,7 @@ fn text_bounce_recipients(
     // refusal that quotes it is about the sender, not a recipient.
     let senders: Vec<String> = lines
         .iter()
-        .filter_map(|line| {
-            let lower = line.to_ascii_lowercase();
-            let at = lower.find("mail from:<")? + "mail from:<".len();
-            let rest = &line[at..];
-            crate::domain::EmailAddress::parse(&rest[..rest.find('>')?]).ok()
-        })
+        .filter_map(|line| bracketed_after(line, &line.to_ascii_lowercase(), "mail from:<"))
         .map(|a| a.to_string())
         .collect();
     let mut found: Vec<(String, usize)> = Vec::new();
@@ -585,7 +580,7 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
         let Some(i) = lower.find(phrase) else {
             continue;
         };
-        let token = line[i + phrase.len() - usize::from(phrase.ends_with('<'))..]
+        let token = line[i + phrase.len()..]
             .split_whitespace()
             .next()
             .unwrap_or_default();
@@ -595,14 +590,17 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
             return Some(address);
         }
     }
-    let at = lower
-        .find(" to <")
-        .map(|i| i + 5)
-        .or_else(|| lower.find(" recipient <").map(|i| i + 12))
-        .or_else(|| lower.find("to:<").map(|i| i + 4))?;
-    let rest = &line[at..];
-    let address = &rest[..rest.find('>')?];
-    crate::domain::EmailAddress::parse(address).ok()
+    let marker = [" to <", " recipient <", "to:<"]
+        .into_iter()
+        .find(|m| lower.contains(m))?;
+    bracketed_after(line, &lower, marker)
+}
+
+/// The address between `marker` (lower case, ending in `<`) and the next
+/// `>` in `line`; `lower` is `line` in lower case.
+fn bracketed_after(line: &str, lower: &str, marker: &str) -> Option<crate::domain::EmailAddress> {
+    let rest = &line[lower.find(marker)? + marker.len()..];
+    crate::domain::EmailAddress::parse(&rest[..rest.find('>')?]).ok()
 }
 
 /// The `Status:` field, or the code the remote server itself gave where the

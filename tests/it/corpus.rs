@@ -325,7 +325,7 @@ mod machine_mail {
         let (mut bounce_cases, mut detected, mut vacations, mut vacations_ok) = (0, 0, 0, 0);
         let (mut hard_labelled, mut hard_ok, mut status_labelled, mut status_ok) = (0, 0, 0, 0);
         let (mut reason_labelled, mut reason_ok) = (0, 0);
-        // Each recipient whose reason or status disagrees, printed at the end.
+        // Each recipient whose hard/soft, reason or status disagrees, printed at the end.
         let mut misses = Vec::new();
         for case in expected["cases"].as_array().unwrap() {
             let Some(class) = class_of_file(&s.join(case["file"].as_str().unwrap())) else {
@@ -341,38 +341,44 @@ mod machine_mail {
             bounce_cases += 1;
             let Class::Bounce(b) = class else { continue };
             detected += 1;
+            let file = case["file"].as_str().unwrap_or_default();
             for want in case["recipients"].as_array().unwrap() {
                 let index = want["index"].as_u64().unwrap_or(1) as usize;
                 let got = b.recipients.get(index - 1);
+                // Counts one labelled field and lists the recipient when we disagree.
+                let mut tally = |field: &str, want: &str, ours: Option<&str>, ok: &mut usize| {
+                    if ours == Some(want) {
+                        *ok += 1;
+                    } else {
+                        misses.push(format!(
+                            "{field} {file} #{index}: sisimai {want}, ours {}",
+                            ours.unwrap_or("-")
+                        ));
+                    }
+                };
                 if let Some(hard) = want["hard_bounce"].as_bool() {
                     hard_labelled += 1;
-                    hard_ok += usize::from(got.is_some_and(|g| g.hard == hard));
+                    let kind = |hard: bool| if hard { "hard" } else { "soft" };
+                    tally(
+                        "hard/soft",
+                        kind(hard),
+                        got.map(|g| kind(g.hard)),
+                        &mut hard_ok,
+                    );
                 }
                 if let Some(reason) = want["reason"].as_str().filter(|s| !s.is_empty()) {
                     reason_labelled += 1;
-                    let ours = got.map(|g| g.reason.as_str());
-                    reason_ok += usize::from(ours == Some(reason));
-                    if ours != Some(reason) {
-                        misses.push(format!(
-                            "reason {} #{index}: sisimai {reason}, ours {}",
-                            case["file"].as_str().unwrap_or_default(),
-                            ours.unwrap_or("-"),
-                        ));
-                    }
+                    tally(
+                        "reason",
+                        reason,
+                        got.map(|g| g.reason.as_str()),
+                        &mut reason_ok,
+                    );
                 }
                 if let Some(status) = want["status"].as_str().filter(|s| !s.is_empty()) {
                     status_labelled += 1;
                     let ours = got.and_then(|g| g.status.as_deref());
-                    status_ok += usize::from(ours == Some(status));
-                    if ours != Some(status) {
-                        misses.push(format!(
-                            "status {} #{index}: sisimai {status} {}, ours {} {}",
-                            case["file"].as_str().unwrap_or_default(),
-                            want["reason"].as_str().unwrap_or_default(),
-                            ours.unwrap_or("-"),
-                            got.map_or("-", |g| g.reason.as_str()),
-                        ));
-                    }
+                    tally("status", status, ours, &mut status_ok);
                 }
             }
         }
