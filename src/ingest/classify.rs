@@ -426,13 +426,22 @@ fn text_bounce_recipients(
     failed_header: Option<&str>,
 ) -> Vec<FailedRecipient> {
     let lines = report_lines(text);
-    // The envelope sender a transcript names (`>>> MAIL From:<addr>`): a
-    // refusal that quotes it is about the sender, not a recipient.
-    let senders: Vec<String> = lines
-        .iter()
-        .filter_map(|line| bracketed_after(line, &line.to_ascii_lowercase(), "mail from:<"))
-        .map(|a| a.to_string())
-        .collect();
+    // The envelope sender a transcript names (`>>> MAIL From:<addr>`), or
+    // Exim's "A message sent by" followed by `<addr>`: a refusal that quotes
+    // it is about the sender, not a recipient.
+    let mut senders: Vec<String> = Vec::new();
+    let mut sent_by = false;
+    for line in &lines {
+        let lower = line.to_ascii_lowercase();
+        if let Some(a) = bracketed_after(line, &lower, "mail from:<") {
+            senders.push(a.to_string());
+        } else if sent_by && let Some(a) = recipient_line(line) {
+            senders.push(a.to_string());
+        }
+        if !line.trim().is_empty() {
+            sent_by = lower.trim_end().ends_with("a message sent by");
+        }
+    }
     let mut found: Vec<(String, usize)> = Vec::new();
     let mut add = |address: crate::domain::EmailAddress, at: usize| {
         let address = address.to_string();
@@ -446,7 +455,11 @@ fn text_bounce_recipients(
     if let Some(header) = failed_header {
         for part in header.split([',', ' ']).filter(|p| !p.is_empty()) {
             if let Ok(address) = crate::domain::EmailAddress::parse(part.trim_matches(['<', '>'])) {
-                let at = lines.iter().position(|l| l.contains(part)).unwrap_or(0);
+                // An address the report's text never names has no lines of its own.
+                let at = lines
+                    .iter()
+                    .position(|l| l.contains(part))
+                    .unwrap_or(lines.len());
                 add(address, at);
             }
         }
@@ -485,7 +498,17 @@ fn text_bounce_recipients(
             while end < next && !blank(end) {
                 end += 1;
             }
-            let paragraph = lines.get(*at..end).unwrap_or_default().join("\n");
+            let mut start = *at;
+            if crate::ingest::reason::says_nothing(&words_of(
+                &lines.get(*at..end).unwrap_or_default().join(" "),
+            )) {
+                // A bare address: its reason is the lines just above it, as
+                // Lotus Notes lists them ("User not listed ...", then the address).
+                while start > 0 && !blank(start - 1) && !starts.contains(&(start - 1)) {
+                    start -= 1;
+                }
+            }
+            let paragraph = lines.get(start..end).unwrap_or_default().join("\n");
             let mut evidence = words_of(&paragraph);
             let status = first_status_code(&paragraph).or_else(|| {
                 // A code given elsewhere in the report comes with the words
@@ -776,9 +799,16 @@ fn failed_recipient(
             reason = wider;
         }
     }
+    // The reply's class from the recipient's own lines; when there are none,
+    // from the whole report.
+    let own = if crate::ingest::reason::says_nothing(evidence) {
+        LazyCell::force(context).as_str()
+    } else {
+        evidence
+    };
     let temporary = Evidence {
         status: status.as_deref(),
-        text: evidence,
+        text: own,
         action: None,
     }
     .is_temporary();
@@ -918,15 +948,18 @@ mod tests {
         classify(&parse(raw.as_bytes()).expect("parses"), false)
     }
 
-    fn text_recipients(raw: &str) -> Vec<(String, Option<String>, bool)> {
+    fn bounce_recipients(raw: &str) -> Vec<FailedRecipient> {
         match class_of(raw).class {
-            Class::Bounce(b) => b
-                .recipients
-                .into_iter()
-                .map(|r| (r.address, r.status, r.hard))
-                .collect(),
+            Class::Bounce(b) => b.recipients,
             other => panic!("not a bounce: {other:?}"),
         }
+    }
+
+    fn text_recipients(raw: &str) -> Vec<(String, Option<String>, bool)> {
+        bounce_recipients(raw)
+            .into_iter()
+            .map(|r| (r.address, r.status, r.hard))
+            .collect()
     }
 
     #[test]
@@ -1200,6 +1233,71 @@ refused to accept your message (DATA), with the following error message: [554 5.
         let elsewhere = format!("From: Ann <ann@example.com>\r\nSubject: json\r\n\r\n{bounce}");
         assert_eq!(class_of(&elsewhere).class, Class::Normal);
         assert_eq!(class_of(&mail(&bounce[..80])).class, Class::Normal);
+    }
+
+    /// Each recipient's (address, reason, status).
+    fn reasons(raw: &str) -> Vec<(String, BounceReason, Option<String>)> {
+        bounce_recipients(raw)
+            .into_iter()
+            .map(|r| (r.address, r.reason, r.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_report_that_says_little_about_a_recipient_is_read_for_what_it_says() {
+        let one = |a: &str, r: BounceReason, s: &str| vec![(a.to_string(), r, Some(s.to_string()))];
+        // Postfix's report without per-recipient fields: the failed address is
+        // the returned message's; the report's greeting says nothing of it.
+        let postfix = "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host mx.example.\r\n\r\n\
+I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@example.org\r\nTo: kim@example.fr\r\n\
+Message-ID: <m1@example.org>\r\n\r\nhi\r\n--b--\r\n";
+        assert_eq!(
+            reasons(postfix),
+            one("kim@example.fr", BounceReason::Undefined, "5.0.900")
+        );
+        // ... but the whole report's reply tells whether the failure was temporary:
+        // sendmail v5's 421 before the quoted original.
+        let v5 = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail: Deferred\r\n\r\n\
+   ----- Transcript of session follows -----\r\n\
+421 example.com (smtp)... Deferred: Connection timed out during user open with example.com\r\n\r\n\
+   ----- Unsent message follows -----\r\nFrom: a@example.org\r\nTo: kim@example.com\r\n\r\nhi\r\n";
+        let got = reasons(v5);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].2.as_deref().is_some_and(|s| s.starts_with("4.0.")),
+            "{got:?}"
+        );
+        // A bullet and an address: nothing said.
+        let x3 = "From: MAILER-DAEMON@x3.example\r\nSubject: Delivery status notification\r\n\r\n\
+Delivery to the following recipients failed permanently:\r\n\r\n   * gone@example.com\r\n\r\n";
+        assert_eq!(
+            reasons(x3),
+            one("gone@example.com", BounceReason::Undefined, "5.0.900")
+        );
+        // Lotus Notes puts the reason above the address; one no phrase names is
+        // still something said: on hold, not undefined.
+        let notes = "From: Postmaster <postmaster@notes.example>\r\nSubject: DELIVERY FAILURE: Error\r\n\r\n\
+------- Failure Reasons  --------\r\n\r\nError (as a test message)\r\nann@example.com\r\n\r\n\
+------- Returned Message --------\r\nReceived: from mx (Lotus SMTP MTA v4.6.1)\r\n";
+        assert_eq!(
+            reasons(notes),
+            one("ann@example.com", BounceReason::OnHold, "5.0.901")
+        );
+        // Exim's words for a delivery retried until it expired are a temporary failure's.
+        let exim = "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\nSubject: Mail delivery failed\r\n\r\n\
+This message was created automatically by mail delivery software.\r\n\r\n\
+A message sent by\r\n\r\n  <a@example.org>\r\n\r\n\
+could not be delivered to one or more of its recipients. The following\r\naddress(es) failed:\r\n\r\n\
+  kim@example.org\r\n    all hosts have been failing for a long time and were last tried after this message arrived\r\n\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\r\nTo: kim@example.org\r\n\r\nhi\r\n";
+        assert_eq!(
+            reasons(exim),
+            one("kim@example.org", BounceReason::Expired, "4.0.947")
+        );
     }
 
     #[test]

@@ -934,11 +934,16 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
     if matches!(command, Some(Command::Helo | Command::Connect)) {
         return R::Blocked;
     }
-    if text.trim().is_empty() {
+    if says_nothing(text) {
         R::Undefined
     } else {
         R::OnHold
     }
+}
+
+/// Text without a word (`* `, `:`): the report said nothing about the failure.
+pub fn says_nothing(text: &str) -> bool {
+    !text.chars().any(char::is_alphanumeric)
 }
 
 /// Whether `text` reads as a temporary failure (a 4xx reply, "try again").
@@ -949,10 +954,19 @@ pub fn is_temporary(text: &str) -> bool {
     match reply {
         Some(code) if code.starts_with('5') => false,
         Some(_) => true,
-        // Words of a transient failure: one to be retried, or one retried until it expired.
-        None => ["temporar", "persistent", "will be retried", "retry timeout"]
-            .iter()
-            .any(|w| text.contains(w)),
+        // Words of a transient failure: one to be retried, or one retried until
+        // it expired (Exim: "all hosts have been failing for a long time",
+        // "retry time not reached").
+        None => [
+            "temporar",
+            "persistent",
+            "will be retried",
+            "retry timeout",
+            "retry time not reached",
+            "have been failing for a long time",
+        ]
+        .iter()
+        .any(|w| text.contains(w)),
     }
 }
 
