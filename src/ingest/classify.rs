@@ -405,6 +405,8 @@ const RETURNED_MARKERS: &[&str] = &[
     "headers of your message follow",
     "- returned message -",
     "message text follows",
+    // MXLogic: "Included is a copy of the message header:"
+    "copy of the message header",
 ];
 
 /// Most recipients read from one bounce: a report naming thousands costs no
@@ -1320,6 +1322,22 @@ Final-Recipient: RFC822; <gone@example.net>\r\nAction: failed\r\nStatus: 5.5.0\r
                 Some("5.0.911".to_string()),
                 true
             )]
+        );
+        // MXLogic quotes the original's header after "Included is a copy of the
+        // message header:"; its Received line's `mxl_mta-5.5.0-3` is no status,
+        // its Message-ID and Errors-To no recipients.
+        let mxlogic = "From: Mail Delivery System <mailer-daemon@mxlogic.example>\r\nSubject: Mail delivery failed\r\n\r\n\
+A message that you have sent could not be delivered to one or more\r\nrecipients.  This is a permanent error.  The following address failed:\r\n\r\n\
+  <kim@example.co.jp>: 550 unknown user\r\n<kim@example.co.jp>\r\n\r\n\r\n\r\n\
+Included is a copy of the message header:\r\n-----------------------------------------\r\n\
+Received: from mx.example.org by 0.mxlogic.net (mxl_mta-5.5.0-3) with ESMTP id 1\r\n\
+Message-ID: <0000.1111@mx.example.org>\r\nErrors-To: ann@mx.example.org\r\nSubject: hi\r\n";
+        let got = text_recipients(mxlogic);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, "kim@example.co.jp");
+        assert!(
+            got[0].1.as_deref().is_some_and(|s| s.starts_with("5.0.9")),
+            "{got:?}"
         );
         let imail = "From: Postmaster <postmaster@imail.example>\r\nSubject: Undeliverable Mail\r\n\r\n\
 undeliverable to kijitora@example.jp\r\n";

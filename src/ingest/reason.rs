@@ -521,6 +521,11 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "scored",
             "looks like",
             "suspicious",
+            // A link in the body on a URI block list (URIBL, SURBL).
+            "blacklisted url",
+            "blacklisted link",
+            "uribl",
+            "surbl",
         ],
         R::Speeding => &[
             "receiving mail at a rate",
@@ -1083,6 +1088,14 @@ mod tests {
                 "554 invalid ip for sending mail of domain amazonses.com [rcpt_to]"
             ),
             R::Blocked
+        );
+        // A link in the body on a URI block list is spam, not a blocked host.
+        assert_eq!(
+            of(
+                Some("5.0.0"),
+                "body of message generated response: 550-rejected - blacklisted url in message. (example.com) in [black]. 550-see http://lookup.uribl.com."
+            ),
+            R::SpamDetected
         );
     }
 
