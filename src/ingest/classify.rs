@@ -587,10 +587,17 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
             "reply-to",
             "sender",
             "return-path",
+            "message-id",
+            "in-reply-to",
+            "references",
+            "errors-to",
+            "delivered-to",
         ]
         .contains(&label.as_str())
             || label.starts_with("x-")
-            || label.contains("envelope");
+            || label.contains("envelope")
+            // MailMarshal's "Original Sender: <addr>".
+            || label.contains("sender");
         let value = value.trim().trim_matches(['<', '>']);
         if !header_like
             && !value.contains(char::is_whitespace)
@@ -1339,6 +1346,15 @@ Message-ID: <0000.1111@mx.example.org>\r\nErrors-To: ann@mx.example.org\r\nSubje
             got[0].1.as_deref().is_some_and(|s| s.starts_with("5.0.9")),
             "{got:?}"
         );
+        // Quoted header lines name no recipient: a Message-Id is no address,
+        // MailMarshal's "Original Sender:" is the sender.
+        let marshal = "From: MAILER-DAEMON@marshal.example\r\nSubject: Undeliverable Mail\r\n\r\n\
+Your message:\r\n   From:    ann@example.com\r\n\r\nCould not be delivered because of\r\n\r\n550 5.1.1 User unknown\r\n\r\n\
+The following recipients were affected: \r\n    kim@example.com\r\n\r\n\
+Additional Information\r\n======================\r\nOriginal Sender:    <ann@example.com>\r\n\
+Message-Id: <20080907124011.12ABCD8@mx.example.com>\r\n";
+        let got: Vec<_> = text_recipients(marshal).into_iter().map(|r| r.0).collect();
+        assert_eq!(got, ["kim@example.com"]);
         let imail = "From: Postmaster <postmaster@imail.example>\r\nSubject: Undeliverable Mail\r\n\r\n\
 undeliverable to kijitora@example.jp\r\n";
         assert_eq!(text_recipients(imail)[0].0, "kijitora@example.jp");

@@ -485,6 +485,8 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "envelope sender",
             "return path",
             "bogus mail from",
+            // Gmail: the sender's own "Send mail as" account is misconfigured.
+            "'send mail as'",
             "not allowed to post",
             "permission to post",
             "groups",
@@ -1088,6 +1090,14 @@ mod tests {
                 "554 invalid ip for sending mail of domain amazonses.com [rcpt_to]"
             ),
             R::Blocked
+        );
+        // The sender's own account is at fault.
+        assert_eq!(
+            of(
+                None,
+                "you're sending this from a different address or alias using the 'send mail as' feature."
+            ),
+            R::Rejected
         );
         // A link in the body on a URI block list is spam, not a blocked host.
         assert_eq!(
