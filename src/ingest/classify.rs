@@ -284,7 +284,7 @@ fn ses_notification(mail: &ParsedMail) -> Option<Class> {
                         status,
                         diagnostic,
                         &evidence,
-                        &context,
+                        Some(&context),
                     );
                     // SES says itself whether the address is worth retrying.
                     failed.hard &= permanent;
@@ -480,6 +480,9 @@ fn text_bounce_recipients(
             .iter()
             .find_map(|line| first_status_code(line).map(|code| (code, words_of(line))))
     });
+    // The whole report speaks for a recipient only when it is the only one:
+    // with several, the others' lines would be taken for its own.
+    let context = (found.len() == 1).then_some(context);
     found
         .iter()
         .map(|(address, at)| {
@@ -501,7 +504,21 @@ fn text_bounce_recipients(
                 end += 1;
             }
             let mut start = *at;
-            if crate::ingest::reason::says_nothing(&words_of(
+            if lines
+                .get(*at)
+                .is_some_and(|l| is_transcript_result(l, address))
+            {
+                // Sendmail's transcript ends each recipient's dialogue with its
+                // result (`554 <addr>... reason`): the lines since the previous
+                // recipient's are its own, those after it the next one's.
+                start = starts
+                    .iter()
+                    .copied()
+                    .filter(|s| s < at)
+                    .max()
+                    .map_or(0, |s| s + 1);
+                end = at + 1;
+            } else if crate::ingest::reason::says_nothing(&words_of(
                 &lines.get(*at..end).unwrap_or_default().join(" "),
             )) {
                 // A bare address: its reason is the lines just above it, as
@@ -531,6 +548,23 @@ fn text_bounce_recipients(
             )
         })
         .collect()
+}
+
+/// Sendmail's result line for a recipient: `554 <addr>... reason`.
+fn is_transcript_result(line: &str, address: &str) -> bool {
+    let line = line.trim_start();
+    let Some((code, rest)) = line.split_once(' ') else {
+        return false;
+    };
+    code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && rest
+            .strip_prefix('<')
+            .and_then(|r| r.get(..address.len()))
+            .is_some_and(|a| a.eq_ignore_ascii_case(address))
+        && rest
+            .get(address.len() + 1..)
+            .is_some_and(|r| r.starts_with(">..."))
 }
 
 /// A line that is one address: `addr`, `<addr>`, `<addr>: …`, `addr:`, `addr on <date>`.
@@ -746,10 +780,18 @@ fn dsn_recipients(
     let text = mail.text.as_deref().unwrap_or_default();
     let lower = head(text, MAX_EVIDENCE_BYTES).to_ascii_lowercase();
     // The first block is per-message; every block with a recipient is per-recipient.
+    let recipient_of = |block: &str| {
+        field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
+    };
+    // The whole report speaks for a recipient only when it is the only one.
+    let alone = normalized
+        .split("\n\n")
+        .filter(|b| recipient_of(b).is_some())
+        .count()
+        == 1;
+    let context = alone.then_some(context);
     for block in normalized.split("\n\n") {
-        let Some(address) =
-            field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
-        else {
+        let Some(address) = recipient_of(block) else {
             continue;
         };
         let status =
@@ -783,14 +825,16 @@ fn dsn_recipients(
 }
 
 /// One failed recipient, its reason read from `evidence` (lower case, no
-/// addresses); a missing status is inferred from the reason.
+/// addresses), else from the whole report's words (`context`, given when the
+/// report is about this recipient alone); a missing status is inferred from
+/// the reason.
 fn failed_recipient(
     address: String,
     action: Option<String>,
     status: Option<String>,
     diagnostic: Option<String>,
     evidence: &str,
-    context: &LazyCell<String, impl FnOnce() -> String>,
+    context: Option<&LazyCell<String, impl FnOnce() -> String>>,
 ) -> FailedRecipient {
     let of = |text: &str| {
         reason(&Evidence {
@@ -802,18 +846,18 @@ fn failed_recipient(
     // The recipient's own lines first; when they tell nothing, the whole report
     // (read only then).
     let mut reason = of(evidence);
-    if matches!(reason, BounceReason::OnHold | BounceReason::Undefined) {
-        let wider = of(LazyCell::force(context).as_str());
-        if !matches!(wider, BounceReason::OnHold | BounceReason::Undefined) {
-            reason = wider;
-        }
+    let context = context.map(|c| LazyCell::force(c).as_str());
+    if matches!(reason, BounceReason::OnHold | BounceReason::Undefined)
+        && let Some(wider) = context.map(of)
+        && !matches!(wider, BounceReason::OnHold | BounceReason::Undefined)
+    {
+        reason = wider;
     }
     // The reply's class from the recipient's own lines; when there are none,
     // from the whole report.
-    let own = if crate::ingest::reason::says_nothing(evidence) {
-        LazyCell::force(context).as_str()
-    } else {
-        evidence
+    let own = match context {
+        Some(report) if crate::ingest::reason::says_nothing(evidence) => report,
+        _ => evidence,
     };
     let temporary = Evidence {
         status: status.as_deref(),
@@ -1127,7 +1171,7 @@ Reporting-MTA: dns; mx.example\r\n\r\n{blocks}--b--\r\n"
                 status.map(str::to_string),
                 diagnostic.map(str::to_string),
                 &evidence,
-                &LazyCell::new(String::new),
+                Some(&LazyCell::new(String::new)),
             )
             .hard
         };
@@ -1306,6 +1350,51 @@ could not be delivered to one or more of its recipients. The following\r\naddres
         assert_eq!(
             reasons(exim),
             one("kim@example.org", BounceReason::Expired, "4.0.947")
+        );
+    }
+
+    #[test]
+    fn a_transcript_gives_each_recipient_the_dialogue_before_its_result() {
+        let reasons_of = |raw: &str| -> Vec<BounceReason> {
+            reasons(raw).into_iter().map(|(_, r, _)| r).collect()
+        };
+        let v5 = |transcript: &str| {
+            format!(
+                "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\r\nSubject: Returned mail: Host unknown\r\n\r\n\
+   ----- Transcript of session follows -----\r\n{transcript}\r\n   ----- Unsent message follows -----\r\n\r\nhi\r\n"
+            )
+        };
+        // Sendmail v5 ends each recipient's dialogue with `554 <addr>... reason`;
+        // the host line after it (`550 example.org (smtp)...`) is the next one's.
+        let raw = v5(
+            "While talking to mx.example.org:\r\n>>> MAIL From:<ann@example.jp>\r\n\
+<<< 501 <ann@example.jp>... no access from mail server [192.0.2.55] which is an open relay.\r\n\
+554 <kim@example.org>... Remote protocol error\r\n550 example.org (smtp)... 550 Host unknown\r\n\
+554 <lee@example.org>... 550 Host unknown (Authoritative answer from name server)\r\n\
+While talking to smtp.example.edu:\r\n>>> RCPT To:<max@example.edu>\r\n<<< 550 <max@example.edu>... User unknown\r\n\
+550 <max@example.edu>... User unknown\r\n",
+        );
+        assert_eq!(
+            reasons_of(&raw),
+            [
+                BounceReason::Blocked,
+                BounceReason::HostUnknown,
+                BounceReason::UserUnknown
+            ]
+        );
+        let raw = v5(
+            "While talking to mx.example.edu:\r\n>>> MAIL From:<ann@example.jp>\r\n<<< 550 Insecure Mail Relay\r\n\
+554 <kim@example.edu>... Remote protocol error\r\n",
+        );
+        assert_eq!(reasons_of(&raw), [BounceReason::NoRelaying]);
+        // With several recipients, one whose lines say nothing known does not
+        // take another's words from the rest of the report.
+        let raw = v5("554 <kim@example.org>... Remote protocol error\r\n\
+While talking to smtp.example.edu:\r\n>>> RCPT To:<max@example.edu>\r\n<<< 550 <max@example.edu>... User unknown\r\n\
+550 <max@example.edu>... User unknown\r\n");
+        assert_eq!(
+            reasons_of(&raw),
+            [BounceReason::OnHold, BounceReason::UserUnknown]
         );
     }
 

@@ -365,6 +365,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "not a gateway",
             "no relaying",
             "relay not allowed",
+            "insecure mail relay",
         ],
         R::AuthFailure => &[
             "spf check",
@@ -567,6 +568,8 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "refused to talk",
             "poor reputation",
             "my name was rejected",
+            // The sending host is listed as an open relay.
+            "is an open relay",
         ],
         R::VirusDetected => &["virus", "malware", "infected"],
         R::PolicyViolation => &[
