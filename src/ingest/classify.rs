@@ -847,11 +847,15 @@ fn failed_recipient(
     // (read only then).
     let mut reason = of(evidence);
     let context = context.map(|c| LazyCell::force(c).as_str());
-    if matches!(reason, BounceReason::OnHold | BounceReason::Undefined)
-        && let Some(wider) = context.map(of)
-        && !matches!(wider, BounceReason::OnHold | BounceReason::Undefined)
+    let unknown = |r: BounceReason| matches!(r, BounceReason::OnHold | BounceReason::Undefined);
+    if unknown(reason)
+        && let Some(report) = context
     {
-        reason = wider;
+        // The report's text, then with its subject.
+        let text = report.split('\n').next().unwrap_or_default();
+        if let Some(wider) = [text, report].into_iter().map(of).find(|r| !unknown(*r)) {
+            reason = wider;
+        }
     }
     // The reply's class from the recipient's own lines; when there are none,
     // from the whole report.
@@ -896,12 +900,14 @@ fn report_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A report's text before the returned message, and its subject, as evidence.
+/// A report's text before the returned message, then on a line of its own
+/// its subject, as evidence (the subject is read only where the text tells
+/// nothing: "Mail System Error" says less than "not delivered within 1 hours").
 fn report_words(mail: &ParsedMail) -> String {
     let text = mail.text.as_deref().unwrap_or_default();
     let report = report_lines(head(text, MAX_EVIDENCE_BYTES));
     format!(
-        "{} {}",
+        "{}\n{}",
         words_of(&report.join(" ")),
         words_of(mail.subject.as_deref().unwrap_or_default())
     )
@@ -1339,6 +1345,14 @@ Delivery to the following recipients failed permanently:\r\n\r\n   * gone@exampl
         assert_eq!(
             reasons(notes),
             one("ann@example.com", BounceReason::OnHold, "5.0.901")
+        );
+        // The report's text says more than its subject ("Mail System Error").
+        let ezweb = "From: Postmaster@ezweb.example\r\nSubject: Mail System Error - Returned Mail\r\n\r\n\
+Your message was not delivered within 0 days and 1 hours.\r\nRemote host is not responding.\r\n\r\n\
+The following recipients did not receive this message:\r\n\r\n<kim@ezweb.example>\r\n";
+        assert_eq!(
+            reasons(ezweb),
+            one("kim@ezweb.example", BounceReason::Expired, "5.0.947")
         );
         // Exim's words for a delivery retried until it expired are a temporary failure's.
         let exim = "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\nSubject: Mail delivery failed\r\n\r\n\

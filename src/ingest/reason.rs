@@ -644,6 +644,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "failing for a long time",
             "aborted after",
             " attempts",
+            "not delivered within",
         ],
         R::FailedStartTls => &[
             "starttls",
