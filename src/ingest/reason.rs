@@ -590,7 +590,6 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "mail loop",
             "loops back",
             "local configuration",
-            "temporary failure",
             "service unavailable",
             "service currently unavailable",
             "out of memory",
@@ -1094,6 +1093,18 @@ mod tests {
                 "554 invalid ip for sending mail of domain amazonses.com [rcpt_to]"
             ),
             R::Blocked
+        );
+        // "Temporary failure" tells the class of a failure, not its cause.
+        assert_eq!(
+            of(
+                None,
+                "network error on destination mxs please note that this is only a temporary failure report."
+            ),
+            R::NetworkError
+        );
+        assert_eq!(
+            of(None, "451 temporary failure, please try again"),
+            R::OnHold
         );
         // The sender's own account is at fault.
         assert_eq!(
