@@ -797,7 +797,13 @@ fn dsn_recipients(
         let status =
             field(block, "status").and_then(|s| s.split_whitespace().next().map(str::to_string));
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
-        let diagnostic = field(block, "diagnostic-code").map(strip_address_type);
+        let diagnostic = field(block, "diagnostic-code");
+        // `X-Unix; …`: a local delivery program's own words, not a server's.
+        let local_program = diagnostic
+            .as_deref()
+            .and_then(|d| d.split_once(';'))
+            .is_some_and(|(kind, _)| kind.trim().eq_ignore_ascii_case("x-unix"));
+        let diagnostic = diagnostic.map(strip_address_type);
         let address = strip_address_type(address).to_ascii_lowercase();
         // The report's own lines about this recipient tell the command it
         // failed at, and the server's own code where no diagnostic field does.
@@ -810,7 +816,8 @@ fn dsn_recipients(
             None => diagnostic.as_deref().and_then(first_status_code),
         };
         let evidence = format!(
-            "{} {}",
+            "{}{} {}",
+            if local_program { "x-unix " } else { "" },
             words_of(diagnostic.as_deref().unwrap_or_default()),
             words_of(&paragraph)
         );
@@ -1202,6 +1209,52 @@ Reporting-MTA: dns; mx.example\r\n\r\n{blocks}--b--\r\n"
             None,
             Some("SMTP error after end of data: 550 User unknown")
         ));
+        // An address status answered at MAIL FROM is about the sender's address.
+        assert!(!is_hard(
+            Some("5.1.0"),
+            Some(
+                "SMTP error from remote mail server after MAIL FROM:<a@b.example> SIZE=1022: 553 5.1.0 b.example does not exist"
+            )
+        ));
+    }
+
+    #[test]
+    fn a_local_delivery_programs_failure_is_a_mailer_error() {
+        let dsn = |status: &str, diagnostic: &str| {
+            format!(
+                "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host mx.example.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; kim@example.org\r\nAction: failed\r\nStatus: {status}\r\n\
+Diagnostic-Code: {diagnostic}\r\n\r\n--b--\r\n"
+            )
+        };
+        let read = |status: &str, diagnostic: &str| {
+            let r = &bounce_recipients(&dsn(status, diagnostic))[0];
+            (r.reason, r.hard)
+        };
+        // procmail's "No such user" is the program's complaint, no server's
+        // verdict on the address: never a hard bounce.
+        assert_eq!(
+            read(
+                "5.1.1",
+                "x-unix; procmail: Couldn't create \"/var/spool/mail/kim\" id: kim: No such user"
+            ),
+            (BounceReason::MailerError, false)
+        );
+        assert_eq!(
+            read(
+                "4.3.0",
+                "x-unix; /var/mail/kim/tmp/1.neko: Disk quota exceeded"
+            ),
+            (BounceReason::MailboxFull, false)
+        );
+        // The same words from a server are its verdict.
+        assert_eq!(
+            read("5.1.1", "smtp; 550 5.1.1 <kim@example.org>: No such user"),
+            (BounceReason::UserUnknown, true)
+        );
     }
 
     #[test]

@@ -799,13 +799,26 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
     let text = e.text;
     let said = Said::of(text);
     let says = |reason: BounceReason| said.has(reason);
-    let by_status = e.status.and_then(reason_of_status);
     let command = command_in(text);
+    // An address status given at MAIL FROM (`553 5.1.0 … does not exist`) is
+    // about the sender's address: the recipient's was never asked for.
+    let by_status = match e.status.and_then(reason_of_status) {
+        Some(R::UserUnknown | R::HostUnknown) if command == Some(Command::MailFrom) => {
+            Some(R::Rejected)
+        }
+        other => other,
+    };
     let delayed = e.action.is_some_and(|a| a.starts_with("delayed"));
     let temporary = e.is_temporary();
-    // A local delivery program failed (`Diagnostic-Code: X-Unix; ...`).
+    // A local delivery program failed (`Diagnostic-Code: X-Unix; ...`): its
+    // words are no server's verdict on the address; only a full mailbox is
+    // told apart.
     if text.starts_with("x-unix") {
-        return R::MailerError;
+        return if says(R::MailboxFull) {
+            R::MailboxFull
+        } else {
+            R::MailerError
+        };
     }
 
     // The text decides first, in this order; the status code where it agrees.
@@ -836,6 +849,8 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
         R::Blocked,
     ] {
         let hit = match candidate {
+            // Refused at MAIL FROM: the sender was, the recipient never asked for.
+            R::UserUnknown | R::HostUnknown if command == Some(Command::MailFrom) => false,
             R::UserUnknown => match by_status {
                 Some(R::UserUnknown) => ![
                     R::NoRelaying,
