@@ -47,6 +47,9 @@ enum Command {
         to: String,
         #[arg(long, default_value_t = 2048)]
         size: usize,
+        /// Distinct sender addresses, used in turn (each one a contact).
+        #[arg(long, default_value_t = 1000)]
+        senders: usize,
     },
     /// Open SESSIONS idle SMTP sessions, then print the server's RSS.
     Idle {
@@ -103,6 +106,9 @@ struct SmtpArgs {
     rate: u64,
     #[arg(long, default_value = "sales@localhost")]
     to: String,
+    /// Distinct sender addresses, used in turn (each one a contact).
+    #[arg(long, default_value_t = 1000)]
+    senders: usize,
 }
 
 #[tokio::main]
@@ -114,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
             count,
             to,
             size,
-        } => seed(&database_url, count, &to, size).await,
+            senders,
+        } => seed(&database_url, count, &to, size, senders).await,
         Command::Idle {
             addr,
             sessions,
@@ -194,7 +201,7 @@ async fn smtp(args: SmtpArgs) -> anyhow::Result<()> {
         lat[i].as_secs_f64() * 1000.0
     };
     println!(
-        "sent {} messages over {} sessions ({}), sizes {:?}, reply share {}{}",
+        "sent {} messages over {} sessions ({}), sizes {:?}, {} senders, reply share {}{}",
         args.messages,
         args.sessions,
         if args.reuse {
@@ -203,6 +210,7 @@ async fn smtp(args: SmtpArgs) -> anyhow::Result<()> {
             "new connection per message"
         },
         args.sizes,
+        args.senders,
         args.reply_share,
         if args.rate > 0 {
             format!(", rate limit {}/s", args.rate)
@@ -305,8 +313,10 @@ async fn session(shared: Arc<Shared>) -> anyhow::Result<()> {
             (!acked.is_empty() && rand::rng().random_bool(args.reply_share.clamp(0.0, 1.0)))
                 .then(|| acked[rand::rng().random_range(0..acked.len())].clone())
         };
+        let sender = i % args.senders.max(1);
         let raw = build_message(
             i,
+            sender,
             &message_id,
             parent.as_deref(),
             args.sizes[i % args.sizes.len()],
@@ -317,7 +327,7 @@ async fn session(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         let Some(c) = conn.as_mut() else { continue };
         match c
-            .send(&format!("sender{}@load.example", i % 1000), &args.to, &raw)
+            .send(&format!("sender{sender}@load.example"), &args.to, &raw)
             .await
         {
             Ok(Some(latency)) => {
@@ -348,15 +358,15 @@ async fn session(shared: Arc<Shared>) -> anyhow::Result<()> {
 
 fn build_message(
     i: usize,
+    sender: usize,
     message_id: &str,
     parent: Option<&str>,
     size: usize,
     to: &str,
 ) -> Vec<u8> {
     let mut m = format!(
-        "From: Sender {n} <sender{n}@load.example>\r\nTo: {to}\r\nSubject: Load message {i}\r\nMessage-ID: <{message_id}>\r\n\
-Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n",
-        n = i % 1000
+        "From: Sender {sender} <sender{sender}@load.example>\r\nTo: {to}\r\nSubject: Load message {i}\r\nMessage-ID: <{message_id}>\r\n\
+Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
     );
     if let Some(p) = parent {
         m.push_str(&format!("In-Reply-To: <{p}>\r\nReferences: <{p}>\r\n"));
@@ -449,7 +459,13 @@ fn expect(code: u16, want: u16) -> anyhow::Result<()> {
     }
 }
 
-async fn seed(url: &str, count: usize, to: &str, size: usize) -> anyhow::Result<()> {
+async fn seed(
+    url: &str,
+    count: usize,
+    to: &str,
+    size: usize,
+    senders: usize,
+) -> anyhow::Result<()> {
     let mut settings = Settings::defaults()?;
     settings.database.url = url.to_string();
     let store = emailin::app::open_store(&settings).await?;
@@ -484,8 +500,14 @@ async fn seed(url: &str, count: usize, to: &str, size: usize) -> anyhow::Result<
                 if i >= count {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let raw =
-                    build_message(i, &format!("seed-{run}-{i}@load.example"), None, size, &to);
+                let raw = build_message(
+                    i,
+                    i % senders.max(1),
+                    &format!("seed-{run}-{i}@load.example"),
+                    None,
+                    size,
+                    &to,
+                );
                 let envelope = Envelope {
                     rcpt_to: vec![to.clone()],
                     ..Envelope::default()
