@@ -849,8 +849,6 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
         R::Blocked,
     ] {
         let hit = match candidate {
-            // Refused at MAIL FROM: the sender was, the recipient never asked for.
-            R::UserUnknown | R::HostUnknown if command == Some(Command::MailFrom) => false,
             R::UserUnknown => match by_status {
                 Some(R::UserUnknown) => ![
                     R::NoRelaying,
