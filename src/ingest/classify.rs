@@ -619,7 +619,6 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
             "cc",
             "bcc",
             "reply-to",
-            "sender",
             "return-path",
             "message-id",
             "in-reply-to",
@@ -630,7 +629,7 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
         .contains(&label.as_str())
             || label.starts_with("x-")
             || label.contains("envelope")
-            // MailMarshal's "Original Sender: <addr>".
+            // `Sender:`, and MailMarshal's "Original Sender: <addr>".
             || label.contains("sender");
         let value = value.trim().trim_matches(['<', '>']);
         if !header_like
