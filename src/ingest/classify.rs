@@ -335,6 +335,27 @@ fn text_bounce(mail: &ParsedMail) -> Bounce {
     } else {
         embedded
     };
+    // The report names no address and returns a delivery report: a gateway
+    // relays the bounce it got, whose fields and original are the ones to read.
+    let relayed = mail
+        .signals
+        .returned_report
+        .as_deref()
+        .filter(|_| recipients.is_empty())
+        .and_then(|inner| Some((inner.delivery_status.as_deref()?, inner)));
+    if let Some((report, inner)) = relayed {
+        recipients = dsn_recipients(report, mail, &context);
+        if !recipients.is_empty() {
+            return Bounce {
+                recipients,
+                original_message_id: inner
+                    .returned
+                    .as_ref()
+                    .and_then(|r| r.message_id.clone())
+                    .or_else(|| returned_message_id(mail)),
+            };
+        }
+    }
     if recipients.is_empty() {
         // The report names no address: the returned message's recipients
         // failed, from its own part or quoted after the report.
@@ -1462,6 +1483,38 @@ While talking to smtp.example.edu:\r\n>>> RCPT To:<max@example.edu>\r\n<<< 550 <
             reasons_of(&raw),
             [BounceReason::OnHold, BounceReason::UserUnknown]
         );
+    }
+
+    #[test]
+    fn a_bounce_relayed_inside_a_gateways_notice_is_read_from_within() {
+        let raw = "From: Mail Delivery Subsystem <MAILER-DAEMON@gw.example>\r\nTo: ann@example.com\r\n\
+Subject: Returned mail\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\n\
+--outer\r\nContent-Type: text/plain\r\n\r\n\
+----- The following addresses had permanent delivery errors -----\r\n\r\n\
+--outer\r\nContent-Type: message/rfc822\r\n\r\n\
+From: MAILER-DAEMON@mx.example\r\nTo: ann@example.com\r\nMessage-Id: <bounce1@mx.example>\r\n\
+Subject: Returned mail: User unknown\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=inner\r\n\r\n\
+--inner\r\nContent-Type: text/plain\r\n\r\nkim@example.org\r\n\
+--inner\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: RFC822; kim@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n\
+--inner\r\nContent-Type: message/rfc822\r\n\r\nFrom: ann@example.com\r\nTo: kim@example.org\r\n\
+Message-ID: <orig@example.com>\r\nSubject: hi\r\n\r\nhello\r\n--inner--\r\n\r\n--outer--\r\n";
+        let Class::Bounce(b) = class_of(raw).class else {
+            panic!("not a bounce")
+        };
+        let r = &b.recipients[0];
+        assert_eq!(
+            (
+                b.recipients.len(),
+                r.address.as_str(),
+                r.status.as_deref(),
+                r.hard
+            ),
+            (1, "kim@example.org", Some("5.1.1"), true)
+        );
+        assert_eq!(b.original_message_id.as_deref(), Some("orig@example.com"));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Signals {
     pub feedback_report: Option<String>,
     /// A returned original (`message/rfc822` or `text/rfc822-headers` part).
     pub returned: Option<Returned>,
+    /// The signals of a returned message that is itself a delivery report
+    /// (a gateway's notice around the bounce it relays); one level deep.
+    pub returned_report: Option<Box<Signals>>,
 }
 
 /// What a bounce or complaint carries of the message it returns.
@@ -75,6 +78,10 @@ impl Signals {
 }
 
 fn signals(msg: &Message<'_>) -> Signals {
+    signals_at(msg, 0)
+}
+
+fn signals_at(msg: &Message<'_>, depth: u8) -> Signals {
     let mut out = Signals::default();
     for h in msg.headers() {
         let name = h.name().to_ascii_lowercase();
@@ -118,7 +125,15 @@ fn signals(msg: &Message<'_>) -> Signals {
                 if out.returned.is_none() =>
             {
                 let returned = match &part.body {
-                    PartType::Message(m) => returned_of(m),
+                    PartType::Message(m) => {
+                        if depth == 0 {
+                            let inner = signals_at(m, depth + 1);
+                            if inner.delivery_status.is_some() {
+                                out.returned_report = Some(Box::new(inner));
+                            }
+                        }
+                        returned_of(m)
+                    }
                     _ => {
                         let mut headers = part.contents().to_vec();
                         headers.extend_from_slice(b"\r\n\r\n");
