@@ -829,10 +829,20 @@ fn dsn_recipients(
         // failed at, and the server's own code where no diagnostic field does.
         let paragraph = paragraph_about(&lower, &address);
         let status = match status {
-            Some(status) => Some(preferred_status(
-                status,
-                diagnostic.as_deref().or(Some(paragraph.as_str())),
-            )),
+            Some(status) => {
+                let status =
+                    preferred_status(status, diagnostic.as_deref().or(Some(paragraph.as_str())));
+                // "Expired" says only that retries ran out; a report about this
+                // recipient alone may give the failure they met (`441 4.4.1`).
+                if status == "4.4.7" && alone {
+                    Some(preferred_status(
+                        status,
+                        Some(&report_lines(&lower).join("\n")),
+                    ))
+                } else {
+                    Some(status)
+                }
+            }
             None => diagnostic.as_deref().and_then(first_status_code),
         };
         let evidence = format!(
@@ -1059,6 +1069,16 @@ Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
             got,
             [("a@b.example".to_string(), Some("5.7.1".to_string()), false)]
         );
+        // `4.4.7` (retries ran out) yields to the failure the report says they met.
+        let exchange = "From: MAILER-DAEMON@mx.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nDelivery has failed to these recipients or groups:\r\n\r\n\
+Diagnostic information for administrators:\r\n\r\n\
+kim@b.example\r\n3/09/2016 8:05:56 PM - Remote Server at b.example returned '550 4.4.7 QUEUE.Expired; message expired'\r\n\
+3/09/2016 7:58:27 PM - Remote Server at b.example returned '441 4.4.1 Error encountered while communicating with primary target IP address'\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; kim@b.example\r\nAction: failed\r\nStatus: 4.4.7\r\n\
+Diagnostic-Code: smtp;550 4.4.7 QUEUE.Expired; message expired\r\n\r\n--b--\r\n";
+        assert_eq!(text_recipients(exchange)[0].1.as_deref(), Some("4.4.1"));
     }
 
     #[test]
