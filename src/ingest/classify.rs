@@ -832,9 +832,13 @@ fn dsn_recipients(
             Some(status) => {
                 let status =
                     preferred_status(status, diagnostic.as_deref().or(Some(paragraph.as_str())));
-                // "Expired" says only that retries ran out; a report about this
-                // recipient alone may give the failure they met (`441 4.4.1`).
-                if status == "4.4.7" && alone {
+                // "Expired" says only that retries ran out, and `X.0.0` with a
+                // diagnostic that gives no code (`X-Unix; 255`) nothing at all:
+                // a report about this recipient alone may tell the failure met
+                // (`441 4.4.1`, a transcript's `554 5.3.0 unknown mailer error`).
+                let unsaid = status.ends_with(".0.0")
+                    && diagnostic.as_deref().and_then(first_status_code).is_none();
+                if alone && (status == "4.4.7" || unsaid) {
                     Some(preferred_status(
                         status,
                         Some(&report_lines(&lower).join("\n")),
@@ -1079,6 +1083,28 @@ kim@b.example\r\n3/09/2016 8:05:56 PM - Remote Server at b.example returned '550
 Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; kim@b.example\r\nAction: failed\r\nStatus: 4.4.7\r\n\
 Diagnostic-Code: smtp;550 4.4.7 QUEUE.Expired; message expired\r\n\r\n--b--\r\n";
         assert_eq!(text_recipients(exchange)[0].1.as_deref(), Some("4.4.1"));
+        // `5.0.0` with a diagnostic that gives no code yields to the transcript's;
+        // one the server's own diagnostic repeats stays.
+        let sendmail = |diagnostic: &str| {
+            format!(
+                "From: MAILER-DAEMON@mx.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\n\r\n   ----- The following addresses had permanent fatal errors -----\r\n\"|/home/kim/catch.pl\"\r\n\
+    (expanded from: <kim@b.example>)\r\n\r\n   ----- Transcript of session follows -----\r\n\
+554 5.3.0 unknown mailer error 255\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: RFC822; kim@b.example\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: {diagnostic}\r\n\r\n--b--\r\n"
+            )
+        };
+        assert_eq!(
+            text_recipients(&sendmail("X-Unix; 255"))[0].1.as_deref(),
+            Some("5.3.0")
+        );
+        assert_eq!(
+            text_recipients(&sendmail("SMTP; 550 5.0.0 <kim@b.example>... User unknown"))[0]
+                .1
+                .as_deref(),
+            Some("5.0.0")
+        );
     }
 
     #[test]
