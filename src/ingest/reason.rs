@@ -623,6 +623,7 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "no mail is accepted",
             "no smtp service",
             "no mx record",
+            "no mx found",
             "couldn't find a mail exchanger",
             "doesn't receive email",
             "does not receive email",
@@ -1119,6 +1120,8 @@ mod tests {
             of(None, "451 temporary failure, please try again"),
             R::OnHold
         );
+        // OpenSMTPD: a domain without a mail exchanger takes no mail.
+        assert_eq!(of(Some("4.0.0"), ": no mx found for domain"), R::NotAccept);
         // The sender's own account is at fault.
         assert_eq!(
             of(
