@@ -437,6 +437,8 @@ fn phrases(reason: BounceReason) -> &'static [&'static str] {
             "due to extended inactivity",
             "refused by recipient",
             "rejected by recipient",
+            // The recipient's server refused it and said no more (EZweb).
+            "rejected by a remote mail server",
             "this account is protected by",
             "has restricted sms e-mail",
             "you are not allowed to send",
@@ -1119,6 +1121,22 @@ mod tests {
         assert_eq!(
             of(None, "451 temporary failure, please try again"),
             R::OnHold
+        );
+        // A refusal by the recipient's server that says no more is its filter's;
+        // one that says more is read for what it says.
+        assert_eq!(
+            of(
+                None,
+                "each of the following recipients was rejected by a remote mail server."
+            ),
+            R::Filtered
+        );
+        assert_eq!(
+            of(
+                Some("5.2.2"),
+                "rejected by a remote mail server: 552 5.2.2 mailbox full"
+            ),
+            R::MailboxFull
         );
         // OpenSMTPD: a domain without a mail exchanger takes no mail.
         assert_eq!(of(Some("4.0.0"), ": no mx found for domain"), R::NotAccept);
