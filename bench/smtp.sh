@@ -3,8 +3,11 @@
 # SQLite, default config) under the same smtp-source load, then emailin's own
 # load tool against emailin on PostgreSQL.
 #
-#   bash bench/smtp.sh                 # 20,000 messages of 5 KB per run
-#   MESSAGES=5000 bash bench/smtp.sh   # a quicker pass
+#   bash bench/smtp.sh                 # 20,000 messages of 5 KB per run, 3 rounds per load
+#   MESSAGES=5000 ROUNDS=1 bash bench/smtp.sh   # a quicker pass
+#
+# Each load runs ROUNDS times, smtp-sink and emailin in turn (a fresh database
+# each round); every round is printed, then the median of the rounds' ratios.
 #
 # Needs: smtp-source/smtp-sink (Debian package postfix; installed here without
 # starting its daemon) and, for the PostgreSQL part, a server on 127.0.0.1:5432.
@@ -12,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MESSAGES=${MESSAGES:-20000}
+ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-5120}
 PG_URL_BASE=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
 
@@ -68,19 +72,27 @@ for mode in "10 new" "50 new" "50 reuse"; do
   set -- $mode
   sessions=$1
   flag=(); [ "$2" = reuse ] && flag=(-d)
-  s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$sink_port"; e=$(now)
-  sink=$(rate "$MESSAGES" "$s" "$e")
-  db="$work/sqlite-$sessions-$2"; mkdir -p "$db"
-  start_emailin "sqlite://$db/emailin.db"
-  s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$EMAILIN_PORT"; e=$(now)
-  acked=$(rate "$MESSAGES" "$s" "$e")
-  p=$(processed_by "$EMAILIN_DB" "$MESSAGES")
-  ours=$(rate "$MESSAGES" "$s" "$p")
-  n=$(stored "$EMAILIN_DB"); rss=$(awk '/VmHWM/{print $2" "$3}' "/proc/$EMAILIN_PID/status")
-  stop_emailin
-  printf '%-34s %12s %12s %7s   acked/s %s, stored+processed %s/%s, peak RSS %s\n' "$sessions sessions, $2 connection" "$sink" "$ours" \
-    "$(python3 -c "print(f'{$ours/$sink:.2f}')")" "$acked" "${n:-0}" "$MESSAGES" "$rss"
-  [ "${n:-0}" = "$MESSAGES" ] || { echo "emailin stored ${n:-0} of $MESSAGES" >&2; exit 1; }
+  ratios=()
+  for round in $(seq 1 "$ROUNDS"); do
+    s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$sink_port"; e=$(now)
+    sink=$(rate "$MESSAGES" "$s" "$e")
+    db="$work/sqlite-$sessions-$2-$round"; mkdir -p "$db"
+    start_emailin "sqlite://$db/emailin.db"
+    s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$EMAILIN_PORT"; e=$(now)
+    acked=$(rate "$MESSAGES" "$s" "$e")
+    p=$(processed_by "$EMAILIN_DB" "$MESSAGES")
+    ours=$(rate "$MESSAGES" "$s" "$p")
+    n=$(stored "$EMAILIN_DB"); rss=$(awk '/VmHWM/{print $2" "$3}' "/proc/$EMAILIN_PID/status")
+    stop_emailin
+    ratio=$(python3 -c "print(f'{$ours/$sink:.2f}')")
+    ratios+=("$ratio")
+    printf '%-34s %12s %12s %7s   acked/s %s, stored+processed %s/%s, peak RSS %s\n' "$sessions sessions, $2 connection ($round)" "$sink" "$ours" \
+      "$ratio" "$acked" "${n:-0}" "$MESSAGES" "$rss"
+    [ "${n:-0}" = "$MESSAGES" ] || { echo "emailin stored ${n:-0} of $MESSAGES" >&2; exit 1; }
+    rm -rf "$db"
+  done
+  printf '%-34s %12s %12s %7s\n' "$sessions sessions, $2 connection" "" "median" \
+    "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : sprintf("%.2f", (a[NR/2]+a[NR/2+1])/2))}')"
 done
 
 echo
