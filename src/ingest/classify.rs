@@ -123,7 +123,7 @@ pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
                 .delivery_status
                 .as_deref()
                 .map_or_else(Vec::new, |report| {
-                    dsn_recipients(report, mail, &LazyCell::new(|| report_words(mail)))
+                    dsn_recipients(report, mail, &LazyCell::new(|| ReportWords::of(mail)))
                 }),
             original_message_id: returned_message_id(mail),
         };
@@ -277,14 +277,17 @@ fn ses_notification(mail: &ParsedMail) -> Option<Class> {
                     let status = str_of(r, "status")
                         .or_else(|| diagnostic.as_deref().and_then(first_status_code));
                     let evidence = words_of(diagnostic.as_deref().unwrap_or_default());
-                    let context = LazyCell::new(String::new);
+                    let said = Said {
+                        words: &evidence,
+                        local_program: false,
+                    };
                     let mut failed = failed_recipient(
                         address,
                         str_of(r, "action").map(|a| a.to_ascii_lowercase()),
                         status,
                         diagnostic,
-                        &evidence,
-                        Some(&context),
+                        said,
+                        None::<&LazyCell<ReportWords>>,
                     );
                     // SES says itself whether the address is worth retrying.
                     failed.hard &= permanent;
@@ -324,7 +327,7 @@ fn ses_notification(mail: &ParsedMail) -> Option<Class> {
 /// A bounce without a delivery-status part: recipients read from its text.
 fn text_bounce(mail: &ParsedMail) -> Bounce {
     let text = mail.text.as_deref().unwrap_or_default();
-    let context = LazyCell::new(|| report_words(mail));
+    let context = LazyCell::new(|| ReportWords::of(mail));
     // A report sent without MIME structure still carries its per-recipient
     // fields as lines of text: they are read as a delivery-status part.
     let embedded = line_starting(head(text, MAX_EVIDENCE_BYTES), "final-recipient:")
@@ -445,7 +448,7 @@ const MAX_EVIDENCE_BYTES: usize = 16 * 1024;
 /// its own paragraph, else of the whole report.
 fn text_bounce_recipients(
     text: &str,
-    context: &LazyCell<String, impl FnOnce() -> String>,
+    context: &LazyCell<ReportWords, impl FnOnce() -> ReportWords>,
     failed_header: Option<&str>,
 ) -> Vec<FailedRecipient> {
     let lines = report_lines(text);
@@ -559,12 +562,16 @@ fn text_bounce_recipients(
                 Some(status.clone())
             });
             let diagnostic = clip(paragraph.trim());
+            let said = Said {
+                words: &evidence,
+                local_program: false,
+            };
             failed_recipient(
                 address.clone(),
                 Some("failed".into()),
                 status,
                 diagnostic,
-                &evidence,
+                said,
                 context,
             )
         })
@@ -792,7 +799,7 @@ fn token(v: &str) -> &str {
 fn dsn_recipients(
     report: &str,
     mail: &ParsedMail,
-    context: &LazyCell<String, impl FnOnce() -> String>,
+    context: &LazyCell<ReportWords, impl FnOnce() -> ReportWords>,
 ) -> Vec<FailedRecipient> {
     let mut recipients = Vec::new();
     let normalized = report.replace("\r\n", "\n");
@@ -800,20 +807,18 @@ fn dsn_recipients(
     let text = mail.text.as_deref().unwrap_or_default();
     let lower = head(text, MAX_EVIDENCE_BYTES).to_ascii_lowercase();
     // The first block is per-message; every block with a recipient is per-recipient.
-    let recipient_of = |block: &str| {
-        field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
-    };
-    // The whole report speaks for a recipient only when it is the only one.
-    let alone = normalized
+    let blocks: Vec<(&str, String)> = normalized
         .split("\n\n")
-        .filter(|b| recipient_of(b).is_some())
-        .count()
-        == 1;
+        .filter_map(|block| {
+            let address =
+                field(block, "final-recipient").or_else(|| field(block, "original-recipient"))?;
+            Some((block, address))
+        })
+        .collect();
+    // The whole report speaks for a recipient only when it is the only one.
+    let alone = blocks.len() == 1;
     let context = alone.then_some(context);
-    for block in normalized.split("\n\n") {
-        let Some(address) = recipient_of(block) else {
-            continue;
-        };
+    for (block, address) in blocks {
         let status =
             field(block, "status").and_then(|s| s.split_whitespace().next().map(str::to_string));
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
@@ -850,13 +855,16 @@ fn dsn_recipients(
             None => diagnostic.as_deref().and_then(first_status_code),
         };
         let evidence = format!(
-            "{}{} {}",
-            if local_program { "x-unix " } else { "" },
+            "{} {}",
             words_of(diagnostic.as_deref().unwrap_or_default()),
             words_of(&paragraph)
         );
+        let said = Said {
+            words: &evidence,
+            local_program,
+        };
         recipients.push(failed_recipient(
-            address, action, status, diagnostic, &evidence, context,
+            address, action, status, diagnostic, said, context,
         ));
         if recipients.len() == MAX_BOUNCE_RECIPIENTS {
             break;
@@ -865,49 +873,61 @@ fn dsn_recipients(
     recipients
 }
 
-/// One failed recipient, its reason read from `evidence` (lower case, no
-/// addresses), else from the whole report's words (`context`, given when the
-/// report is about this recipient alone); a missing status is inferred from
-/// the reason.
+/// What a report says of one recipient itself.
+#[derive(Clone, Copy)]
+struct Said<'a> {
+    /// Its own lines' words: lower case, no addresses.
+    words: &'a str,
+    /// Its diagnostic is a local delivery program's (`X-Unix; …`).
+    local_program: bool,
+}
+
+/// One failed recipient, its reason read from what the report says of it,
+/// else from the whole report's words (`context`, given when the report is
+/// about this recipient alone, and read only then); a missing status is
+/// inferred from the reason.
 fn failed_recipient(
     address: String,
     action: Option<String>,
     status: Option<String>,
     diagnostic: Option<String>,
-    evidence: &str,
-    context: Option<&LazyCell<String, impl FnOnce() -> String>>,
+    said: Said<'_>,
+    context: Option<&LazyCell<ReportWords, impl FnOnce() -> ReportWords>>,
 ) -> FailedRecipient {
+    let evidence = said.words;
     let of = |text: &str| {
         reason(&Evidence {
             status: status.as_deref(),
             text,
             action: action.as_deref(),
+            local_program: said.local_program,
         })
     };
-    // The recipient's own lines first; when they tell nothing, the whole report
-    // (read only then).
+    // The recipient's own lines first; when they tell nothing, the report's
+    // text, then with its subject.
     let mut reason = of(evidence);
-    let context = context.map(|c| LazyCell::force(c).as_str());
     let unknown = |r: BounceReason| matches!(r, BounceReason::OnHold | BounceReason::Undefined);
     if unknown(reason)
-        && let Some(report) = context
+        && let Some(report) = context.map(LazyCell::force)
+        && let Some(wider) = [report.text(), report.all()]
+            .into_iter()
+            .map(of)
+            .find(|r| !unknown(*r))
     {
-        // The report's text, then with its subject.
-        let text = report.split('\n').next().unwrap_or_default();
-        if let Some(wider) = [text, report].into_iter().map(of).find(|r| !unknown(*r)) {
-            reason = wider;
-        }
+        reason = wider;
     }
     // The reply's class from the recipient's own lines; when there are none,
     // from the whole report.
     let own = match context {
-        Some(report) if crate::ingest::reason::says_nothing(evidence) => report,
+        Some(report) if crate::ingest::reason::says_nothing(evidence) => {
+            LazyCell::force(report).all()
+        }
         _ => evidence,
     };
     let temporary = Evidence {
         status: status.as_deref(),
         text: own,
-        action: None,
+        ..Evidence::default()
     }
     .is_temporary();
     let status_inferred = status.is_none();
@@ -941,17 +961,34 @@ fn report_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A report's text before the returned message, then on a line of its own
-/// its subject, as evidence (the subject is read only where the text tells
+/// The words of a report's text before the returned message, then on a line
+/// of their own its subject's (the subject is read only where the text tells
 /// nothing: "Mail System Error" says less than "not delivered within 1 hours").
-fn report_words(mail: &ParsedMail) -> String {
-    let text = mail.text.as_deref().unwrap_or_default();
-    let report = report_lines(head(text, MAX_EVIDENCE_BYTES));
-    format!(
-        "{}\n{}",
-        words_of(&report.join(" ")),
-        words_of(mail.subject.as_deref().unwrap_or_default())
-    )
+struct ReportWords {
+    words: String,
+    /// Where the subject's words start.
+    text_end: usize,
+}
+
+impl ReportWords {
+    fn of(mail: &ParsedMail) -> Self {
+        let text = mail.text.as_deref().unwrap_or_default();
+        let mut words = words_of(&report_lines(head(text, MAX_EVIDENCE_BYTES)).join(" "));
+        let text_end = words.len();
+        words.push('\n');
+        words.push_str(&words_of(mail.subject.as_deref().unwrap_or_default()));
+        Self { words, text_end }
+    }
+
+    /// The text's words.
+    fn text(&self) -> &str {
+        &self.words[..self.text_end]
+    }
+
+    /// The text's words and the subject's.
+    fn all(&self) -> &str {
+        &self.words
+    }
 }
 
 /// Lower case, addresses left out (`does-not-exist@…` says nothing about
@@ -1053,6 +1090,18 @@ mod tests {
             Class::Bounce(b) => b.recipients,
             other => panic!("not a bounce: {other:?}"),
         }
+    }
+
+    /// Asserts that `raw` names one failed recipient, `address`, with a
+    /// status starting `status`.
+    fn only_recipient(raw: &str, address: &str, status: &str) {
+        let got = text_recipients(raw);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, address);
+        assert!(
+            got[0].1.as_deref().is_some_and(|s| s.starts_with(status)),
+            "{got:?}"
+        );
     }
 
     fn text_recipients(raw: &str) -> Vec<(String, Option<String>, bool)> {
@@ -1249,8 +1298,11 @@ Reporting-MTA: dns; mx.example\r\n\r\n{blocks}--b--\r\n"
                 Some("failed".into()),
                 status.map(str::to_string),
                 diagnostic.map(str::to_string),
-                &evidence,
-                Some(&LazyCell::new(String::new)),
+                Said {
+                    words: &evidence,
+                    local_program: false,
+                },
+                None::<&LazyCell<ReportWords>>,
             )
             .hard
         };
@@ -1593,13 +1645,7 @@ A message that you have sent could not be delivered to one or more\r\nrecipients
 Included is a copy of the message header:\r\n-----------------------------------------\r\n\
 Received: from mx.example.org by 0.mxlogic.net (mxl_mta-5.5.0-3) with ESMTP id 1\r\n\
 Message-ID: <0000.1111@mx.example.org>\r\nErrors-To: ann@mx.example.org\r\nSubject: hi\r\n";
-        let got = text_recipients(mxlogic);
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(got[0].0, "kim@example.co.jp");
-        assert!(
-            got[0].1.as_deref().is_some_and(|s| s.starts_with("5.0.9")),
-            "{got:?}"
-        );
+        only_recipient(mxlogic, "kim@example.co.jp", "5.0.9");
         // Quoted header lines name no recipient: a Message-Id is no address,
         // MailMarshal's "Original Sender:" is the sender.
         let marshal = "From: MAILER-DAEMON@marshal.example\r\nSubject: Undeliverable Mail\r\n\r\n\
@@ -1649,13 +1695,7 @@ Received:from mail.zoho.example by mx.zoho.example\r\nMessage-ID:<1.2@zoho.examp
 This message was created automatically by mail delivery software.\r\n\
 kim@example.co.jp Error, ERROR_CODE :421, ERROR_CODE :, Host not reachable.\r\n\
 Received:from mail.zoho.example by mx.zoho.example\r\nTo:<kim@example.co.jp>\r\n";
-        let got = text_recipients(zoho);
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(got[0].0, "kim@example.co.jp");
-        assert!(
-            got[0].1.as_deref().is_some_and(|s| s.starts_with("4.")),
-            "{got:?}"
-        );
+        only_recipient(zoho, "kim@example.co.jp", "4.");
         // Exchange 2003 names the original's MTS-ID under each recipient;
         // that line does not start the quoted original.
         let exchange = "From: postmaster@exchange.example\r\nSubject: Undeliverable: email bounce\r\n\r\n\

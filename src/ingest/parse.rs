@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use chrono::{DateTime, Utc};
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{
-    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
+    Address, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
 use sha2::{Digest, Sha256};
 
@@ -100,19 +100,15 @@ fn signals_at(msg: &Message<'_>, depth: u8) -> Signals {
         out.report_type = ct.attribute("report-type").map(str::to_ascii_lowercase);
     }
     for part in &msg.parts {
-        let Some(ct) = part.content_type() else {
+        let Some(kind) = part_kind(part) else {
             continue;
         };
-        let kind =
-            format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default()).to_ascii_lowercase();
         let text = || match &part.body {
             PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
             _ => String::from_utf8_lossy(part.contents()).into_owned(),
         };
         match kind.as_str() {
-            "message/delivery-status" | "message/global-delivery-status"
-                if out.delivery_status.is_none() =>
-            {
+            k if DELIVERY_STATUS.contains(&k) && out.delivery_status.is_none() => {
                 out.delivery_status = Some(text());
             }
             "message/feedback-report" if out.feedback_report.is_none() => {
@@ -126,11 +122,10 @@ fn signals_at(msg: &Message<'_>, depth: u8) -> Signals {
             {
                 let returned = match &part.body {
                     PartType::Message(m) => {
-                        if depth == 0 {
-                            let inner = signals_at(m, depth + 1);
-                            if inner.delivery_status.is_some() {
-                                out.returned_report = Some(Box::new(inner));
-                            }
+                        // Read only when it is a report: a forwarded message
+                        // (the common case) costs one look at its part types.
+                        if depth == 0 && has_delivery_status(m) {
+                            out.returned_report = Some(Box::new(signals_at(m, depth + 1)));
                         }
                         returned_of(m)
                     }
@@ -161,6 +156,23 @@ fn unparted_body(msg: &Message<'_>) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Part types that carry a delivery-status report (RFC 3464, RFC 6533).
+const DELIVERY_STATUS: &[&str] = &["message/delivery-status", "message/global-delivery-status"];
+
+/// `type/subtype` of a part, lower-cased.
+fn part_kind(part: &MessagePart<'_>) -> Option<String> {
+    let ct = part.content_type()?;
+    Some(format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default()).to_ascii_lowercase())
+}
+
+/// Whether `msg` has a delivery-status part, as [`Signals::delivery_status`] reads it.
+fn has_delivery_status(msg: &Message<'_>) -> bool {
+    msg.parts
+        .iter()
+        .filter_map(part_kind)
+        .any(|kind| DELIVERY_STATUS.contains(&kind.as_str()))
 }
 
 fn returned_of(m: &Message<'_>) -> Returned {

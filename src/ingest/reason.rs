@@ -785,6 +785,8 @@ pub struct Evidence<'a> {
     pub text: &'a str,
     /// The DSN `Action` (`failed`, `delayed`).
     pub action: Option<&'a str>,
+    /// The diagnostic is a local delivery program's (`Diagnostic-Code: X-Unix; …`).
+    pub local_program: bool,
 }
 
 impl Evidence<'_> {
@@ -816,7 +818,7 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
     // A local delivery program failed (`Diagnostic-Code: X-Unix; ...`): its
     // words are no server's verdict on the address; only a full mailbox is
     // told apart.
-    if text.starts_with("x-unix") {
+    if e.local_program {
         return if says(R::MailboxFull) {
             R::MailboxFull
         } else {
@@ -1005,6 +1007,7 @@ mod tests {
             status,
             text,
             action: Some("failed"),
+            ..Evidence::default()
         })
     }
 
