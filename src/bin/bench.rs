@@ -246,15 +246,12 @@ async fn smtp(args: SmtpArgs) -> anyhow::Result<()> {
 
 /// Every acknowledged Message-ID must be stored as a message, and nothing
 /// may be left pending. Prints when processing had caught up (checked every
-/// 10 ms), as a rate from `start`.
+/// 10 ms by the count of pending rows alone, which costs the server the same
+/// on a database of any size), as a rate from `start`.
 async fn verify(store: &dyn Store, acked: &[String], start: Instant) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let counts = store.inbound_counts().await?;
-        let pending = counts
-            .iter()
-            .find(|(s, _)| s == "pending")
-            .map_or(0, |(_, n)| *n);
+        let pending = store.pending_count().await?;
         if pending == 0 {
             let elapsed = start.elapsed().as_secs_f64();
             println!(

@@ -187,6 +187,11 @@ pub trait Store: TeamStore {
     /// Counts inbound rows per status.
     async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
 
+    /// How many stored messages wait for processing. Reads the index of
+    /// pending rows alone, so it costs the same on a database of any size
+    /// (counting every status reads an entry per stored message).
+    async fn pending_count(&self) -> StoreResult<i64>;
+
     async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Page<RecordView>>;
     async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>>;
     async fn list_inbound(&self, filter: &InboundFilter) -> StoreResult<Page<InboundView>>;

@@ -684,6 +684,13 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn pending_count(&self) -> StoreResult<i64> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM inbound WHERE status = 'pending'")
+                    .fetch_one(self.read_pool())
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
             async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>> {
                 sqlx::query("SELECT status, COUNT(*) AS n FROM inbound GROUP BY status ORDER BY status")
                     .fetch_all(self.read_pool())
