@@ -2,10 +2,7 @@
 //!
 //! WAL journal with `synchronous = FULL`: every commit fsyncs the WAL before
 //! it returns, so a message acknowledged with `250` survives a power cut (with
-//! `NORMAL` the last commits may roll back after one). Processing
-//! transactions alone commit with `NORMAL`: they write only what can be
-//! derived again from stored messages, and the next `FULL` commit syncs
-//! their frames with its own. Group commit makes that
+//! `NORMAL` the last commits may roll back after one). Group commit makes that
 //! fsync cheap per message. All writes go through one connection, so writers
 //! queue in the pool instead of spinning on SQLite's busy handler; reads use
 //! their own pool and never block on writes (WAL). Temporary data (the
@@ -97,28 +94,12 @@ impl SqliteStore {
         &self.reader
     }
 
-    /// A transaction whose commit waits for the disk: the raw bytes behind a
-    /// `250`, and everything a person or an API client asked for.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        // The level can only change outside a transaction; one call does both.
-        self.writer
-            .begin_with("PRAGMA synchronous = FULL; BEGIN IMMEDIATE")
-            .await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// A processing transaction: what it writes is derived from stored raw
-    /// messages, so its commit does not wait for the disk (`NORMAL`). The
-    /// WAL is one sequence of frames: the next `FULL` commit (the next
-    /// intake batch, any API write) syncs these frames with its own, and so
-    /// does the background checkpoint (every `sqlite_checkpoint_interval_ms`)
-    /// before it copies them. A power cut before then rolls back to the last
-    /// synced commit, where these messages are still `pending`, and they are
-    /// processed again; a crash of the process alone loses nothing (the
-    /// frames are in the operating system's cache).
     async fn begin_processing(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.writer
-            .begin_with("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
-            .await
+        self.begin_write().await
     }
 
     /// SQLite has no lock the migrator could take, so two processes starting
@@ -179,51 +160,18 @@ sql_team_store!(SqliteStore, Sqlite);
 mod tests {
     use super::*;
 
-    fn settings(dir: &tempfile::TempDir) -> DatabaseSettings {
-        DatabaseSettings {
+    #[tokio::test]
+    async fn writes_are_durable_and_temporary_data_stays_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = DatabaseSettings {
             url: format!("sqlite://{}/t.db", dir.path().display()),
             max_connections: 1,
             busy_timeout_ms: 1000,
             sqlite_cache_kib: 2048,
             sqlite_wal_autocheckpoint: 1000,
             sqlite_checkpoint_interval_ms: 0,
-        }
-    }
-
-    async fn synchronous(tx: &mut Transaction<'static, Sqlite>) -> i64 {
-        let (level,): (i64,) = sqlx::query_as("SELECT synchronous FROM pragma_synchronous")
-            .fetch_one(&mut **tx)
-            .await
-            .unwrap();
-        level
-    }
-
-    #[tokio::test]
-    async fn only_processing_commits_skip_the_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::connect(&settings(&dir)).await.unwrap();
-        // FULL (2) for intake and every other write, NORMAL (1) for
-        // processing, and FULL again for the write after a processing one.
-        let mut write = store.begin_write().await.unwrap();
-        assert_eq!(synchronous(&mut write).await, 2);
-        write.commit().await.unwrap();
-        let mut processing = store.begin_processing().await.unwrap();
-        assert_eq!(synchronous(&mut processing).await, 1);
-        processing.commit().await.unwrap();
-        let mut write = store.begin_write().await.unwrap();
-        assert_eq!(synchronous(&mut write).await, 2);
-        write.rollback().await.unwrap();
-        // A processing transaction that rolled back leaves no lower level either.
-        let processing = store.begin_processing().await.unwrap();
-        processing.rollback().await.unwrap();
-        let mut write = store.begin_write().await.unwrap();
-        assert_eq!(synchronous(&mut write).await, 2);
-    }
-
-    #[tokio::test]
-    async fn writes_are_durable_and_temporary_data_stays_in_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::connect(&settings(&dir)).await.unwrap();
+        };
+        let store = SqliteStore::connect(&settings).await.unwrap();
         for (pragma, want) in [
             ("SELECT journal_mode FROM pragma_journal_mode", "wal"),
             // FULL: every commit fsyncs the WAL before a 250 goes out.
