@@ -2,12 +2,7 @@
 
 use tokio::process::Command;
 
-use emailin::ingest::{Envelope, InboundMessage, Source};
-
-use crate::helpers::{Backend, TestDb, mail, spawn_app, test_settings};
-use crate::on_both_backends;
-
-on_both_backends!(pending_count_counts_only_messages_waiting_for_processing);
+use crate::helpers::{Backend, TestDb, mail, spawn_app};
 
 fn emailin(db_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_emailin"));
@@ -150,51 +145,4 @@ async fn processes_starting_together_on_a_fresh_database_all_migrate_it() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// Stores `n` new messages to sales@localhost without processing them.
-async fn store_unprocessed(store: &dyn emailin::store::Store, n: usize) {
-    let messages: Vec<InboundMessage> = (0..n)
-        .map(|i| {
-            let envelope = Envelope {
-                mail_from: Some("ann@example.com".into()),
-                rcpt_to: vec!["sales@localhost".into()],
-                ..Envelope::default()
-            };
-            let id = format!("{}-{i}@example.com", uuid::Uuid::new_v4());
-            let raw = mail("ann@example.com", "sales@localhost", "hi", &id, &[], "x");
-            InboundMessage::new(Source::Smtp, envelope, raw)
-        })
-        .collect();
-    store
-        .insert_inbound(&messages.iter().collect::<Vec<_>>())
-        .await
-        .unwrap();
-}
-
-/// What the load tool and the tests wait on: stored messages not yet processed.
-async fn pending_count_counts_only_messages_waiting_for_processing(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let settings = test_settings(&db);
-    let store = emailin::app::open_store(&settings).await.unwrap();
-
-    store_unprocessed(store.as_ref(), 2).await;
-    assert_eq!(store.pending_count().await.unwrap(), 2);
-    let counts = store.inbound_counts().await.unwrap();
-    assert_eq!(counts, [("pending".to_string(), 2)]);
-
-    let processed = emailin::cli::process_pending(&store, &settings)
-        .await
-        .unwrap();
-    assert_eq!(processed, 2);
-    assert_eq!(store.pending_count().await.unwrap(), 0);
-
-    store_unprocessed(store.as_ref(), 1).await;
-    assert_eq!(store.pending_count().await.unwrap(), 1);
-    let counts = store.inbound_counts().await.unwrap();
-    assert_eq!(
-        counts,
-        [("pending".to_string(), 1), ("processed".to_string(), 2)]
-    );
-    db.drop_db().await;
 }

@@ -21,6 +21,7 @@ on_both_backends!(
     one_group_commit_threads_replies_to_messages_of_the_same_batch,
     the_fast_path_never_overtakes_an_older_waiting_message,
     the_pending_check_counts_every_id_of_a_large_batch,
+    pending_count_counts_only_messages_waiting_for_processing,
     one_group_commit_writes_records_of_one_new_contact_large_messages_and_attachments,
     a_transactions_buffered_writes_land_as_if_written_one_by_one,
 );
@@ -555,6 +556,50 @@ async fn the_pending_check_counts_every_id_of_a_large_batch(backend: Backend) {
         "an unknown id in the second query"
     );
     drop(tx);
+    drop(store);
+    db.drop_db().await;
+}
+
+/// Stores `n` new messages to sales@localhost; nothing processes them.
+async fn store_unprocessed(store: &dyn emailin::store::Store, n: usize) {
+    use emailin::ingest::{Envelope, InboundMessage, Source};
+    let messages: Vec<InboundMessage> = (0..n)
+        .map(|_| {
+            let envelope = Envelope {
+                mail_from: Some("ann@example.com".into()),
+                rcpt_to: vec!["sales@localhost".into()],
+                ..Envelope::default()
+            };
+            let id = format!("{}@example.com", Uuid::now_v7());
+            let raw = mail("ann@example.com", "sales@localhost", "hi", &id, &[], "x");
+            InboundMessage::new(Source::Smtp, envelope, raw)
+        })
+        .collect();
+    let refs: Vec<&InboundMessage> = messages.iter().collect();
+    store.insert_inbound(&refs).await.expect("stored");
+}
+
+/// What the load tool and the tests wait on: stored messages not yet processed.
+async fn pending_count_counts_only_messages_waiting_for_processing(backend: Backend) {
+    let (db, settings, store) = without_service(backend).await;
+    store_unprocessed(store.as_ref(), 2).await;
+    assert_eq!(store.pending_count().await.unwrap(), 2);
+    let counts = store.inbound_counts().await.unwrap();
+    assert_eq!(counts, [("pending".to_string(), 2)]);
+
+    let processed = emailin::cli::process_pending(&store, &settings)
+        .await
+        .unwrap();
+    assert_eq!(processed, 2);
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+
+    store_unprocessed(store.as_ref(), 1).await;
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+    let counts = store.inbound_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [("pending".to_string(), 1), ("processed".to_string(), 2)]
+    );
     drop(store);
     db.drop_db().await;
 }
