@@ -74,3 +74,41 @@ async fn messages_stored_before_the_raw_bytes_moved_keep_them(backend: Backend) 
     drop(store);
     db.drop_db().await;
 }
+
+/// Every lookup of pending messages (the fast path's check, the processor's
+/// queue, the pending count) reads the status index, so none scans the
+/// table; the partial index once kept beside it served none of them.
+#[tokio::test]
+async fn pending_messages_are_found_through_the_status_index() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = emailin::store::connect(&test_settings(&db).database)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("open");
+    for query in [
+        "SELECT COUNT(*) FROM inbound WHERE status = 'pending'",
+        "SELECT seq FROM inbound WHERE status = 'pending' ORDER BY seq LIMIT 10",
+        "SELECT COUNT(*), SUM(CASE WHEN id IN (x'00') THEN 1 ELSE 0 END) FROM inbound WHERE status = 'pending'",
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+                .fetch_all(&pool)
+                .await
+                .expect("plan");
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            steps.iter().all(|s| s.contains("INDEX inbound_status")),
+            "{query}: {steps:?}"
+        );
+    }
+    let (partial,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE name = 'inbound_pending'")
+            .fetch_one(&pool)
+            .await
+            .expect("schema");
+    assert_eq!(partial, 0, "no second index on pending rows to keep up");
+    pool.close().await;
+    drop(store);
+    db.drop_db().await;
+}
