@@ -9,12 +9,17 @@
 //! for a timer.
 //!
 //! The fast path: when a [`Processor`] is given, the writer then processes
-//! the batch it has just acknowledged, from the bytes still in memory, in a
-//! second transaction, provided nothing else waits for processing (so a
-//! reply never overtakes its original). Senders do not wait for it: their
-//! `250` depends on the raw rows only. If processing any message fails, that
-//! transaction is rolled back and the batch stays pending; the processor
-//! then takes the messages one by one. Meanwhile the next batch queues up.
+//! the batch it has just acknowledged, from the bytes still in memory,
+//! provided nothing else waits for processing (so a reply never overtakes
+//! its original). No sender waits for its own message's processing: a `250`
+//! needs the raw rows only. Where the store allows it (SQLite, whose one connection writes
+//! everything anyway), that processing shares its transaction with the next
+//! batch: whatever queued up while the batch was processed is stored after
+//! it and both commit at once, so that batch's `250`s go out with the commit
+//! that ends the processing instead of waiting for a second one. Elsewhere
+//! processing commits on its own. If processing any message fails, it is
+//! rolled back and the batch stays pending (a batch waiting to be stored is
+//! then stored alone); the processor then takes the messages one by one.
 
 use std::sync::Arc;
 
@@ -125,81 +130,223 @@ struct Writer {
     stored: Arc<Notify>,
 }
 
+/// A batch committed and acknowledged, not processed yet: its ids and the
+/// bytes still in memory.
+struct Stored {
+    ids: Vec<Uuid>,
+    messages: Vec<InboundMessage>,
+}
+
+impl Stored {
+    fn messages(&self) -> Vec<&InboundMessage> {
+        self.messages.iter().collect()
+    }
+}
+
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
-        let max_messages = self.settings.batch_max_messages.max(1);
-        let wait = std::time::Duration::from_micros(self.settings.batch_wait_us);
-        let mut batch: Vec<Request> = Vec::with_capacity(max_messages);
+        // Where the store allows it, a batch is processed in the transaction
+        // that then stores the next one: one commit for both.
+        let together = self.fast_path.is_some() && self.store.intake_in_processing();
         let mut previous = 0usize;
+        let mut unprocessed: Option<Stored> = None;
         loop {
-            // Wait for the first request, then take whatever else is already queued.
-            let first = tokio::select! {
-                biased;
-                msg = rx.recv() => msg,
-                () = shutdown.cancelled() => None,
+            if let Some(stored) = unprocessed.take() {
+                if together && !shutdown.is_cancelled() {
+                    unprocessed = self
+                        .process_then_store(stored, &mut rx, &mut previous)
+                        .await;
+                    continue;
+                }
+                if !self.process_now(&stored.ids, &stored.messages()).await {
+                    self.stored.notify_one();
+                }
+            }
+            let Some(requests) = self.next_batch(&mut rx, &shutdown, &mut previous).await else {
+                break;
             };
-            let Some(first) = first else { break };
-            let size = |r: &Request| r.0.iter().map(|m| m.raw.len()).sum::<usize>();
-            let (mut count, mut bytes) = (first.0.len(), size(&first));
-            batch.push(first);
-            // Take what is queued; after a batch of several, wait a little for
-            // the rest of its senders, whose next messages are on their way.
-            let target = previous.min(max_messages);
-            let deadline = tokio::time::Instant::now() + wait;
-            while count < max_messages && bytes < self.settings.batch_max_bytes {
-                let next = match rx.try_recv() {
-                    Ok(next) => next,
-                    Err(_) if previous > 1 && count < target && !wait.is_zero() => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(next)) => next,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                    Err(_) => break,
-                };
-                count += next.0.len();
-                bytes += size(&next);
-                batch.push(next);
-            }
-            previous = count;
-
-            let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-            let messages: Vec<&InboundMessage> = requests.iter().flatten().collect();
-            let started = std::time::Instant::now();
-            match self.store.insert_inbound(&messages).await {
-                Ok(ids) => {
-                    tracing::debug!(
-                        messages = count,
-                        bytes,
-                        micros = started.elapsed().as_micros() as u64,
-                        "intake batch committed"
-                    );
-                    let mut answer = ids.iter();
-                    for (request, reply) in requests.iter().zip(replies) {
-                        let mine: Vec<Uuid> =
-                            answer.by_ref().take(request.len()).copied().collect();
-                        // The caller may have gone (client disconnected): the messages
-                        // are stored all the same and will be processed.
-                        let _ = reply.send(Ok(mine));
-                    }
-                    if !self.process_now(&ids, &messages).await {
-                        self.stored.notify_one();
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, messages = count, "intake commit failed");
-                    let err = IntakeError::Unavailable(err.to_string());
-                    for reply in replies {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                }
-            }
+            unprocessed = self.store_alone(requests).await;
+        }
+        if let Some(stored) = unprocessed
+            && !self.process_now(&stored.ids, &stored.messages()).await
+        {
+            self.stored.notify_one();
         }
         // Refuse what is still queued so its senders retry instead of hanging.
         rx.close();
         while let Ok((_, reply)) = rx.try_recv() {
             let _ = reply.send(Err(IntakeError::ShuttingDown));
         }
+    }
+
+    /// Waits for the first request, then takes what else is queued (see
+    /// [`Writer::take_queued`]); `None` once intake stops.
+    async fn next_batch(
+        &self,
+        rx: &mut mpsc::Receiver<Request>,
+        shutdown: &CancellationToken,
+        previous: &mut usize,
+    ) -> Option<Vec<Request>> {
+        let first = tokio::select! {
+            biased;
+            msg = rx.recv() => msg,
+            () = shutdown.cancelled() => None,
+        }?;
+        let mut batch = vec![first];
+        self.take_queued(rx, &mut batch, previous, true).await;
+        Some(batch)
+    }
+
+    /// Adds what is queued to `batch`, up to the batch limits. With `wait`,
+    /// after a batch of several it waits a little for the rest of its
+    /// senders, whose next messages are on their way.
+    async fn take_queued(
+        &self,
+        rx: &mut mpsc::Receiver<Request>,
+        batch: &mut Vec<Request>,
+        previous: &mut usize,
+        wait: bool,
+    ) {
+        let max_messages = self.settings.batch_max_messages.max(1);
+        let pause = std::time::Duration::from_micros(self.settings.batch_wait_us);
+        let size = |r: &Request| r.0.iter().map(|m| m.raw.len()).sum::<usize>();
+        let mut count: usize = batch.iter().map(|r| r.0.len()).sum();
+        let mut bytes: usize = batch.iter().map(size).sum();
+        let target = (*previous).min(max_messages);
+        let deadline = tokio::time::Instant::now() + pause;
+        while count < max_messages && bytes < self.settings.batch_max_bytes {
+            let next = match rx.try_recv() {
+                Ok(next) => next,
+                Err(_) if wait && *previous > 1 && count < target && !pause.is_zero() => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(next)) => next,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            count += next.0.len();
+            bytes += size(&next);
+            batch.push(next);
+        }
+        if count > 0 {
+            *previous = count;
+        }
+    }
+
+    /// Stores a batch in a transaction of its own and answers its senders.
+    async fn store_alone(&self, requests: Vec<Request>) -> Option<Stored> {
+        let (requests, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
+        let messages: Vec<&InboundMessage> = requests.iter().flatten().collect();
+        let started = std::time::Instant::now();
+        let stored = self.store.insert_inbound(&messages).await;
+        drop(messages);
+        answer(
+            requests,
+            replies,
+            stored.map_err(|e| e.to_string()),
+            started,
+        )
+    }
+
+    /// One transaction: processes `stored` (acknowledged before), then stores
+    /// what queued up meanwhile, commits once and answers those senders; a
+    /// message that arrives while a batch is processed is acknowledged with
+    /// that commit. If processing fails, it is rolled back, the new batch is
+    /// stored alone, and `stored` stays pending for the processor.
+    async fn process_then_store(
+        &self,
+        stored: Stored,
+        rx: &mut mpsc::Receiver<Request>,
+        previous: &mut usize,
+    ) -> Option<Stored> {
+        let started = std::time::Instant::now();
+        let mut tx = match self.store.begin().await {
+            Ok(tx) => Some(tx),
+            Err(err) => {
+                tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
+                None
+            }
+        };
+        let mut processed = false;
+        if let Some(open) = tx.as_mut() {
+            match self.process_in(open.as_mut(), &stored).await {
+                Ok(done) => processed = done,
+                Err(err) => {
+                    // Dropping the transaction rolls it back.
+                    tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
+                    tx = None;
+                }
+            }
+        }
+        let mut batch = Vec::new();
+        self.take_queued(rx, &mut batch, previous, false).await;
+        let next = match tx {
+            Some(mut open) if !batch.is_empty() => {
+                let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let messages: Vec<&InboundMessage> = requests.iter().flatten().collect();
+                let written = match open.insert_inbound(&messages).await {
+                    Ok(ids) => open.commit().await.map(|()| ids),
+                    Err(err) => Err(err),
+                };
+                drop(messages);
+                match written {
+                    Ok(ids) => answer(requests, replies, Ok(ids), started),
+                    Err(err) => {
+                        tracing::warn!(
+                            error = %err,
+                            "commit with the next intake batch failed; that batch is stored alone, the processed one is left pending"
+                        );
+                        processed = false;
+                        self.store_alone(requests.into_iter().zip(replies).collect())
+                            .await
+                    }
+                }
+            }
+            Some(open) => {
+                if let Err(err) = open.commit().await {
+                    tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
+                    processed = false;
+                }
+                None
+            }
+            None if batch.is_empty() => None,
+            None => self.store_alone(batch).await,
+        };
+        tracing::debug!(
+            messages = stored.ids.len(),
+            processed,
+            micros = started.elapsed().as_micros() as u64,
+            "intake batch processed"
+        );
+        if !processed {
+            self.stored.notify_one();
+        }
+        next
+    }
+
+    /// Processes `stored` in `tx` when nothing older waits for processing (a
+    /// reply must not overtake its original). Returns whether it did; after
+    /// an error `tx` must be rolled back.
+    async fn process_in(
+        &self,
+        tx: &mut dyn crate::store::Tx,
+        stored: &Stored,
+    ) -> Result<bool, String> {
+        let Some(processor) = &self.fast_path else {
+            return Ok(false);
+        };
+        if !tx
+            .only_pending(&stored.ids)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(false);
+        }
+        processor
+            .process_fresh(tx, &items(&stored.ids, &stored.messages()))
+            .await?;
+        Ok(true)
     }
 
     /// The fast path: processes a batch just committed and acknowledged,
@@ -212,18 +359,7 @@ impl Writer {
             return false;
         };
         let started = std::time::Instant::now();
-        let items: Vec<InboundRef<'_>> = ids
-            .iter()
-            .zip(messages)
-            .map(|(id, m)| InboundRef {
-                id: *id,
-                source: m.source.as_str(),
-                envelope: &m.envelope,
-                raw: &m.raw,
-                replay: false,
-                released: false,
-            })
-            .collect();
+        let items = items(ids, messages);
         let result = async {
             let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
             if !tx.only_pending(ids).await.map_err(|e| e.to_string())? {
@@ -251,4 +387,58 @@ impl Writer {
             }
         }
     }
+}
+
+/// Answers the senders of a batch: their ids once it is committed, else the
+/// error. Returns the batch, to be processed, when it was stored.
+fn answer(
+    requests: Vec<Vec<InboundMessage>>,
+    replies: Vec<Reply>,
+    stored: Result<Vec<Uuid>, String>,
+    started: std::time::Instant,
+) -> Option<Stored> {
+    let count: usize = requests.iter().map(Vec::len).sum();
+    match stored {
+        Ok(ids) => {
+            tracing::debug!(
+                messages = count,
+                micros = started.elapsed().as_micros() as u64,
+                "intake batch committed"
+            );
+            let mut answer = ids.iter();
+            for (request, reply) in requests.iter().zip(replies) {
+                let mine: Vec<Uuid> = answer.by_ref().take(request.len()).copied().collect();
+                // The caller may have gone (client disconnected): the messages
+                // are stored all the same and will be processed.
+                let _ = reply.send(Ok(mine));
+            }
+            Some(Stored {
+                ids,
+                messages: requests.into_iter().flatten().collect(),
+            })
+        }
+        Err(err) => {
+            tracing::error!(error = %err, messages = count, "intake commit failed");
+            let err = IntakeError::Unavailable(err);
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+            None
+        }
+    }
+}
+
+/// Stored messages, as processing reads them, from the bytes still in memory.
+fn items<'a>(ids: &[Uuid], messages: &[&'a InboundMessage]) -> Vec<InboundRef<'a>> {
+    ids.iter()
+        .zip(messages)
+        .map(|(id, m)| InboundRef {
+            id: *id,
+            source: m.source.as_str(),
+            envelope: &m.envelope,
+            raw: &m.raw,
+            replay: false,
+            released: false,
+        })
+        .collect()
 }

@@ -90,6 +90,13 @@ pub trait Store: TeamStore {
     /// lock, so replicas apply messages one batch at a time in arrival order.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
 
+    /// Whether intake may store a batch in a processing transaction
+    /// ([`Tx::insert_inbound`]), so one commit carries both. SQLite writes
+    /// through one connection anyway; on PostgreSQL a processing transaction
+    /// holds the lock all replicas' processing shares, and intake must never
+    /// wait for it.
+    fn intake_in_processing(&self) -> bool;
+
     /// Puts stored messages back to `pending` so processing runs again; by id,
     /// by status, or both. Returns how many rows were reset.
     async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64>;
@@ -212,6 +219,10 @@ pub trait Tx: Send {
     /// processing: then nothing older can be overtaken by applying them now.
     /// `false` for an empty list.
     async fn only_pending(&mut self, ids: &[Uuid]) -> StoreResult<bool>;
+
+    /// Stores raw messages as [`Store::insert_inbound`] does, in this
+    /// transaction: durable only once it commits.
+    async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>>;
 
     async fn savepoint(&mut self) -> StoreResult<()>;
     async fn release_savepoint(&mut self) -> StoreResult<()>;

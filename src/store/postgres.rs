@@ -61,5 +61,11 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore, PgTx, Postgres, several_statements_per_call = false);
+sql_store!(
+    PgStore,
+    PgTx,
+    Postgres,
+    several_statements_per_call = false,
+    intake_in_processing = false
+);
 sql_team_store!(PgStore, Postgres);

@@ -127,8 +127,9 @@ pub(super) fn sort_conversation(items: &mut [ConversationItem]) {
 /// `several_statements_per_call`: the backend runs `;`-separated statements
 /// with their binds in one call (SQLite does; PostgreSQL prepares one
 /// statement per call), so a write-behind flush needs one round trip.
+/// `intake_in_processing`: see [`Store::intake_in_processing`].
 macro_rules! sql_store {
-    ($store:ty, $tx:ident, $db:ty, several_statements_per_call = $several:expr) => {
+    ($store:ty, $tx:ident, $db:ty, several_statements_per_call = $several:expr, intake_in_processing = $together:expr) => {
         use ::async_trait::async_trait;
         use ::chrono::Utc;
         use ::sqlx::{QueryBuilder, Row};
@@ -365,6 +366,10 @@ macro_rules! sql_store {
 
             async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
                 Ok(Box::new($tx::new(self.begin_processing().await?)))
+            }
+
+            fn intake_in_processing(&self) -> bool {
+                $together
             }
 
             async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64> {
@@ -1363,6 +1368,11 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(n > 0 && mine == n)
+            }
+
+            async fn insert_inbound(&mut self, batch: &[&InboundMessage]) -> StoreResult<Vec<Uuid>> {
+                self.flush().await?;
+                insert_inbound_rows(&mut self.tx, batch).await
             }
 
             async fn savepoint(&mut self) -> StoreResult<()> {

@@ -152,7 +152,8 @@ sql_store!(
     SqliteStore,
     SqliteTx,
     Sqlite,
-    several_statements_per_call = true
+    several_statements_per_call = true,
+    intake_in_processing = true
 );
 sql_team_store!(SqliteStore, Sqlite);
 

@@ -9,6 +9,7 @@ use crate::on_both_backends;
 on_both_backends!(
     storage_failure_answers_451_and_the_retry_is_stored_once,
     failed_processing_keeps_the_raw_message_and_never_blocks_later_ones,
+    a_message_failing_among_concurrent_senders_costs_no_other_message,
 );
 
 /// Runs DDL on the test database through a connection of its own.
@@ -31,6 +32,26 @@ where
             .execute(&mut conn)
             .await
             .expect(s);
+    }
+}
+
+/// Makes the insert of a record titled "poison" fail, and only that one.
+async fn poison_records_titled_poison(app: &TestApp, backend: Backend) {
+    if backend == Backend::Sqlite {
+        ddl(
+            app,
+            &[
+                "CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.title = 'poison' \
+                     BEGIN SELECT RAISE(ABORT, 'poisoned record'); END",
+            ],
+        )
+        .await;
+    } else {
+        ddl(app, &[
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.title = 'poison' THEN RAISE EXCEPTION 'poisoned record'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER poison BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION poison()",
+        ]).await;
     }
 }
 
@@ -65,23 +86,7 @@ async fn storage_failure_answers_451_and_the_retry_is_stored_once(backend: Backe
 
 async fn failed_processing_keeps_the_raw_message_and_never_blocks_later_ones(backend: Backend) {
     let app = spawn_app(backend).await;
-    // A record insert that fails for one message only.
-    if backend == Backend::Sqlite {
-        ddl(
-            &app,
-            &[
-                "CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.title = 'poison' \
-                     BEGIN SELECT RAISE(ABORT, 'poisoned record'); END",
-            ],
-        )
-        .await;
-    } else {
-        ddl(&app, &[
-            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
-             IF NEW.title = 'poison' THEN RAISE EXCEPTION 'poisoned record'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER poison BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION poison()",
-        ]).await;
-    }
+    poison_records_titled_poison(&app, backend).await;
 
     app.deliver(
         "lu@example.com",
@@ -149,5 +154,76 @@ async fn failed_processing_keeps_the_raw_message_and_never_blocks_later_ones(bac
     assert_eq!(app.records("Sales").await.len(), 2, "replay is idempotent");
     let row = app.store.get_inbound(uuid).await.unwrap().unwrap();
     assert_eq!(row.status, "processed");
+    app.stop().await;
+}
+
+/// Many senders at once, one message failing processing. Batches are then
+/// processed while the next ones queue up (on SQLite the next batch is stored
+/// in the processing transaction): every sender still gets its `250`, every
+/// message is stored, only the poisoned one fails and all the others become
+/// records.
+async fn a_message_failing_among_concurrent_senders_costs_no_other_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    poison_records_titled_poison(&app, backend).await;
+    let n = 60;
+    let mails: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let from = format!("s{i}@example.com");
+            let subject = if i == n / 2 {
+                "poison".to_string()
+            } else {
+                format!("fine {i}")
+            };
+            let raw = mail(
+                &from,
+                "sales@localhost",
+                &subject,
+                &format!("c{i}@x"),
+                &[],
+                "x",
+            );
+            (from, raw)
+        })
+        .collect();
+
+    let replies = futures::future::join_all(
+        mails
+            .iter()
+            .map(|(from, raw)| app.send(from, &["sales@localhost"], raw)),
+    )
+    .await;
+    for reply in replies {
+        reply.expect("every message accepted with 250");
+    }
+    app.wait_idle().await;
+
+    assert_eq!(
+        app.inbound(None).await.len(),
+        n,
+        "every acknowledged message stored"
+    );
+    let failed = app.inbound(Some("failed")).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("poisoned record")
+    );
+    let (status, page) = app.get("/api/v1/records?pipeline=Sales&limit=500").await;
+    assert_eq!(status, 200, "{page}");
+    let mut titles: Vec<String> = page["items"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["title"].as_str().unwrap().to_string())
+        .collect();
+    titles.sort();
+    let mut want: Vec<String> = (0..n)
+        .filter(|i| *i != n / 2)
+        .map(|i| format!("fine {i}"))
+        .collect();
+    want.sort();
+    assert_eq!(titles, want);
     app.stop().await;
 }
