@@ -12,14 +12,15 @@
 //! the batch it has just acknowledged, from the bytes still in memory,
 //! provided nothing else waits for processing (so a reply never overtakes
 //! its original). No sender waits for its own message's processing: a `250`
-//! needs the raw rows only. Where the store allows it (SQLite, whose one connection writes
-//! everything anyway), that processing shares its transaction with the next
-//! batch: whatever queued up while the batch was processed is stored after
-//! it and both commit at once, so that batch's `250`s go out with the commit
-//! that ends the processing instead of waiting for a second one. Elsewhere
-//! processing commits on its own. If processing any message fails, it is
-//! rolled back and the batch stays pending (a batch waiting to be stored is
-//! then stored alone); the processor then takes the messages one by one.
+//! needs the raw rows only. Where the store allows it (SQLite, whose one
+//! connection writes everything anyway), that processing shares its
+//! transaction with the next batch: whatever queued up while the batch was
+//! processed is stored after it and both commit at once, so that batch's
+//! `250`s go out with the commit that ends the processing instead of waiting
+//! for a second one. Elsewhere processing commits on its own. If processing
+//! any message fails, it is rolled back and the batch stays pending (a batch
+//! waiting to be stored is then stored alone); the processor then takes the
+//! messages one by one.
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use uuid::Uuid;
 use super::InboundMessage;
 use super::process::{InboundRef, Processor};
 use crate::config::IntakeSettings;
-use crate::store::Store;
+use crate::store::{Store, Tx};
 
 /// Why a message could not be stored; the sender should retry later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -152,14 +153,12 @@ impl Writer {
         let mut unprocessed: Option<Stored> = None;
         loop {
             if let Some(stored) = unprocessed.take() {
-                if together && !shutdown.is_cancelled() {
-                    unprocessed = self
-                        .process_then_store(stored, &mut rx, &mut previous)
-                        .await;
+                let take_next = together && !shutdown.is_cancelled();
+                unprocessed = self
+                    .process(stored, &mut rx, &mut previous, take_next)
+                    .await;
+                if unprocessed.is_some() {
                     continue;
-                }
-                if !self.process_now(&stored.ids, &stored.messages()).await {
-                    self.stored.notify_one();
                 }
             }
             let Some(requests) = self.next_batch(&mut rx, &shutdown, &mut previous).await else {
@@ -167,10 +166,8 @@ impl Writer {
             };
             unprocessed = self.store_alone(requests).await;
         }
-        if let Some(stored) = unprocessed
-            && !self.process_now(&stored.ids, &stored.messages()).await
-        {
-            self.stored.notify_one();
+        if let Some(stored) = unprocessed {
+            self.process(stored, &mut rx, &mut previous, false).await;
         }
         // Refuse what is still queued so its senders retry instead of hanging.
         rx.close();
@@ -235,83 +232,48 @@ impl Writer {
     }
 
     /// Stores a batch in a transaction of its own and answers its senders.
-    async fn store_alone(&self, requests: Vec<Request>) -> Option<Stored> {
-        let (requests, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
-        let messages: Vec<&InboundMessage> = requests.iter().flatten().collect();
+    async fn store_alone(&self, batch: Vec<Request>) -> Option<Stored> {
+        if batch.is_empty() {
+            return None;
+        }
         let started = std::time::Instant::now();
+        let messages: Vec<&InboundMessage> = batch.iter().flat_map(|r| &r.0).collect();
         let stored = self.store.insert_inbound(&messages).await;
         drop(messages);
-        answer(
-            requests,
-            replies,
-            stored.map_err(|e| e.to_string()),
-            started,
-        )
+        answer(batch, stored.map_err(|e| e.to_string()), started)
     }
 
-    /// One transaction: processes `stored` (acknowledged before), then stores
-    /// what queued up meanwhile, commits once and answers those senders; a
-    /// message that arrives while a batch is processed is acknowledged with
-    /// that commit. If processing fails, it is rolled back, the new batch is
-    /// stored alone, and `stored` stays pending for the processor.
-    async fn process_then_store(
+    /// The fast path: processes `stored` (committed and acknowledged) in one
+    /// transaction, when nothing older waits for processing (a reply never
+    /// overtakes its original). With `take_next`, what queued up meanwhile
+    /// is stored in that transaction after the processing and its senders
+    /// are answered when the one commit returns. If processing fails, it is
+    /// rolled back and `stored` stays pending for the processor, which takes
+    /// the messages one by one; if the shared commit fails, the new batch is
+    /// stored alone. Returns the new batch, to be processed next.
+    async fn process(
         &self,
         stored: Stored,
         rx: &mut mpsc::Receiver<Request>,
         previous: &mut usize,
+        take_next: bool,
     ) -> Option<Stored> {
+        let Some(processor) = &self.fast_path else {
+            self.stored.notify_one();
+            return None;
+        };
         let started = std::time::Instant::now();
-        let mut tx = match self.store.begin().await {
-            Ok(tx) => Some(tx),
+        let processing = self.begin_and_process(processor, &stored).await;
+        let mut batch = Vec::new();
+        if take_next {
+            self.take_queued(rx, &mut batch, previous, false).await;
+        }
+        let (processed, next) = match processing {
+            Ok((tx, processed)) => self.commit_with(tx, processed, batch).await,
             Err(err) => {
                 tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
-                None
+                (false, self.store_alone(batch).await)
             }
-        };
-        let mut processed = false;
-        if let Some(open) = tx.as_mut() {
-            match self.process_in(open.as_mut(), &stored).await {
-                Ok(done) => processed = done,
-                Err(err) => {
-                    // Dropping the transaction rolls it back.
-                    tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
-                    tx = None;
-                }
-            }
-        }
-        let mut batch = Vec::new();
-        self.take_queued(rx, &mut batch, previous, false).await;
-        let next = match tx {
-            Some(mut open) if !batch.is_empty() => {
-                let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let messages: Vec<&InboundMessage> = requests.iter().flatten().collect();
-                let written = match open.insert_inbound(&messages).await {
-                    Ok(ids) => open.commit().await.map(|()| ids),
-                    Err(err) => Err(err),
-                };
-                drop(messages);
-                match written {
-                    Ok(ids) => answer(requests, replies, Ok(ids), started),
-                    Err(err) => {
-                        tracing::warn!(
-                            error = %err,
-                            "commit with the next intake batch failed; that batch is stored alone, the processed one is left pending"
-                        );
-                        processed = false;
-                        self.store_alone(requests.into_iter().zip(replies).collect())
-                            .await
-                    }
-                }
-            }
-            Some(open) => {
-                if let Err(err) = open.commit().await {
-                    tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
-                    processed = false;
-                }
-                None
-            }
-            None if batch.is_empty() => None,
-            None => self.store_alone(batch).await,
         };
         tracing::debug!(
             messages = stored.ids.len(),
@@ -325,65 +287,52 @@ impl Writer {
         next
     }
 
-    /// Processes `stored` in `tx` when nothing older waits for processing (a
-    /// reply must not overtake its original). Returns whether it did; after
-    /// an error `tx` must be rolled back.
-    async fn process_in(
+    /// Begins a transaction and processes `stored` in it unless older
+    /// messages wait for processing; returns it and whether it did. On an
+    /// error the transaction is gone (rolled back).
+    async fn begin_and_process(
         &self,
-        tx: &mut dyn crate::store::Tx,
+        processor: &Processor,
         stored: &Stored,
-    ) -> Result<bool, String> {
-        let Some(processor) = &self.fast_path else {
-            return Ok(false);
-        };
+    ) -> Result<(Box<dyn Tx>, bool), String> {
+        let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
         if !tx
             .only_pending(&stored.ids)
             .await
             .map_err(|e| e.to_string())?
         {
-            return Ok(false);
+            return Ok((tx, false));
         }
         processor
-            .process_fresh(tx, &items(&stored.ids, &stored.messages()))
+            .process_fresh(tx.as_mut(), &items(&stored.ids, &stored.messages()))
             .await?;
-        Ok(true)
+        Ok((tx, true))
     }
 
-    /// The fast path: processes a batch just committed and acknowledged,
-    /// from the bytes still in memory, when nothing else waits for
-    /// processing (so a reply never overtakes its original). Returns whether
-    /// it did; otherwise, or when processing any message fails, the batch is
-    /// left pending for the processor, which takes the messages one by one.
-    async fn process_now(&self, ids: &[Uuid], messages: &[&InboundMessage]) -> bool {
-        let Some(processor) = &self.fast_path else {
-            return false;
-        };
+    /// Stores `batch` (possibly empty) in `tx`, commits, and answers its
+    /// senders. Returns whether the processing in `tx` was kept, and the
+    /// batch once stored; if this commit fails, the batch is stored alone.
+    async fn commit_with(
+        &self,
+        mut tx: Box<dyn Tx>,
+        processed: bool,
+        batch: Vec<Request>,
+    ) -> (bool, Option<Stored>) {
         let started = std::time::Instant::now();
-        let items = items(ids, messages);
-        let result = async {
-            let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
-            if !tx.only_pending(ids).await.map_err(|e| e.to_string())? {
-                return Ok(false);
-            }
-            processor.process_fresh(tx.as_mut(), &items).await?;
-            tx.commit().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(true)
-        }
-        .await;
-        match result {
-            Ok(done) => {
-                tracing::debug!(
-                    messages = ids.len(),
-                    done,
-                    micros = started.elapsed().as_micros() as u64,
-                    "intake batch processed"
-                );
-                done
-            }
+        let messages: Vec<&InboundMessage> = batch.iter().flat_map(|r| &r.0).collect();
+        let written = match tx.insert_inbound(&messages).await {
+            Ok(ids) => tx.commit().await.map(|()| ids),
+            Err(err) => Err(err),
+        };
+        drop(messages);
+        match written {
+            Ok(ids) => (processed, answer(batch, Ok(ids), started)),
             Err(err) => {
-                // Dropping the transaction rolled it back; the rows stay pending.
-                tracing::warn!(error = %err, "fast path failed; the batch is left for one-by-one processing");
-                false
+                tracing::warn!(
+                    error = %err,
+                    "processing commit failed; its batch is left pending, the batch waiting to be stored is stored alone"
+                );
+                (false, self.store_alone(batch).await)
             }
         }
     }
@@ -392,13 +341,17 @@ impl Writer {
 /// Answers the senders of a batch: their ids once it is committed, else the
 /// error. Returns the batch, to be processed, when it was stored.
 fn answer(
-    requests: Vec<Vec<InboundMessage>>,
-    replies: Vec<Reply>,
+    batch: Vec<Request>,
     stored: Result<Vec<Uuid>, String>,
     started: std::time::Instant,
 ) -> Option<Stored> {
+    let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let count: usize = requests.iter().map(Vec::len).sum();
     match stored {
+        Ok(ids) if count == 0 => {
+            debug_assert!(ids.is_empty());
+            None
+        }
         Ok(ids) => {
             tracing::debug!(
                 messages = count,

@@ -410,7 +410,7 @@ impl TestApp {
     /// Records of a pipeline, newest first, through the API.
     pub async fn records(&self, pipeline: &str) -> Vec<Value> {
         let (status, body) = self
-            .get(&format!("/api/v1/records?pipeline={pipeline}"))
+            .get(&format!("/api/v1/records?pipeline={pipeline}&limit=500"))
             .await;
         assert_eq!(status, 200, "{body}");
         body["items"].as_array().cloned().unwrap_or_default()
