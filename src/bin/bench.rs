@@ -9,7 +9,8 @@
 //! `bench seed`: stores and processes many generated messages in-process
 //! through the real intake (for scale tests). `bench idle`: holds many idle
 //! SMTP sessions open and reports the server's RSS. `bench count`: inbound
-//! rows per status.
+//! rows per status. `bench wal`: which tables and indexes a SQLite load wrote,
+//! in WAL frames (pages) per message.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +77,19 @@ enum Command {
         #[arg(long)]
         database_url: String,
     },
+    /// Attribute the frames of a SQLite database's WAL to the tables and
+    /// indexes whose pages they hold. Run the server with checkpoints off
+    /// (EMAILIN__DATABASE__SQLITE_CHECKPOINT_INTERVAL_MS=0 and
+    /// EMAILIN__DATABASE__SQLITE_WAL_AUTOCHECKPOINT=0), send the load, then
+    /// run this while the server still holds the file: the WAL then holds
+    /// every page each commit wrote.
+    Wal {
+        #[arg(long)]
+        database_url: String,
+        /// Messages the load stored, for per-message figures.
+        #[arg(long)]
+        messages: Option<usize>,
+    },
 }
 
 #[derive(Parser, Clone)]
@@ -135,7 +149,123 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Wal {
+            database_url,
+            messages,
+        } => {
+            print!("{}", wal_report(&database_url).await?.render(messages));
+            Ok(())
+        }
     }
+}
+
+/// The WAL's frames per table or index (`dbstat`'s names).
+struct WalReport {
+    page_size: u32,
+    frames: u64,
+    pages: usize,
+    /// Name, frames, distinct pages; most frames first.
+    trees: Vec<(String, u64, usize)>,
+}
+
+impl WalReport {
+    fn render(&self, messages: Option<usize>) -> String {
+        let per = |n: u64| {
+            messages.map_or(String::new(), |m| {
+                format!("{:.3}", n as f64 / m.max(1) as f64)
+            })
+        };
+        let mut out = format!(
+            "WAL: {} frames of {} bytes, {} distinct pages{}\n{:<36} {:>9} {:>12} {:>8}\n",
+            self.frames,
+            self.page_size,
+            self.pages,
+            messages.map_or(String::new(), |m| format!(
+                ", {} per message over {m} messages",
+                per(self.frames)
+            )),
+            "table or index",
+            "frames",
+            "per message",
+            "pages"
+        );
+        for (name, frames, pages) in &self.trees {
+            out.push_str(&format!(
+                "{name:<36} {frames:>9} {:>12} {pages:>8}\n",
+                per(*frames)
+            ));
+        }
+        out
+    }
+}
+
+/// Reads the WAL of the SQLite database at `url`, then names each frame's
+/// page through `dbstat` on a read-only connection (which never checkpoints).
+async fn wal_report(url: &str) -> anyhow::Result<WalReport> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        bail!("bench wal reads a SQLite database (sqlite://PATH), not {url}");
+    }
+    let options = SqliteConnectOptions::from_str(url)?.read_only(true);
+    let mut wal = options.get_filename().as_os_str().to_owned();
+    wal.push("-wal");
+    let bytes =
+        std::fs::read(&wal).with_context(|| format!("reading {}", wal.to_string_lossy()))?;
+    let (page_size, per_page) = wal_frames(&bytes)?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let names: std::collections::HashMap<i64, String> =
+        sqlx::query_as("SELECT pageno, name FROM dbstat")
+            .fetch_all(&pool)
+            .await?
+            .into_iter()
+            .collect();
+    pool.close().await;
+    let mut trees: std::collections::HashMap<String, (u64, usize)> =
+        std::collections::HashMap::new();
+    for (page, n) in &per_page {
+        let name = names
+            .get(&i64::from(*page))
+            .cloned()
+            .unwrap_or_else(|| "(free or not in the database)".into());
+        let tree = trees.entry(name).or_default();
+        tree.0 += n;
+        tree.1 += 1;
+    }
+    let mut trees: Vec<(String, u64, usize)> =
+        trees.into_iter().map(|(k, (f, p))| (k, f, p)).collect();
+    trees.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(WalReport {
+        page_size,
+        frames: per_page.values().sum(),
+        pages: per_page.len(),
+        trees,
+    })
+}
+
+/// Frames per database page in a WAL file: those after its 32-byte header
+/// whose salts match the header's. Frames left from before the WAL last
+/// restarted carry older salts and end the count.
+fn wal_frames(wal: &[u8]) -> anyhow::Result<(u32, std::collections::HashMap<u32, u64>)> {
+    let word = |at: usize| u32::from_be_bytes([wal[at], wal[at + 1], wal[at + 2], wal[at + 3]]);
+    if wal.len() < 32 || word(0) & !1 != 0x377f_0682 {
+        bail!("not a SQLite WAL file");
+    }
+    let page_size = match word(8) {
+        1 => 65_536,
+        n => n,
+    };
+    let frame = 24 + page_size as usize;
+    let mut frames = std::collections::HashMap::new();
+    let mut at = 32;
+    while at + frame <= wal.len() && wal[at + 8..at + 16] == wal[16..24] {
+        *frames.entry(word(at)).or_default() += 1;
+        at += frame;
+    }
+    Ok((page_size, frames))
 }
 
 async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -606,4 +736,94 @@ fn base64_lines(data: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use std::str::FromStr;
+
+    /// A real SQLite file written with checkpoints off: every commit's pages
+    /// are in the WAL, named after the table or index they belong to.
+    #[tokio::test]
+    async fn wal_frames_are_named_after_their_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/w.db", dir.path().display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        for sql in [
+            "CREATE TABLE blobs (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)",
+            "CREATE TABLE tags (name TEXT NOT NULL)",
+            "CREATE INDEX tags_name ON tags (name)",
+        ] {
+            sqlx::query(sql).execute(&writer).await.unwrap();
+        }
+        // Ten commits of one 5,000-byte row each: every commit writes a leaf
+        // of the table and the row's overflow page; one commit of one short row.
+        for _ in 0..10 {
+            sqlx::query("INSERT INTO blobs (bytes) VALUES (zeroblob(5000))")
+                .execute(&writer)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO tags (name) VALUES ('a')")
+            .execute(&writer)
+            .await
+            .unwrap();
+
+        // The writer is still open, so its WAL has not been checkpointed away.
+        let report = wal_report(&url).await.unwrap();
+        let frames = |name: &str| report.trees.iter().find(|t| t.0 == name).map_or(0, |t| t.1);
+        assert_eq!(report.page_size, 4096);
+        // Creating each table and index wrote its root page once; then every
+        // commit that wrote to it:
+        assert!(frames("blobs") > 10 * 2, "{}", report.render(Some(10)));
+        assert_eq!(frames("tags"), 2, "{}", report.render(Some(10)));
+        assert_eq!(frames("tags_name"), 2, "{}", report.render(Some(10)));
+        assert_eq!(report.frames, report.trees.iter().map(|t| t.1).sum::<u64>());
+        assert!(report.render(Some(10)).contains("blobs"));
+        writer.close().await;
+    }
+
+    /// Frames behind the valid part, left from before the WAL restarted,
+    /// carry the salts of that older WAL and are not counted.
+    #[test]
+    fn frames_of_an_older_wal_are_not_counted() {
+        let page = 512usize;
+        let mut wal = vec![0u8; 32];
+        wal[0..4].copy_from_slice(&0x377f_0682u32.to_be_bytes());
+        wal[8..12].copy_from_slice(&(page as u32).to_be_bytes());
+        wal[16..24].copy_from_slice(b"saltsalt");
+        for (pgno, salts) in [
+            (3u32, b"saltsalt"),
+            (3, b"saltsalt"),
+            (7, b"saltsalt"),
+            (9, b"oldsalts"),
+        ] {
+            let mut frame = vec![0u8; 24 + page];
+            frame[0..4].copy_from_slice(&pgno.to_be_bytes());
+            frame[8..16].copy_from_slice(salts);
+            wal.extend_from_slice(&frame);
+        }
+        let (size, frames) = wal_frames(&wal).unwrap();
+        assert_eq!(size, 512);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[&3], 2);
+        assert_eq!(frames[&7], 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_wal_is_refused() {
+        assert!(wal_frames(b"SQLite format 3\0 and then some more bytes").is_err());
+        assert!(wal_frames(&[]).is_err());
+    }
 }
