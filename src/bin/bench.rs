@@ -12,6 +12,7 @@
 //! rows per status. `bench wal`: which tables and indexes a SQLite load wrote,
 //! in WAL frames (pages) per message.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -217,26 +218,25 @@ async fn wal_report(url: &str) -> anyhow::Result<WalReport> {
         .max_connections(1)
         .connect_with(options)
         .await?;
-    let names: std::collections::HashMap<i64, String> =
-        sqlx::query_as("SELECT pageno, name FROM dbstat")
-            .fetch_all(&pool)
-            .await?
-            .into_iter()
-            .collect();
+    let names: HashMap<i64, String> = sqlx::query_as("SELECT pageno, name FROM dbstat")
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .collect();
     pool.close().await;
-    let mut trees: std::collections::HashMap<String, (u64, usize)> =
-        std::collections::HashMap::new();
+    let mut trees: HashMap<&str, (u64, usize)> = HashMap::new();
     for (page, n) in &per_page {
         let name = names
             .get(&i64::from(*page))
-            .cloned()
-            .unwrap_or_else(|| "(free or not in the database)".into());
+            .map_or("(free or not in the database)", String::as_str);
         let tree = trees.entry(name).or_default();
         tree.0 += n;
         tree.1 += 1;
     }
-    let mut trees: Vec<(String, u64, usize)> =
-        trees.into_iter().map(|(k, (f, p))| (k, f, p)).collect();
+    let mut trees: Vec<(String, u64, usize)> = trees
+        .into_iter()
+        .map(|(name, (frames, pages))| (name.to_string(), frames, pages))
+        .collect();
     trees.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Ok(WalReport {
         page_size,
@@ -249,7 +249,7 @@ async fn wal_report(url: &str) -> anyhow::Result<WalReport> {
 /// Frames per database page in a WAL file: those after its 32-byte header
 /// whose salts match the header's. Frames left from before the WAL last
 /// restarted carry older salts and end the count.
-fn wal_frames(wal: &[u8]) -> anyhow::Result<(u32, std::collections::HashMap<u32, u64>)> {
+fn wal_frames(wal: &[u8]) -> anyhow::Result<(u32, HashMap<u32, u64>)> {
     let word = |at: usize| u32::from_be_bytes([wal[at], wal[at + 1], wal[at + 2], wal[at + 3]]);
     if wal.len() < 32 || word(0) & !1 != 0x377f_0682 {
         bail!("not a SQLite WAL file");
@@ -259,7 +259,7 @@ fn wal_frames(wal: &[u8]) -> anyhow::Result<(u32, std::collections::HashMap<u32,
         n => n,
     };
     let frame = 24 + page_size as usize;
-    let mut frames = std::collections::HashMap::new();
+    let mut frames = HashMap::new();
     let mut at = 32;
     while at + frame <= wal.len() && wal[at + 8..at + 16] == wal[16..24] {
         *frames.entry(word(at)).or_default() += 1;

@@ -138,12 +138,6 @@ struct Stored {
     messages: Vec<InboundMessage>,
 }
 
-impl Stored {
-    fn messages(&self) -> Vec<&InboundMessage> {
-        self.messages.iter().collect()
-    }
-}
-
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
         // Where the store allows it, a batch is processed in the transaction
@@ -304,7 +298,7 @@ impl Writer {
             return Ok((tx, false));
         }
         processor
-            .process_fresh(tx.as_mut(), &items(&stored.ids, &stored.messages()))
+            .process_fresh(tx.as_mut(), &items(&stored.ids, &stored.messages))
             .await?;
         Ok((tx, true))
     }
@@ -382,7 +376,7 @@ fn answer(
 }
 
 /// Stored messages, as processing reads them, from the bytes still in memory.
-fn items<'a>(ids: &[Uuid], messages: &[&'a InboundMessage]) -> Vec<InboundRef<'a>> {
+fn items<'a>(ids: &[Uuid], messages: &'a [InboundMessage]) -> Vec<InboundRef<'a>> {
     ids.iter()
         .zip(messages)
         .map(|(id, m)| InboundRef {
