@@ -961,3 +961,46 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
     assert_eq!(row["outcome"], "appended", "{row}");
     app.stop().await;
 }
+
+/// The intake writer runs on a thread of its own, named so that its CPU time
+/// shows apart from the sessions' (`top -H`, `bench smtp --pid`); its task
+/// ends once every handle is dropped, after storing what it was given.
+#[tokio::test]
+async fn intake_writer_runs_on_its_named_thread_and_ends_with_its_handles() {
+    use emailin::ingest::{Envelope, InboundMessage, Intake, Source};
+    let (db, settings, store) = without_service(Backend::Sqlite).await;
+    let (intake, writer) = Intake::start(
+        std::sync::Arc::clone(&store),
+        settings.intake.clone(),
+        None,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|name| name == "emailin-intake"),
+        "{threads:?}"
+    );
+    let envelope = Envelope {
+        rcpt_to: vec!["service@localhost".into()],
+        ..Envelope::default()
+    };
+    let raw = b"Subject: named\r\n\r\nx\r\n".to_vec();
+    intake
+        .submit(InboundMessage::new(Source::Api, envelope, raw))
+        .await
+        .expect("stored");
+    drop(intake);
+    tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+        .await
+        .expect("the writer ends once its handles are gone")
+        .expect("writer task");
+    assert_eq!(store.pending_count().await.expect("count"), 1);
+    drop(store);
+    db.drop_db().await;
+}
