@@ -830,6 +830,8 @@ fn base64_lines(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use std::str::FromStr;
 
     #[test]
     fn stat_ticks_counts_past_a_command_name_with_spaces_and_parentheses() {
@@ -877,8 +879,6 @@ mod tests {
         assert!(!own.threads.is_empty());
         assert!(own.threads.values().all(|(name, _)| !name.is_empty()));
     }
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-    use std::str::FromStr;
 
     /// A real SQLite file written with checkpoints off: every commit's pages
     /// are in the WAL, named after the table or index they belong to.

@@ -80,18 +80,21 @@ impl Intake {
         // the shared runtime each wake-up would queue behind the sessions'
         // work, stretching every commit (and every `250`) under load. The
         // thread is named, so its CPU time shows apart (`top -H`, `bench`).
-        let (finished, done) = oneshot::channel::<()>();
+        // The task ends with the thread; a panic there resurfaces in it.
+        let (finished, done) = oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("emailin-intake".into())
             .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(writer.run(rx, shutdown)),
-                    Err(err) => tracing::error!(error = %err, "intake writer could not start"),
-                }
-                drop(finished);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime.block_on(writer.run(rx, shutdown)),
+                        Err(err) => tracing::error!(error = %err, "intake writer could not start"),
+                    }
+                }));
+                let _ = finished.send(outcome);
             });
         if let Err(err) = spawned {
             // Its queue is closed with it: every submit fails, and senders
@@ -99,7 +102,9 @@ impl Intake {
             tracing::error!(error = %err, "intake writer thread could not start");
         }
         let task = tokio::spawn(async move {
-            let _ = done.await;
+            if let Ok(Err(panic)) = done.await {
+                std::panic::resume_unwind(panic);
+            }
         });
         (Self { tx }, task)
     }
@@ -243,9 +248,7 @@ impl Writer {
             return None;
         }
         let started = std::time::Instant::now();
-        let messages: Vec<&InboundMessage> = batch.iter().flat_map(|r| &r.0).collect();
-        let stored = self.store.insert_inbound(&messages).await;
-        drop(messages);
+        let stored = self.store.insert_inbound(&messages(&batch)).await;
         answer(batch, stored.map_err(|e| e.to_string()), started)
     }
 
@@ -325,12 +328,10 @@ impl Writer {
         batch: Vec<Request>,
     ) -> (bool, Option<Stored>) {
         let started = std::time::Instant::now();
-        let messages: Vec<&InboundMessage> = batch.iter().flat_map(|r| &r.0).collect();
-        let written = match tx.insert_inbound(&messages).await {
+        let written = match tx.insert_inbound(&messages(&batch)).await {
             Ok(ids) => tx.commit().await.map(|()| ids),
             Err(err) => Err(err),
         };
-        drop(messages);
         match written {
             Ok(ids) => (processed, answer(batch, Ok(ids), started)),
             Err(err) => {
@@ -342,6 +343,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// The messages of a batch's requests, in order, as the store takes them.
+fn messages(batch: &[Request]) -> Vec<&InboundMessage> {
+    batch.iter().flat_map(|r| &r.0).collect()
 }
 
 /// Answers the senders of a batch: their ids once it is committed, else the
