@@ -89,7 +89,8 @@ impl App {
 
     /// Serves SMTP and HTTP and processes stored mail until `shutdown` fires.
     /// Then: stop accepting, let sessions in DATA finish, commit what intake
-    /// holds, finish the processing batch in hand.
+    /// holds, finish the processing batch in hand, close the database (on
+    /// SQLite that folds the WAL into the database file).
     ///
     /// # Errors
     /// The HTTP server failing.
@@ -208,6 +209,7 @@ impl App {
             .await
             .context("HTTP task")?
             .context("HTTP server")?;
+        self.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

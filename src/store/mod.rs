@@ -71,6 +71,12 @@ pub trait Store: TeamStore {
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes every connection once the ones in use are returned; later calls
+    /// fail. On SQLite the last connection to go copies the WAL into the
+    /// database file and removes it, so a cleanly stopped service leaves one
+    /// self-contained file.
+    async fn close(&self);
+
     /// Creates or updates pipelines, stages, users (alias owners), aliases and
     /// reopen rules by name/address. Never deletes anything.
     async fn bootstrap(

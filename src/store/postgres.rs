@@ -40,6 +40,10 @@ impl PgStore {
         &self.pool
     }
 
+    async fn close_pools(&self) {
+        self.pool.close().await;
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }

@@ -257,6 +257,10 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn close(&self) {
+                self.close_pools().await;
+            }
+
             async fn bootstrap(
                 &self,
                 pipelines: &[PipelineConfig],

@@ -94,6 +94,14 @@ impl SqliteStore {
         &self.reader
     }
 
+    /// Readers first, then the writer: SQLite checkpoints the WAL into the
+    /// database file and deletes it when the last connection closes.
+    async fn close_pools(&self) {
+        self.checkpointer.cancel();
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }

@@ -225,3 +225,46 @@ async fn a_message_failing_among_concurrent_senders_costs_no_other_message(backe
     assert_eq!(titles, want);
     app.stop().await;
 }
+
+/// A clean stop copies SQLite's WAL into the database file and removes it:
+/// the file alone, copied away from anything beside it, holds every
+/// acknowledged message and what processing made of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_the_sqlite_file_self_contained() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for i in 0..20 {
+        let raw = mail(
+            "Kim <kim@example.com>",
+            "sales@localhost",
+            &format!("Order {i}"),
+            &format!("order-{i}@x"),
+            &[],
+            "x",
+        );
+        app.send("kim@example.com", &["sales@localhost"], &raw)
+            .await
+            .expect("250");
+    }
+    let db = app.stop_into_db().await;
+    let path = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    let wal = path.with_extension("db-wal");
+    assert!(!wal.exists(), "{} left behind", wal.display());
+
+    let copy = tempfile::tempdir().expect("temp dir");
+    let alone = copy.path().join("alone.db");
+    std::fs::copy(&path, &alone).expect("copy the database file");
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", alone.display()))
+            .await
+            .expect("open the copy");
+    let (processed,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM inbound WHERE status = 'processed'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count inbound");
+    let (records,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM records")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count records");
+    assert_eq!((processed, records), (20, 20));
+}
