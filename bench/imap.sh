@@ -10,6 +10,7 @@
 # Needs dovecot-imapd and isync from Debian (installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 MESSAGES=${MESSAGES:-5000}
 need=()
@@ -25,7 +26,6 @@ chmod 755 "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 
 # Dovecot of our own on 127.0.0.1, plaintext auth, Maildir as nobody.

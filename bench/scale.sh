@@ -14,6 +14,7 @@
 # the large database starts each run with its WAL folded in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DIR=${DIR:-/tmp/emailin-scale}
 SEED=${SEED:-1000000}
@@ -30,19 +31,22 @@ fi
 
 log=$(mktemp)
 server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -f "$log"' EXIT
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -f "$log" "$log.out"' EXIT
 
 # One run against $1; prints messages/s stored and processed.
 run() {
   local url=$1 port
   sync; sleep "$PAUSE"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   EMAILIN__DATABASE__URL=$url EMAILIN__SMTP__LISTEN=127.0.0.1:$port EMAILIN__HTTP__LISTEN=127.0.0.1:0 \
     RUST_LOG=warn target/release/emailin serve >"$log" 2>&1 &
   server=$!
-  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  target/release/bench smtp --addr "127.0.0.1:$port" --database-url "$url" --pid "$server" \
-    --sessions 50 --messages "$MESSAGES" >"$log.out" 2>&1 || { cat "$log.out" "$log" >&2; exit 1; }
+  # This runs in a command substitution, whose exit does not run the trap:
+  # a failed run stops its server itself.
+  if ! wait_port "$port" || ! target/release/bench smtp --addr "127.0.0.1:$port" --database-url "$url" \
+    --pid "$server" --sessions 50 --messages "$MESSAGES" >"$log.out" 2>&1; then
+    cat "$log.out" "$log" >&2 2>/dev/null; kill "$server" 2>/dev/null; exit 1
+  fi
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
   grep -oP '\d+(?= messages/s stored and processed)' "$log.out"
 }
@@ -60,4 +64,4 @@ for pair in $(seq 1 "$PAIRS"); do
   echo "pair $pair: large $l/s, empty $e/s, ratio $r"
 done
 rm -f "$DIR"/empty.db*
-echo "median ratio $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : sprintf("%.3f", (a[NR/2]+a[NR/2+1])/2))}')"
+echo "median ratio $(printf '%s\n' "${ratios[@]}" | median 3)"

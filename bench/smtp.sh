@@ -13,6 +13,7 @@
 # starting its daemon) and, for the PostgreSQL part, a server on 127.0.0.1:5432.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 MESSAGES=${MESSAGES:-20000}
 ROUNDS=${ROUNDS:-3}
@@ -32,8 +33,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1/($3-$2):.0f}')"; }
 
@@ -92,7 +91,7 @@ for mode in "10 new" "50 new" "50 reuse"; do
     rm -rf "$db"
   done
   printf '%-34s %12s %12s %7s\n' "$sessions sessions, $2 connection" "" "median" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : sprintf("%.2f", (a[NR/2]+a[NR/2+1])/2))}')"
+    "$(printf '%s\n' "${ratios[@]}" | median 2)"
 done
 
 echo

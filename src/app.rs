@@ -205,11 +205,10 @@ impl App {
         if let Some(task) = sender_task {
             let _ = task.await;
         }
-        http_task
-            .await
-            .context("HTTP task")?
-            .context("HTTP server")?;
+        let http = http_task.await;
+        // Closed whatever the HTTP server's end: everything else has stopped.
         self.store.close().await;
+        http.context("HTTP task")?.context("HTTP server")?;
         tracing::info!("stopped");
         Ok(())
     }
