@@ -976,6 +976,17 @@ async fn intake_writer_runs_on_its_named_thread_and_ends_with_its_handles() {
         std::sync::Arc::new(tokio::sync::Notify::new()),
         tokio_util::sync::CancellationToken::new(),
     );
+    let envelope = Envelope {
+        rcpt_to: vec!["service@localhost".into()],
+        ..Envelope::default()
+    };
+    let raw = b"Subject: named\r\n\r\nx\r\n".to_vec();
+    intake
+        .submit(InboundMessage::new(Source::Api, envelope, raw))
+        .await
+        .expect("stored");
+    // The OS name is set by the new thread itself before it runs any of our
+    // code; once a message is stored through it, the name is there.
     let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
         .expect("/proc")
         .flatten()
@@ -986,15 +997,6 @@ async fn intake_writer_runs_on_its_named_thread_and_ends_with_its_handles() {
         threads.iter().any(|name| name == "emailin-intake"),
         "{threads:?}"
     );
-    let envelope = Envelope {
-        rcpt_to: vec!["service@localhost".into()],
-        ..Envelope::default()
-    };
-    let raw = b"Subject: named\r\n\r\nx\r\n".to_vec();
-    intake
-        .submit(InboundMessage::new(Source::Api, envelope, raw))
-        .await
-        .expect("stored");
     drop(intake);
     tokio::time::timeout(std::time::Duration::from_secs(10), writer)
         .await
