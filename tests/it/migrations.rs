@@ -112,3 +112,43 @@ async fn pending_messages_are_found_through_the_status_index() {
     drop(store);
     db.drop_db().await;
 }
+
+/// A contact's records are read newest first straight from the index, as
+/// the contact's page and the record list filtered by contact ask for them:
+/// no step sorts all of that contact's records, however many there are.
+#[tokio::test]
+async fn a_contacts_records_come_newest_first_from_the_index() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = emailin::store::connect(&test_settings(&db).database)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("open");
+    let joins = "FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
+                 JOIN stages s ON s.id = r.stage_id LEFT JOIN users u ON u.id = r.owner_id \
+                 LEFT JOIN contacts c ON c.id = r.contact_id";
+    for query in [
+        format!("SELECT r.id {joins} WHERE r.contact_id = x'00' ORDER BY r.id DESC LIMIT 100"),
+        format!("SELECT r.id {joins} WHERE 1 = 1 AND c.email = 'a@b' ORDER BY r.id DESC LIMIT 51"),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+                .fetch_all(&pool)
+                .await
+                .expect("plan");
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("INDEX records_contact (contact_id=?)")),
+            "{query}: {steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{query}: {steps:?}"
+        );
+    }
+    pool.close().await;
+    drop(store);
+    db.drop_db().await;
+}
