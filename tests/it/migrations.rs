@@ -80,23 +80,13 @@ async fn messages_stored_before_the_raw_bytes_moved_keep_them(backend: Backend) 
 /// table; the partial index once kept beside it served none of them.
 #[tokio::test]
 async fn pending_messages_are_found_through_the_status_index() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let store = emailin::store::connect(&test_settings(&db).database)
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("open");
+    let (db, store, pool) = migrated_sqlite().await;
     for query in [
         "SELECT COUNT(*) FROM inbound WHERE status = 'pending'",
         "SELECT seq FROM inbound WHERE status = 'pending' ORDER BY seq LIMIT 10",
         "SELECT COUNT(*), SUM(CASE WHEN id IN (x'00') THEN 1 ELSE 0 END) FROM inbound WHERE status = 'pending'",
     ] {
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
-                .fetch_all(&pool)
-                .await
-                .expect("plan");
-        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let steps = query_plan(&pool, query).await;
         assert!(
             steps.iter().all(|s| s.contains("INDEX inbound_status")),
             "{query}: {steps:?}"
@@ -118,12 +108,7 @@ async fn pending_messages_are_found_through_the_status_index() {
 /// no step sorts all of that contact's records, however many there are.
 #[tokio::test]
 async fn a_contacts_records_come_newest_first_from_the_index() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let store = emailin::store::connect(&test_settings(&db).database)
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("open");
+    let (db, store, pool) = migrated_sqlite().await;
     let joins = "FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
                  JOIN stages s ON s.id = r.stage_id LEFT JOIN users u ON u.id = r.owner_id \
                  LEFT JOIN contacts c ON c.id = r.contact_id";
@@ -131,12 +116,7 @@ async fn a_contacts_records_come_newest_first_from_the_index() {
         format!("SELECT r.id {joins} WHERE r.contact_id = x'00' ORDER BY r.id DESC LIMIT 100"),
         format!("SELECT r.id {joins} WHERE 1 = 1 AND c.email = 'a@b' ORDER BY r.id DESC LIMIT 51"),
     ] {
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
-                .fetch_all(&pool)
-                .await
-                .expect("plan");
-        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let steps = query_plan(&pool, &query).await;
         assert!(
             steps
                 .iter()
@@ -151,4 +131,29 @@ async fn a_contacts_records_come_newest_first_from_the_index() {
     pool.close().await;
     drop(store);
     db.drop_db().await;
+}
+
+/// A fresh SQLite database migrated by the service, and a pool of its own.
+async fn migrated_sqlite() -> (
+    TestDb,
+    std::sync::Arc<dyn emailin::store::Store>,
+    sqlx::SqlitePool,
+) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = emailin::store::connect(&test_settings(&db).database)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("open");
+    (db, store, pool)
+}
+
+/// The steps SQLite's planner takes for `query`.
+async fn query_plan(pool: &sqlx::SqlitePool, query: &str) -> Vec<String> {
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+            .fetch_all(pool)
+            .await
+            .expect("plan");
+    plan.into_iter().map(|row| row.3).collect()
 }
