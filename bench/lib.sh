@@ -12,3 +12,13 @@ wait_port() {
 
 # The median of the numbers on stdin, printed with $1 decimals.
 median() { sort -n | awk -v d="$1" '{a[NR]=$1} END {printf "%.*f\n", d, (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# The host's CPU counters (the `cpu` line of /proc/stat: user nice system
+# idle iowait irq softirq steal), for host_busy.
+cpu_ticks() { awk '/^cpu /{print $2, $3, $4, $5, $6, $7, $8, $9}' /proc/stat; }
+
+# The share of the host's CPU time that was busy (not idle, not waiting for
+# I/O) between two cpu_ticks readings: host_busy "$before" "$after".
+host_busy() {
+  python3 -c "import sys; a=list(map(int,sys.argv[1].split())); b=list(map(int,sys.argv[2].split())); d=[y-x for x,y in zip(a,b)]; print(f'{100*(sum(d)-d[3]-d[4])/max(sum(d),1):.0f}%')" "$1" "$2"
+}

@@ -65,7 +65,8 @@ pids+=("$!")
 wait_port "$sink_port"
 
 echo "== smtp-source: $MESSAGES messages of $SIZE bytes; emailin on SQLite (default config)"
-echo "(emailin/s: all $MESSAGES stored and processed, timed to when processing caught up; acked/s: to smtp-source's end)"
+echo "(emailin/s: all $MESSAGES stored and processed, timed to when processing caught up; acked/s: to smtp-source's end;"
+echo " host CPU busy: share of both cores' time not idle nor waiting for I/O while smtp-source ran, smtp-sink / emailin)"
 printf '%-34s %12s %12s %7s\n' "load" "smtp-sink/s" "emailin/s" "ratio"
 for mode in "10 new" "50 new" "50 reuse"; do
   set -- $mode
@@ -73,20 +74,21 @@ for mode in "10 new" "50 new" "50 reuse"; do
   flag=(); [ "$2" = reuse ] && flag=(-d)
   ratios=()
   for round in $(seq 1 "$ROUNDS"); do
-    s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$sink_port"; e=$(now)
-    sink=$(rate "$MESSAGES" "$s" "$e")
+    c=$(cpu_ticks); s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$sink_port"; e=$(now)
+    sink=$(rate "$MESSAGES" "$s" "$e"); sink_busy=$(host_busy "$c" "$(cpu_ticks)")
     db="$work/sqlite-$sessions-$2-$round"; mkdir -p "$db"
     start_emailin "sqlite://$db/emailin.db"
-    s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$EMAILIN_PORT"; e=$(now)
-    acked=$(rate "$MESSAGES" "$s" "$e")
+    c=$(cpu_ticks); s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$EMAILIN_PORT"; e=$(now)
+    acked=$(rate "$MESSAGES" "$s" "$e"); ours_busy=$(host_busy "$c" "$(cpu_ticks)")
     p=$(processed_by "$EMAILIN_DB" "$MESSAGES")
     ours=$(rate "$MESSAGES" "$s" "$p")
     n=$(stored "$EMAILIN_DB"); rss=$(awk '/VmHWM/{print $2" "$3}' "/proc/$EMAILIN_PID/status")
     stop_emailin
     ratio=$(python3 -c "print(f'{$ours/$sink:.2f}')")
     ratios+=("$ratio")
-    printf '%-34s %12s %12s %7s   acked/s %s, stored+processed %s/%s, peak RSS %s\n' "$sessions sessions, $2 connection ($round)" "$sink" "$ours" \
-      "$ratio" "$acked" "${n:-0}" "$MESSAGES" "$rss"
+    printf '%-34s %12s %12s %7s   acked/s %s, stored+processed %s/%s, peak RSS %s, host CPU busy %s / %s\n' \
+      "$sessions sessions, $2 connection ($round)" "$sink" "$ours" "$ratio" "$acked" "${n:-0}" "$MESSAGES" "$rss" \
+      "$sink_busy" "$ours_busy"
     [ "${n:-0}" = "$MESSAGES" ] || { echo "emailin stored ${n:-0} of $MESSAGES" >&2; exit 1; }
     rm -rf "$db"
   done
