@@ -80,7 +80,7 @@ async fn messages_stored_before_the_raw_bytes_moved_keep_them(backend: Backend) 
 /// table; the partial index once kept beside it served none of them.
 #[tokio::test]
 async fn pending_messages_are_found_through_the_status_index() {
-    let (db, store, pool) = migrated_sqlite().await;
+    let (db, pool) = migrated_sqlite().await;
     for query in [
         "SELECT COUNT(*) FROM inbound WHERE status = 'pending'",
         "SELECT seq FROM inbound WHERE status = 'pending' ORDER BY seq LIMIT 10",
@@ -99,7 +99,6 @@ async fn pending_messages_are_found_through_the_status_index() {
             .expect("schema");
     assert_eq!(partial, 0, "no second index on pending rows to keep up");
     pool.close().await;
-    drop(store);
     db.drop_db().await;
 }
 
@@ -108,7 +107,7 @@ async fn pending_messages_are_found_through_the_status_index() {
 /// no step sorts all of that contact's records, however many there are.
 #[tokio::test]
 async fn a_contacts_records_come_newest_first_from_the_index() {
-    let (db, store, pool) = migrated_sqlite().await;
+    let (db, pool) = migrated_sqlite().await;
     let joins = "FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
                  JOIN stages s ON s.id = r.stage_id LEFT JOIN users u ON u.id = r.owner_id \
                  LEFT JOIN contacts c ON c.id = r.contact_id";
@@ -129,23 +128,20 @@ async fn a_contacts_records_come_newest_first_from_the_index() {
         );
     }
     pool.close().await;
-    drop(store);
     db.drop_db().await;
 }
 
-/// A fresh SQLite database migrated by the service, and a pool of its own.
-async fn migrated_sqlite() -> (
-    TestDb,
-    std::sync::Arc<dyn emailin::store::Store>,
-    sqlx::SqlitePool,
-) {
+/// A fresh SQLite database migrated by the service (then closed), and a
+/// pool of its own.
+async fn migrated_sqlite() -> (TestDb, sqlx::SqlitePool) {
     let db = TestDb::new(Backend::Sqlite).await;
     let store = emailin::store::connect(&test_settings(&db).database)
         .await
         .expect("store");
     store.migrate().await.expect("migrate");
+    store.close().await;
     let pool = sqlx::SqlitePool::connect(&db.url).await.expect("open");
-    (db, store, pool)
+    (db, pool)
 }
 
 /// The steps SQLite's planner takes for `query`.
