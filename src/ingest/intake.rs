@@ -23,6 +23,7 @@
 //! messages one by one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -90,7 +91,10 @@ impl Intake {
                         .enable_all()
                         .build()
                     {
-                        Ok(runtime) => runtime.block_on(writer.run(rx, shutdown)),
+                        Ok(runtime) => runtime.block_on(async {
+                            writer.run(rx, shutdown).await;
+                            settle().await;
+                        }),
                         Err(err) => tracing::error!(error = %err, "intake writer could not start"),
                     }
                 }));
@@ -138,6 +142,20 @@ impl Intake {
             .await
             .map_err(|_| IntakeError::ShuttingDown)?;
         answer.await.map_err(|_| IntakeError::ShuttingDown)?
+    }
+}
+
+/// Lets the tasks still on the writer's event loop finish before it ends.
+/// The database driver hands a connection back to its pool in a task of the
+/// loop that used it; dropped with the loop, that connection would close on
+/// the driver's thread after the store was closed, beside the other
+/// connections' close, and SQLite could leave its WAL beside the database
+/// file. Bounded, so a hung driver cannot hold up the stop.
+async fn settle() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metrics.num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -216,7 +234,7 @@ impl Writer {
         wait: bool,
     ) {
         let max_messages = self.settings.batch_max_messages.max(1);
-        let pause = std::time::Duration::from_micros(self.settings.batch_wait_us);
+        let pause = Duration::from_micros(self.settings.batch_wait_us);
         let size = |r: &Request| r.0.iter().map(|m| m.raw.len()).sum::<usize>();
         let mut count: usize = batch.iter().map(|r| r.0.len()).sum();
         let mut bytes: usize = batch.iter().map(size).sum();
