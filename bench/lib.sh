@@ -17,8 +17,9 @@ median() { sort -n | awk -v d="$1" '{a[NR]=$1} END {printf "%.*f\n", d, (NR%2 ? 
 # idle iowait irq softirq steal), for host_busy.
 cpu_ticks() { awk '/^cpu /{print $2, $3, $4, $5, $6, $7, $8, $9}' /proc/stat; }
 
-# The share of the host's CPU time that was busy (not idle, not waiting for
-# I/O) between two cpu_ticks readings: host_busy "$before" "$after".
+# The share of the CPU time the host's cores had (time the hypervisor took,
+# steal, left out) that was busy, not idle nor waiting for I/O, between two
+# cpu_ticks readings: host_busy "$before" "$after".
 host_busy() {
-  python3 -c "import sys; a=list(map(int,sys.argv[1].split())); b=list(map(int,sys.argv[2].split())); d=[y-x for x,y in zip(a,b)]; print(f'{100*(sum(d)-d[3]-d[4])/max(sum(d),1):.0f}%')" "$1" "$2"
+  python3 -c "import sys; a=list(map(int,sys.argv[1].split())); b=list(map(int,sys.argv[2].split())); d=[y-x for x,y in zip(a,b)]; had=sum(d)-d[7]; print(f'{100*(had-d[3]-d[4])/max(had,1):.0f}%')" "$1" "$2"
 }
