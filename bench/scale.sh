@@ -8,6 +8,10 @@
 #   bash bench/scale.sh                        # seeds $DIR/large.db once (~13 GB, ~2.5 min)
 #   PAIRS=3 MESSAGES=10000 bash bench/scale.sh
 #
+# EMAILIN__* settings in the environment apply to the seed and to every
+# server, so a setting is compared on a database of its own, e.g.
+#   EMAILIN__DATABASE__SQLITE_CACHE_KIB=32768 DIR=/tmp/scale-32m bash bench/scale.sh
+#
 # Each run starts after `sync` and a pause, so it does not pay for the
 # previous run's writes still being flushed (without that the second run of
 # a pair is the slower one whichever it is); every server stops cleanly, so

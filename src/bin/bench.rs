@@ -8,10 +8,11 @@
 //! CPU time it spent per message, in all and per thread.
 //!
 //! `bench seed`: stores and processes many generated messages in-process
-//! through the real intake (for scale tests). `bench idle`: holds many idle
-//! SMTP sessions open and reports the server's RSS. `bench count`: inbound
-//! rows per status. `bench wal`: which tables and indexes a SQLite load wrote,
-//! in WAL frames (pages) per message.
+//! through the real intake (for scale tests), with the settings that
+//! `EMAILIN__*` variables give. `bench idle`: holds many idle SMTP sessions
+//! open and reports the server's RSS. `bench count`: inbound rows per status.
+//! `bench wal`: which tables and indexes a SQLite load wrote, in WAL frames
+//! (pages) per message.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -682,7 +683,7 @@ async fn seed(
     size: usize,
     senders: usize,
 ) -> anyhow::Result<()> {
-    let mut settings = Settings::defaults()?;
+    let mut settings = Settings::load(None)?;
     settings.database.url = url.to_string();
     let store = emailin::app::open_store(&settings).await?;
     let directory = emailin::domain::DirectoryHandle::new(store.load_directory().await?);
