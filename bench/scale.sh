@@ -23,7 +23,9 @@ cd "$(dirname "$0")/.."
 DIR=${DIR:-/tmp/emailin-scale}
 SEED=${SEED:-1000000}
 PAIRS=${PAIRS:-6}
-MESSAGES=${MESSAGES:-20000}
+# 60,000 messages take about 12 s, over twice the checkpoint interval (5 s), so each
+# run pays for the checkpoints its own writes cause.
+MESSAGES=${MESSAGES:-60000}
 PAUSE=${PAUSE:-2}
 
 cargo build --release --quiet --bin emailin --bin bench
