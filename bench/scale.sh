@@ -6,7 +6,8 @@
 # rates (stored and processed) and ratio, then the median ratio.
 #
 #   bash bench/scale.sh                        # seeds $DIR/large.db once (~13 GB, ~2.5 min)
-#   PAIRS=3 MESSAGES=10000 bash bench/scale.sh
+#   PAIRS=3 bash bench/scale.sh                # quicker; fewer MESSAGES than ~25,000 end
+#                                              # before the server's first checkpoint
 #
 # EMAILIN__* settings in the environment apply to the seed and to every
 # server, so a setting is compared on a database of its own, e.g.
