@@ -57,6 +57,14 @@ processed_by() {
   now
 }
 
+# Runs this round's smtp-source load against 127.0.0.1:$1; sets s and e (its
+# start and end) and c and c_end (the host's CPU counters then).
+drive() {
+  c=$(cpu_ticks); s=$(now)
+  smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$1"
+  e=$(now); c_end=$(cpu_ticks)
+}
+
 sink_port=$(free_port)
 sink_user=()
 [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
@@ -74,11 +82,11 @@ for mode in "10 new" "50 new" "50 reuse"; do
   flag=(); [ "$2" = reuse ] && flag=(-d)
   ratios=()
   for round in $(seq 1 "$ROUNDS"); do
-    c=$(cpu_ticks); s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$sink_port"; e=$(now); c_end=$(cpu_ticks)
+    drive "$sink_port"
     sink=$(rate "$MESSAGES" "$s" "$e"); sink_busy=$(host_busy "$c" "$c_end")
     db="$work/sqlite-$sessions-$2-$round"; mkdir -p "$db"
     start_emailin "sqlite://$db/emailin.db"
-    c=$(cpu_ticks); s=$(now); smtp-source "${flag[@]}" -s "$sessions" -l "$SIZE" -m "$MESSAGES" -f load@bench.example -t sales@localhost 127.0.0.1:"$EMAILIN_PORT"; e=$(now); c_end=$(cpu_ticks)
+    drive "$EMAILIN_PORT"
     # Processing is timed before anything else runs: a python3 start costs
     # ~0.1 s, which would otherwise count against emailin's rate.
     p=$(processed_by "$EMAILIN_DB" "$MESSAGES")
