@@ -62,8 +62,15 @@ pub struct SmtpSettings {
     pub max_recipients: usize,
     pub max_line_bytes: usize,
     pub max_sessions: usize,
+    /// Most sessions from one client IP at once (0: no limit).
+    pub max_sessions_per_ip: usize,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    /// Slowest DATA accepted, in bytes per second: each byte received extends
+    /// the DATA deadline by `1 / min_data_rate` seconds (0: no extension).
+    pub min_data_rate: u64,
+    /// Longest a whole session may last, in seconds.
+    pub session_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -81,10 +81,26 @@ impl Directory {
         address: &'b EmailAddress,
     ) -> Option<(&'a AliasEntry, Option<&'b str>)> {
         let (base, tag) = address.base_and_tag();
+        if let Some(alias) = self.aliases.get(&base).filter(|a| a.enabled) {
+            return Some((alias, tag));
+        }
+        // RFC 5321 §4.5.1: postmaster of every domain we receive for is accepted.
+        if base.local().eq_ignore_ascii_case("postmaster") {
+            return self.postmaster(Some(base.domain())).map(|a| (a, None));
+        }
+        None
+    }
+
+    /// The alias that receives mail for `postmaster@domain` when no alias has
+    /// that address: of the enabled aliases on `domain` (any domain for
+    /// `None`), the one whose address sorts first.
+    pub fn postmaster(&self, domain: Option<&str>) -> Option<&AliasEntry> {
         self.aliases
-            .get(&base)
-            .filter(|a| a.enabled)
-            .map(|alias| (alias, tag))
+            .iter()
+            .filter(|(address, alias)| **address == alias.address && alias.enabled)
+            .filter(|(address, _)| domain.is_none_or(|d| address.domain() == d))
+            .map(|(_, alias)| alias)
+            .min_by(|a, b| a.address.as_str().cmp(b.address.as_str()))
     }
 
     /// Whether mail to `address` is accepted at all (the RCPT check).

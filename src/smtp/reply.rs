@@ -42,6 +42,35 @@ impl Reply {
 pub fn greeting(hostname: &str) -> Reply {
     Reply::owned(220, [0, 0, 0], format!("{hostname} ESMTP emailin"))
 }
+/// The EHLO reply: our own greeting line, then the extensions we offer.
+pub fn ehlo(hostname: &str, max_message_bytes: usize) -> Ehlo {
+    Ehlo {
+        lines: vec![
+            format!("{hostname} Hello, emailin is ready"),
+            "PIPELINING".into(),
+            format!("SIZE {max_message_bytes}"),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ],
+    }
+}
+
+/// A multi-line `250` reply.
+pub struct Ehlo {
+    lines: Vec<String>,
+}
+
+impl Ehlo {
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            out.extend_from_slice(format!("250{sep}{line}\r\n").as_bytes());
+        }
+    }
+}
+
 pub fn helo(hostname: &str) -> Reply {
     Reply::owned(250, [0, 0, 0], hostname.to_string())
 }
@@ -60,6 +89,11 @@ pub const CANNOT_VRFY: Reply =
     Reply::new(252, [2, 5, 2], "Cannot VRFY user, but will accept message");
 pub const HELP: Reply = Reply::new(214, [2, 0, 0], "See RFC 5321");
 
+pub const TOO_BUSY_FOR_IP: Reply = Reply::new(
+    421,
+    [4, 7, 0],
+    "Too many connections from your address, try again later",
+);
 pub const TOO_BUSY: Reply = Reply::new(421, [4, 3, 2], "Too many connections, try again later");
 pub const TIMEOUT: Reply = Reply::new(421, [4, 4, 2], "Timeout, closing connection");
 pub const SHUTTING_DOWN: Reply =
@@ -81,6 +115,14 @@ pub const RCPT_FIRST: Reply = Reply::new(554, [5, 5, 1], "No valid recipients");
 pub const BLOCKED_SENDER: Reply = Reply::new(550, [5, 7, 1], "Sender rejected");
 pub const UNKNOWN_RECIPIENT: Reply = Reply::new(550, [5, 1, 1], "No such recipient here");
 pub const BAD_SENDER: Reply = Reply::new(553, [5, 1, 7], "Bad sender address syntax");
+pub const NON_ASCII_WITHOUT_SMTPUTF8: Reply = Reply::new(
+    553,
+    [5, 6, 7],
+    "Non-ASCII address needs the SMTPUTF8 parameter",
+);
+pub const EMPTY_MESSAGE: Reply = Reply::new(554, [5, 6, 0], "Empty message, nothing stored");
+pub const BINARYMIME_UNSUPPORTED: Reply =
+    Reply::new(555, [5, 5, 4], "BODY=BINARYMIME is not supported here");
 pub const BAD_RECIPIENT: Reply = Reply::new(553, [5, 1, 3], "Bad recipient address syntax");
 pub const TOO_BIG: Reply = Reply::new(
     552,

@@ -15,4 +15,5 @@ mod replies;
 mod routes;
 mod sender_auth;
 mod smtp;
+mod smtp_protocol;
 mod team;

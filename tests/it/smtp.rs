@@ -48,11 +48,7 @@ async fn recipients_match_case_insensitively_and_with_plus_tags() {
         c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()).await;
         assert_eq!(c.reply().await.0, 250, "{rcpt}");
     }
-    for rcpt in [
-        "sales@elsewhere.example",
-        "postmaster@localhost",
-        "salesx@localhost",
-    ] {
+    for rcpt in ["sales@elsewhere.example", "salesx@localhost"] {
         c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()).await;
         let (code, text) = c.reply().await;
         assert_eq!(
@@ -285,8 +281,12 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(app: &TestApp) -> Self {
+        Self::from_stream(TcpStream::connect(app.smtp_addr).await.expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
         Self {
-            stream: TcpStream::connect(app.smtp_addr).await.expect("connect"),
+            stream,
             buf: Vec::new(),
         }
     }
@@ -309,6 +309,11 @@ impl Raw {
         self.try_reply()
             .await
             .expect("a reply before the connection closed")
+    }
+
+    /// The next reply, or `None` when the server closed the connection.
+    pub async fn reply_or_close(&mut self) -> Option<(u16, String)> {
+        self.try_reply().await
     }
 
     async fn try_reply(&mut self) -> Option<(u16, String)> {
