@@ -12,7 +12,16 @@ use uuid::Uuid;
 
 use super::auth::Admin;
 use super::{ApiError, ApiResult, ApiState, ErrorBody, Params, cursor, docs, limit, path_id};
-use crate::store::{InboundFilter, InboundView, Page};
+use crate::store::{InboundFilter, InboundMessageLink, InboundView, Page};
+
+/// One stored message, with the messages (and records) it became.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct InboundDetail {
+    #[serde(flatten)]
+    pub inbound: InboundView,
+    /// Empty when processing made no message of it (see `outcome` and `details`).
+    pub messages: Vec<InboundMessageLink>,
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -45,18 +54,22 @@ pub async fn list_inbound(
 }
 
 #[utoipa::path(get, path = "/api/v1/inbound/{id}", params(("id" = Uuid, Path)), responses(
-    (status = 200, body = InboundView),
+    (status = 200, body = InboundDetail),
     docs::Unauthorized,
     docs::NotFound,
 ))]
 pub async fn get_inbound(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<InboundView>> {
-    let inbound = state.store.get_inbound(path_id(&id)?).await?;
-    inbound
-        .map(Json)
-        .ok_or(ApiError::NotFound("inbound message not found"))
+) -> ApiResult<Json<InboundDetail>> {
+    let id = path_id(&id)?;
+    let inbound = state
+        .store
+        .get_inbound(id)
+        .await?
+        .ok_or(ApiError::NotFound("inbound message not found"))?;
+    let messages = state.store.inbound_messages(id).await?;
+    Ok(Json(InboundDetail { inbound, messages }))
 }
 
 /// The message exactly as received.

@@ -11,7 +11,8 @@ pub fn normalize_message_id(raw: &str) -> Option<String> {
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim();
-    (!id.is_empty()).then(|| id.to_string())
+    // A NUL byte is no part of an id (and PostgreSQL text cannot hold one).
+    (!id.is_empty()).then(|| id.replace('\0', ""))
 }
 
 /// A stable id for a message that has none: the same bytes always give the

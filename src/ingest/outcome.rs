@@ -3,7 +3,75 @@
 //! Statuses are a closed set: `pending`, `processed`, `ignored`,
 //! `quarantined`, `failed`.
 
+use serde::Serialize;
+
+use super::classify::FailedRecipient;
 use crate::store::OutcomeRow;
+
+/// What processing found out about a message, kept on its inbound row
+/// whatever the outcome, so an ignored message can be read and judged.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<&'static str>,
+    /// The classification rule that fired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
+    /// Why the outcome is what it is, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decided_by: Vec<String>,
+    /// The charset a body without one was read in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_charset: Option<&'static str>,
+    /// The From named several addresses or none (never authenticated).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_ambiguous: bool,
+    /// Per-recipient results of a bounce.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bounce: Vec<BounceResult>,
+}
+
+/// One recipient of a bounce, as stored and shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct BounceResult {
+    pub address: String,
+    pub action: Option<String>,
+    pub status: Option<String>,
+    /// The status was inferred from the report's words, not stated.
+    pub status_inferred: bool,
+    pub reason: &'static str,
+    pub diagnostic: Option<String>,
+    /// The address itself is bad: it is not mailed again.
+    pub hard: bool,
+}
+
+impl From<&FailedRecipient> for BounceResult {
+    fn from(r: &FailedRecipient) -> Self {
+        Self {
+            address: r.address.clone(),
+            action: r.action.clone(),
+            status: r.status.clone(),
+            status_inferred: r.status_inferred,
+            reason: r.reason.as_str(),
+            diagnostic: r.diagnostic.clone(),
+            hard: r.hard,
+        }
+    }
+}
+
+impl Report {
+    /// The JSON stored on the inbound row; `None` when nothing was found out.
+    pub fn to_json(&self) -> Option<String> {
+        let json = serde_json::to_string(self).ok()?;
+        (json != "{}").then_some(json)
+    }
+}
 
 /// Why a stored message produced nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +132,9 @@ pub enum QuarantineReason {
     Blocked,
     /// DMARC failed for an alias that enforces it.
     DmarcFail,
+    /// The From names several addresses, or none, for an alias that
+    /// enforces DMARC: no verdict can cover it (RFC 7489 §6.6.1).
+    AmbiguousFrom,
 }
 
 impl QuarantineReason {
@@ -71,6 +142,7 @@ impl QuarantineReason {
         match self {
             QuarantineReason::Blocked => "blocked",
             QuarantineReason::DmarcFail => "dmarc-fail",
+            QuarantineReason::AmbiguousFrom => "ambiguous-from",
         }
     }
 }
@@ -132,22 +204,26 @@ impl Outcome {
                     status: "processed",
                     outcome: format!("processed: {}", parts.join("; ")),
                     error: None,
+                    details: None,
                 }
             }
             Outcome::Ignored(reason) => OutcomeRow {
                 status: "ignored",
                 outcome: format!("ignored: {}", reason.as_str()),
                 error: None,
+                details: None,
             },
             Outcome::Quarantined(reason) => OutcomeRow {
                 status: "quarantined",
                 outcome: format!("quarantined: {}", reason.as_str()),
                 error: None,
+                details: None,
             },
             Outcome::Failed(error) => OutcomeRow {
                 status: "failed",
                 outcome: "failed".into(),
                 error: Some(error.clone()),
+                details: None,
             },
         }
     }

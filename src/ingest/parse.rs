@@ -3,6 +3,7 @@
 //! Never panics on input: mail-parser is wrapped in `catch_unwind` so even a
 //! parser bug becomes an outcome on the raw row, not a dead task.
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, Utc};
@@ -200,6 +201,8 @@ pub struct ParsedMail {
     pub message_id: String,
     pub message_id_synthetic: bool,
     pub in_reply_to: Option<String>,
+    /// Every id In-Reply-To names, in header order (`in_reply_to` is the last).
+    pub in_reply_to_all: Vec<String>,
     /// Oldest first, as in the header.
     pub references: Vec<String>,
     pub subject: Option<String>,
@@ -211,6 +214,15 @@ pub struct ParsedMail {
     /// What classification looks at: automation headers, report parts.
     pub signals: Signals,
     pub attachments: Vec<NewAttachment>,
+    /// Hash of what makes two messages the same one (addresses, subject,
+    /// date, bodies, attachments), not of the transport headers: the copy
+    /// delivered by SMTP and the one polled by IMAP hash alike.
+    pub content_hash: String,
+    /// The charset a body without one was read in, detected from its bytes.
+    pub detected_charset: Option<&'static str>,
+    /// The `From` header names several addresses, or none (and `from` came
+    /// from `Sender` or `Reply-To`): no DMARC verdict covers it (RFC 7489 §6.6.1).
+    pub from_ambiguous: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,12 +238,85 @@ pub enum ParseError {
 /// # Errors
 /// [`ParseError`] when no header can be read at all.
 pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
-    catch_unwind(AssertUnwindSafe(|| parse_inner(raw))).unwrap_or(Err(ParseError::ParserPanic))
+    let mut mail = catch_unwind(AssertUnwindSafe(|| parse_inner(raw)))
+        .unwrap_or(Err(ParseError::ParserPanic))?;
+    without_nul(&mut mail);
+    Ok(mail)
+}
+
+/// Removes NUL characters from every text kept: no mail text needs one,
+/// and PostgreSQL text cannot hold it, so both backends store the same.
+fn without_nul(mail: &mut ParsedMail) {
+    fn strip(s: &mut String) {
+        if s.contains('\0') {
+            s.retain(|c| c != '\0');
+        }
+    }
+    let optional = [
+        &mut mail.subject,
+        &mut mail.text,
+        &mut mail.html,
+        &mut mail.reply_to,
+    ];
+    for s in optional.into_iter().flatten() {
+        strip(s);
+    }
+    let mailboxes = mail.from.iter_mut().chain(&mut mail.to).chain(&mut mail.cc);
+    for m in mailboxes {
+        strip(&mut m.address);
+        if let Some(name) = &mut m.name {
+            strip(name);
+        }
+    }
+    for a in &mut mail.attachments {
+        if let Some(name) = &mut a.name {
+            strip(name);
+        }
+        strip(&mut a.content_type);
+    }
+}
+
+/// The bytes the parser reads: blank or whitespace lines before the headers
+/// skipped, bare CR line ends read as CRLF (bare LF mail-parser reads
+/// itself). The stored raw bytes are never changed.
+fn for_parsing(raw: &[u8]) -> Cow<'_, [u8]> {
+    let mut start = 0;
+    while start < raw.len() {
+        let line_end = raw[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(raw.len(), |p| start + p);
+        if line_end == raw.len()
+            || !raw[start..line_end]
+                .iter()
+                .all(|b| *b == b' ' || *b == b'\t')
+        {
+            break;
+        }
+        start = line_end + 1;
+        if raw[line_end] == b'\r' && raw.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+    }
+    let rest = &raw[start..];
+    let bare_cr = |i: usize| rest[i] == b'\r' && rest.get(i + 1) != Some(&b'\n');
+    if !memchr::memchr_iter(b'\r', rest).any(bare_cr) {
+        return Cow::Borrowed(rest);
+    }
+    let mut out = Vec::with_capacity(rest.len() + rest.len() / 32);
+    for (i, &b) in rest.iter().enumerate() {
+        out.push(b);
+        if bare_cr(i) {
+            out.push(b'\n');
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
+    let readable = for_parsing(raw);
     let mut msg = MessageParser::default()
-        .parse(raw)
+        .parse(readable.as_ref())
         .ok_or(ParseError::NotMail)?;
     if msg.headers().is_empty() {
         return Err(ParseError::NotMail);
@@ -240,10 +325,13 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         Some(id) => (id, false),
         None => (synthetic_message_id(raw), true),
     };
-    let in_reply_to = id_list(msg.in_reply_to()).into_iter().last();
+    let in_reply_to_all = id_list(msg.in_reply_to());
+    let in_reply_to = in_reply_to_all.last().cloned();
     let references = id_list(msg.references());
     let charsets = declared_charsets(&msg);
-    let mut from = msg.from().and_then(|a| mailboxes(a).into_iter().next());
+    let from_all = msg.from().map(mailboxes).unwrap_or_default();
+    let from_ambiguous = from_all.len() != 1;
+    let mut from = from_all.into_iter().next();
     if let (Some(from), Some(decoded)) = (
         from.as_mut(),
         raw_8bit_header(&msg, HeaderName::From, &charsets),
@@ -261,9 +349,11 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
             from.name = Some(name.trim().to_string());
         }
     }
-    // The person to answer: From, else Sender, else Reply-To (some mailers
-    // send an empty or missing From and a usable Reply-To).
-    let from = from
+    // The person to answer: the original sender of a message a list or
+    // group relayed under its own address, else From, else Sender, else
+    // Reply-To (some mailers send an empty or missing From and a usable Reply-To).
+    let from = original_sender(&msg, from.as_ref())
+        .or(from)
         .or_else(|| msg.sender().and_then(|a| mailboxes(a).into_iter().next()))
         .or_else(|| msg.reply_to().and_then(|a| mailboxes(a).into_iter().next()));
     let subject = raw_8bit_header(&msg, HeaderName::Subject, &charsets)
@@ -295,20 +385,39 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
                 .collect(),
         );
     }
-    let text = msg
-        .body_text(0)
-        .map(|s| s.into_owned())
-        .or_else(|| unparted_body(&msg));
+    let detected_charset = detect_body_charset(&msg);
+    let text = match detected_charset {
+        Some(encoding) => msg.text_body.first().and_then(|&id| {
+            let part = msg.parts.get(usize::try_from(id).ok()?)?;
+            Some(encoding.decode(part.raw_body_bytes(&msg)).0.into_owned())
+        }),
+        None => msg.body_text(0).map(|s| s.into_owned()),
+    }
+    .or_else(|| unparted_body(&msg));
     // Only a real text/html part: mail-parser would otherwise render the
-    // plain text as HTML, which costs time and stores nothing new.
-    let html = msg
-        .html_part(0)
-        .filter(|p| p.is_text_html())
+    // plain text as HTML, which costs time and stores nothing new. In a
+    // multipart/mixed the first text/html part may come after the plain one.
+    let html_id = msg
+        .html_body
+        .iter()
+        .copied()
+        .find(|&id| msg.part(id).is_some_and(MessagePart::is_text_html));
+    let html = html_id
+        .and_then(|id| msg.part(id))
         .and_then(|p| p.text_contents())
         .map(str::to_string);
+    let text_id = msg.text_body.first().copied();
+    let signals = signals(&msg);
+    let mut attachments = take_attachments(&mut msg);
+    attachments.extend(leftover_parts(&msg, text_id, html_id));
+    let content_hash = content_hash(&msg, text.as_deref(), html.as_deref(), &attachments);
     Ok(ParsedMail {
-        signals: signals(&msg),
-        attachments: take_attachments(&mut msg),
+        signals,
+        attachments,
+        content_hash,
+        detected_charset: detected_charset.map(|e| e.name()),
+        from_ambiguous,
+        in_reply_to_all,
         forward_targets,
         from,
         to: msg.to().map(mailboxes).unwrap_or_default(),
@@ -328,6 +437,169 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         text,
         html,
     })
+}
+
+/// The mailbox a list or group relayed a message for, when the message
+/// carries it: `X-Original-Sender` (Google Groups), `X-Original-From`, or
+/// the `Reply-To` of a list post whose From is the list's own address.
+fn original_sender(msg: &Message<'_>, from: Option<&Mailbox>) -> Option<Mailbox> {
+    let header_mailbox = |name: &str| {
+        let value = msg.header(name)?;
+        let text = match value {
+            HeaderValue::Address(a) => return mailboxes(a).into_iter().next(),
+            HeaderValue::Text(t) => t.to_string(),
+            _ => return None,
+        };
+        let parsed = EmailAddress::parse(&text).ok()?;
+        Some(Mailbox {
+            address: parsed.to_string(),
+            name: None,
+        })
+    };
+    let relayed = header_mailbox("X-Original-Sender").or_else(|| header_mailbox("X-Original-From"));
+    let list_post = msg
+        .header("List-Post")
+        .and_then(|v| v.as_text())
+        .and_then(|t| t.split_once("mailto:"))
+        .map(|(_, rest)| rest.trim_end_matches(['>', ' ']).to_ascii_lowercase());
+    let sender = msg.sender().and_then(|a| mailboxes(a).into_iter().next());
+    let from_is_list = from.is_some_and(|f| {
+        list_post.as_deref() == Some(f.address.as_str())
+            || sender.as_ref().is_some_and(|s| {
+                s.address.split('@').nth(1) == f.address.split('@').nth(1)
+                    && msg.header("List-Id").is_some()
+                    && s.address != f.address
+                    && s.address.contains("-bounces")
+            })
+    });
+    let original = match relayed {
+        Some(original) => original,
+        None if from_is_list => msg
+            .reply_to()
+            .and_then(|a| mailboxes(a).into_iter().next())?,
+        None => return None,
+    };
+    if from.is_some_and(|f| f.address == original.address) {
+        return None;
+    }
+    // `'Ann Lee' via Sales <sales@googlegroups.com>`: the person's name.
+    let name = from
+        .and_then(|f| f.name.as_deref())
+        .map(|n| {
+            n.split(" via ")
+                .next()
+                .unwrap_or(n)
+                .trim_matches(['\'', '"', ' '])
+        })
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    Some(Mailbox {
+        name: original.name.or(name),
+        ..original
+    })
+}
+
+/// The encoding of a text body that declares no charset and is not UTF-8
+/// (older Japanese clients and gateways send Shift_JIS or EUC-JP so), as
+/// `chardetng` guesses it from the body's bytes.
+fn detect_body_charset(msg: &Message<'_>) -> Option<&'static encoding_rs::Encoding> {
+    let part = msg.part(*msg.text_body.first()?)?;
+    if !matches!(part.body, PartType::Text(_)) {
+        return None;
+    }
+    let declared = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .is_some();
+    let bytes = part.raw_body_bytes(msg);
+    if declared || bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+        return None;
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(bytes, true);
+    Some(detector.guess(None, true))
+}
+
+trait RawBody {
+    /// The part's body bytes as received, before any decoding.
+    fn raw_body_bytes<'m>(&self, msg: &'m Message<'_>) -> &'m [u8];
+}
+
+impl RawBody for MessagePart<'_> {
+    fn raw_body_bytes<'m>(&self, msg: &'m Message<'_>) -> &'m [u8] {
+        msg.raw_message()
+            .get(self.offset_body as usize..self.offset_end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// Text parts that are neither the body, the HTML alternative, nor an
+/// attachment (a second text part of a multipart/mixed, say): kept as
+/// attachments, so no part of a message is lost.
+fn leftover_parts(
+    msg: &Message<'_>,
+    text_id: Option<u32>,
+    html_id: Option<u32>,
+) -> Vec<NewAttachment> {
+    let used: Vec<u32> = text_id
+        .into_iter()
+        .chain(html_id)
+        .chain(msg.attachments.iter().copied())
+        .collect();
+    msg.text_body
+        .iter()
+        .chain(&msg.html_body)
+        .copied()
+        .filter(|id| !used.contains(id))
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
+        .filter_map(|id| {
+            let part = msg.part(id)?;
+            let content_type = match &part.body {
+                PartType::Text(_) => "text/plain",
+                PartType::Html(_) => "text/html",
+                _ => return None,
+            };
+            let bytes = part.text_contents()?.as_bytes().to_vec();
+            Some(NewAttachment {
+                name: part.attachment_name().map(str::to_string),
+                content_type: content_type.to_string(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// See [`ParsedMail::content_hash`].
+fn content_hash(
+    msg: &Message<'_>,
+    text: Option<&str>,
+    html: Option<&str>,
+    attachments: &[NewAttachment],
+) -> String {
+    let mut h = Sha256::new();
+    let mut field = |name: &str, value: &[u8]| {
+        h.update(name.as_bytes());
+        h.update((value.len() as u64).to_le_bytes());
+        h.update(value);
+    };
+    for (name, address) in [("from", msg.from()), ("to", msg.to()), ("cc", msg.cc())] {
+        for m in address.map(mailboxes).unwrap_or_default() {
+            field(name, m.address.as_bytes());
+        }
+    }
+    field("subject", msg.subject().unwrap_or_default().as_bytes());
+    field(
+        "date",
+        &msg.date().map_or(0, |d| d.to_timestamp()).to_le_bytes(),
+    );
+    field("text", text.unwrap_or_default().trim_end().as_bytes());
+    field("html", html.unwrap_or_default().trim_end().as_bytes());
+    for a in attachments {
+        field("attachment", a.sha256.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// Moves the attachments' decoded bytes out of the parsed message instead of

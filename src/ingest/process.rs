@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::classify::{Class, Classification, is_role_address};
 use super::outcome::QuarantineReason;
-use super::outcome::{IgnoreReason, Outcome, PipelineResult};
+use super::outcome::{BounceResult, IgnoreReason, Outcome, PipelineResult, Report};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
 use super::thread::RELATED_RECORD_RULE;
@@ -167,6 +167,7 @@ impl Processor {
         let mut outcomes = Vec::with_capacity(pending.len());
         for inbound in &pending {
             tx.savepoint().await?;
+            let mut report = Report::default();
             // Flushed inside the savepoint, so a failing write is this message's.
             let processed = match process_guarded(
                 tx.as_mut(),
@@ -174,6 +175,7 @@ impl Processor {
                 &inbound.as_ref(),
                 Planned::From(&directory),
                 &mut ThreadIndex::Database,
+                &mut report,
             )
             .await
             {
@@ -197,7 +199,9 @@ impl Processor {
                     Outcome::Failed(err.to_string())
                 }
             };
-            outcomes.push((inbound.id, outcome.to_row()));
+            let mut row = outcome.to_row();
+            row.details = report.to_json();
+            outcomes.push((inbound.id, row));
         }
         tx.set_outcomes(&outcomes).await?;
         tx.commit().await?;
@@ -255,11 +259,20 @@ impl Processor {
             .map_err(|e| e.to_string())?;
         let mut outcomes = Vec::with_capacity(items.len());
         for (item, planned) in items.iter().zip(plans) {
-            let outcome =
-                process_guarded(tx, &self.policy, item, Planned::Made(planned), &mut index)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            outcomes.push((item.id, outcome.to_row()));
+            let mut report = Report::default();
+            let outcome = process_guarded(
+                tx,
+                &self.policy,
+                item,
+                Planned::Made(planned),
+                &mut index,
+                &mut report,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut row = outcome.to_row();
+            row.details = report.to_json();
+            outcomes.push((item.id, row));
         }
         // The batch's rows and outcomes, written together (what is still
         // buffered goes with the outcomes): a failing write fails the call.
@@ -317,8 +330,9 @@ async fn process_guarded(
     inbound: &InboundRef<'_>,
     planned: Planned<'_>,
     index: &mut ThreadIndex,
+    report: &mut Report,
 ) -> Result<Outcome, ProcessError> {
-    match AssertUnwindSafe(process_one(tx, policy, inbound, planned, index))
+    match AssertUnwindSafe(process_one(tx, policy, inbound, planned, index, report))
         .catch_unwind()
         .await
     {
@@ -342,6 +356,7 @@ async fn process_one(
     inbound: &InboundRef<'_>,
     planned: Planned<'_>,
     index: &mut ThreadIndex,
+    report: &mut Report,
 ) -> Result<Outcome, ProcessError> {
     // Parse, route, thread keys (unless the batch did)
     let planned = match planned {
@@ -354,13 +369,29 @@ async fn process_one(
         routes,
     } = match planned {
         Ok(plan) => plan,
-        Err(PlanError::NoAlias) => return Ok(Outcome::Ignored(IgnoreReason::NoAlias)),
+        Err(PlanError::NoAlias) => {
+            report
+                .decided_by
+                .push("no enabled alias among the recipients".into());
+            return Ok(Outcome::Ignored(IgnoreReason::NoAlias));
+        }
         Err(PlanError::Unparseable(err)) => {
-            tracing::info!(reason = %err, "message_rejected");
-            return Ok(Outcome::Ignored(IgnoreReason::Unparseable));
+            // Failed, not ignored: it is listed, and `emailin replay` retries it.
+            tracing::warn!(reason = %err, "message_unparseable");
+            return Ok(Outcome::Failed(format!("unparseable: {err}")));
         }
     };
     tracing::Span::current().record("message_id", mail.message_id.as_str());
+    report.subject.clone_from(&mail.subject);
+    report.from = mail.from.as_ref().map(|f| f.address.clone());
+    report.message_id = Some(mail.message_id.clone());
+    report.class = Some(classification.class.as_str());
+    report.rule = Some(classification.rule);
+    report.detected_charset = mail.detected_charset;
+    report.from_ambiguous = mail.from_ambiguous;
+    if let Class::Bounce(bounce) = &classification.class {
+        report.bounce = bounce.recipients.iter().map(BounceResult::from).collect();
+    }
 
     // Blocked senders (SMTP refuses them at MAIL FROM; this covers other sources and the From header).
     let blocked_senders = policy.blocked.current();
@@ -374,6 +405,7 @@ async fn process_one(
             .as_deref()
             .is_some_and(|f| blocked_senders.blocks_str(f));
     if blocked && !inbound.released {
+        report.decided_by.push("the sender is blocked".into());
         tracing::info!(reason = "blocked", "message_quarantined");
         return Ok(Outcome::Quarantined(QuarantineReason::Blocked));
     }
@@ -387,8 +419,25 @@ async fn process_one(
             .iter()
             .any(|r| r.route.alias.auth == AuthPolicy::Enforce)
     {
+        report
+            .decided_by
+            .push("DMARC failed for an alias that enforces it".into());
         tracing::info!(reason = "dmarc-fail", "message_quarantined");
         return Ok(Outcome::Quarantined(QuarantineReason::DmarcFail));
+    }
+    // RFC 7489 §6.6.1: a From with several addresses, or none, has no DMARC
+    // verdict that could vouch for it.
+    if mail.from_ambiguous
+        && !inbound.released
+        && routes
+            .iter()
+            .any(|r| r.route.alias.auth == AuthPolicy::Enforce)
+    {
+        report.decided_by.push(
+            "the From names several addresses or none, for an alias that enforces DMARC".into(),
+        );
+        tracing::info!(reason = "ambiguous-from", "message_quarantined");
+        return Ok(Outcome::Quarantined(QuarantineReason::AmbiguousFrom));
     }
 
     // Classification effects
@@ -397,8 +446,15 @@ async fn process_one(
         tracing::info!(class = class.as_str(), rule, "message_classified");
     }
     match &class {
-        Class::Loop => return Ok(Outcome::Ignored(IgnoreReason::Loop)),
+        Class::Loop => {
+            report.decided_by.push("our own mail came back".into());
+            return Ok(Outcome::Ignored(IgnoreReason::Loop));
+        }
         Class::Complaint { about } => {
+            report.decided_by.push(match about {
+                Some(a) => format!("a complaint (feedback report) about mail to {a}"),
+                None => "a complaint (feedback report) naming no address".into(),
+            });
             if let Some(address) = about {
                 tx.mark_contact(&address.to_ascii_lowercase(), &ContactMark::Complained)
                     .await?;
@@ -412,7 +468,7 @@ async fn process_one(
                     .await?;
             }
         }
-        Class::Normal | Class::AutoReply | Class::List => {}
+        Class::Normal | Class::AutoReply | Class::List | Class::Bulk => {}
     }
 
     // Contact: the sender found by parse, else the envelope sender; never a
@@ -438,7 +494,7 @@ async fn process_one(
             contact,
             unauthenticated,
         };
-        results.push(apply(tx, policy, inbound, judged, route, index).await?);
+        results.push(apply(tx, policy, inbound, judged, route, index, report).await?);
     }
     Ok(Outcome::from_results(results))
 }
@@ -462,6 +518,7 @@ async fn apply(
     judged: Judged<'_>,
     planned: &PlannedRoute<'_>,
     index: &mut ThreadIndex,
+    report: &mut Report,
 ) -> Result<PipelineResult, ProcessError> {
     let Judged {
         mail,
@@ -480,11 +537,31 @@ async fn apply(
     let ids: Vec<&str> = index_ids(&mail.message_id, &keys).collect();
     let known = index.lookup(tx, pipeline.id, &ids).await?;
 
-    // Same message twice (retried SMTP delivery, SMTP and IMAP): once per pipeline.
+    // Same message twice (retried SMTP delivery, SMTP and IMAP): once per
+    // pipeline. The same Message-ID with other content (clients and bounces
+    // reuse ids) is a new message.
     if let Some(existing) = known.get(&mail.message_id) {
-        return Ok(PipelineResult::Duplicate {
-            record: existing.number,
-        });
+        let indexed = tx
+            .indexed_content_hash(pipeline.id, &mail.message_id)
+            .await?;
+        match indexed {
+            Some(Some(hash)) if hash != mail.content_hash => {
+                tracing::info!(record = existing.number, "message_id_reused");
+                report.decided_by.push(format!(
+                    "{}: Message-ID already on #{} with other content: a new message",
+                    pipeline.name, existing.number
+                ));
+            }
+            _ => {
+                report.decided_by.push(format!(
+                    "{}: the same message (Message-ID and content) is already on #{}",
+                    pipeline.name, existing.number
+                ));
+                return Ok(PipelineResult::Duplicate {
+                    record: existing.number,
+                });
+            }
+        }
     }
 
     // Thread
@@ -521,13 +598,16 @@ async fn apply(
     }
     if let Some((key, record)) = &hit
         && !matches!(key, ThreadKey::Token(_))
-        && policy.untrusted_thread == UntrustedThread::Related
-        && !class.is_automatic()
+        && (policy.untrusted_thread == UntrustedThread::Related || mail.from_ambiguous)
+        && class.is_person()
     {
         let sender = contact.map(|(address, _)| address);
+        // A From with several addresses or none never matches a participant.
         let trusted = match sender {
-            Some(address) => index.is_participant(tx, record.id, address).await?,
-            None => false,
+            Some(address) if !mail.from_ambiguous => {
+                index.is_participant(tx, record.id, address).await?
+            }
+            _ => false,
         };
         if !trusted {
             tracing::info!(
@@ -568,12 +648,25 @@ async fn apply(
         thread_value: value,
         class: class.as_str(),
         attachments: &mail.attachments,
+        content_hash: Some(&mail.content_hash),
     };
 
     // Machine mail that belongs to no thread creates nothing.
     match (&hit, class) {
-        (None, Class::AutoReply) => return Ok(PipelineResult::Ignored(IgnoreReason::AutoReply)),
-        (None, Class::Bounce(_)) => return Ok(PipelineResult::Ignored(IgnoreReason::Bounce)),
+        (None, Class::AutoReply) => {
+            report.decided_by.push(format!(
+                "{}: an auto-reply that belongs to no thread",
+                pipeline.name
+            ));
+            return Ok(PipelineResult::Ignored(IgnoreReason::AutoReply));
+        }
+        (None, Class::Bounce(_)) => {
+            report.decided_by.push(format!(
+                "{}: a bounce of no message known here",
+                pipeline.name
+            ));
+            return Ok(PipelineResult::Ignored(IgnoreReason::Bounce));
+        }
         _ => {}
     }
 

@@ -51,13 +51,17 @@ pub fn thread_keys(token: Option<&str>, mail: &ParsedMail) -> Vec<ThreadKey> {
     if let Some(token) = token {
         keys.push(ThreadKey::Token(token.to_string()));
     }
-    if let Some(id) = &mail.in_reply_to {
-        keys.push(ThreadKey::InReplyTo(id.clone()));
+    // Every id In-Reply-To names, the last (the usual parent) first.
+    for id in mail.in_reply_to_all.iter().rev().take(MAX_REFERENCES) {
+        let key = ThreadKey::InReplyTo(id.clone());
+        if *id != mail.message_id && !keys.contains(&key) {
+            keys.push(key);
+        }
     }
     // Newest first, and only the newest few: a thread's recent ids are what
     // matter, and a header with thousands of ids must not become a huge query.
     for id in mail.references.iter().rev().take(MAX_REFERENCES) {
-        if mail.in_reply_to.as_ref() != Some(id) && *id != mail.message_id {
+        if !mail.in_reply_to_all.contains(id) && *id != mail.message_id {
             keys.push(ThreadKey::References(id.clone()));
         }
     }

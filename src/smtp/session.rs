@@ -221,13 +221,13 @@ impl Session {
         let reply = match request {
             Request::Ehlo { host } => {
                 self.reset_transaction();
-                self.helo = Some(host);
+                self.helo = Some(host.replace('\0', ""));
                 reply::ehlo(&settings.hostname, settings.max_message_bytes).write_to(&mut self.out);
                 return Next::Continue;
             }
             Request::Helo { host } | Request::Lhlo { host } => {
                 self.reset_transaction();
-                self.helo = Some(host);
+                self.helo = Some(host.replace('\0', ""));
                 reply::helo(&settings.hostname)
             }
             Request::Mail { from } => {

@@ -80,6 +80,7 @@ pub(super) struct MessageRow {
     pub thread_rule: &'static str,
     pub thread_value: Option<String>,
     pub class: &'static str,
+    pub content_hash: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -238,6 +239,7 @@ impl WriteBehind {
             thread_rule: m.thread_rule,
             thread_value: m.thread_value.clone(),
             class: m.class,
+            content_hash: m.content_hash.map(str::to_string),
             at,
         });
     }

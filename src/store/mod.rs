@@ -209,6 +209,9 @@ pub trait Store: TeamStore {
     async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>>;
     async fn list_inbound(&self, filter: &InboundFilter) -> StoreResult<Page<InboundView>>;
     async fn get_inbound(&self, id: Uuid) -> StoreResult<Option<InboundView>>;
+    /// The messages (and their records) an inbound row became.
+    async fn inbound_messages(&self, id: Uuid) -> StoreResult<Vec<InboundMessageLink>>;
+
     async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>>;
 }
 
@@ -253,6 +256,15 @@ pub trait Tx: Send {
         pipeline: Uuid,
         message_ids: &[&str],
     ) -> StoreResult<Vec<(String, RecordState)>>;
+
+    /// The content hash indexed with a Message-ID in one pipeline: `None`
+    /// when the id is not indexed, `Some(None)` when it was indexed without
+    /// one (a message we sent, or one stored before hashes were kept).
+    async fn indexed_content_hash(
+        &mut self,
+        pipeline: Uuid,
+        message_id: &str,
+    ) -> StoreResult<Option<Option<String>>>;
 
     /// Whether this inbound row already produced a message in this pipeline
     /// (a replay of something already applied).

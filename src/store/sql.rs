@@ -118,6 +118,24 @@ impl DirectoryRows {
     }
 }
 
+/// Longest Message-ID kept as written in the thread index; a longer one is
+/// indexed by its hash (PostgreSQL's btree takes keys up to ~2.7 KB, and no
+/// real id comes near this).
+const MAX_INDEXED_ID: usize = 255;
+
+/// The thread-index key of a Message-ID: itself, or `sha256:<hex>` when long.
+pub(super) fn index_key(message_id: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest;
+    if message_id.len() <= MAX_INDEXED_ID {
+        std::borrow::Cow::Borrowed(message_id)
+    } else {
+        std::borrow::Cow::Owned(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(message_id.as_bytes()))
+        ))
+    }
+}
+
 /// Orders a conversation by time; ties keep insertion order (events that
 /// announce a message come before it).
 pub(super) fn sort_conversation(items: &mut [ConversationItem]) {
@@ -140,7 +158,8 @@ macro_rules! sql_store {
         use $crate::ingest::{Envelope, ImapCursor, InboundMessage};
         use $crate::store::behind::{WriteBehind, write_at_once};
         use $crate::store::sql::{
-            DirectoryRows, INSERT_CHUNK, auth_policy, mailbox_list, sort_conversation, string_list, to_json,
+            DirectoryRows, INSERT_CHUNK, auth_policy, index_key, mailbox_list, sort_conversation, string_list,
+            to_json,
         };
         use $crate::store::*;
 
@@ -158,7 +177,7 @@ macro_rules! sql_store {
             LEFT JOIN contacts c ON c.id = r.contact_id";
 
         const INBOUND_SELECT: &str = "SELECT id, received_at, source, mail_from, rcpt_to, client_ip, \
-            helo, tls, size, sha256, status, outcome, error, processed_at, auth_results FROM inbound";
+            helo, tls, size, sha256, status, outcome, error, processed_at, auth_results, details FROM inbound";
 
         fn record_view(row: &DbRow) -> StoreResult<RecordView> {
             let number: i64 = row.try_get("number")?;
@@ -223,6 +242,9 @@ macro_rules! sql_store {
                 error: row.try_get("error")?,
                 processed_at: row.try_get("processed_at")?,
                 auth_results: row.try_get("auth_results")?,
+                details: row
+                    .try_get::<Option<String>, _>("details")?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
             })
         }
 
@@ -457,15 +479,20 @@ macro_rules! sql_store {
             async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>> {
                 let mut found = Vec::with_capacity(message_ids.len());
                 for chunk in message_ids.chunks(INSERT_CHUNK) {
+                    let keys: std::collections::HashMap<_, &String> =
+                        chunk.iter().map(|id| (index_key(id), id)).collect();
                     let mut q: QueryBuilder<$db> =
                         QueryBuilder::new("SELECT DISTINCT message_id FROM message_ids WHERE message_id IN (");
                     let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(id.as_str());
+                    for key in keys.keys() {
+                        list.push_bind(key.as_ref());
                     }
                     q.push(")");
                     for row in q.build().fetch_all(self.read_pool()).await? {
-                        found.push(row.try_get("message_id")?);
+                        let key: String = row.try_get("message_id")?;
+                        if let Some(id) = keys.get(key.as_str()) {
+                            found.push((*id).clone());
+                        }
                     }
                 }
                 Ok(found)
@@ -779,7 +806,7 @@ macro_rules! sql_store {
                      m.from_name, m.to_addrs, m.cc_addrs, m.reply_to, m.subject, m.sent_at, m.text_body, \
                      m.html_body, m.thread_rule, m.thread_value, m.created_at, m.class, m.mentions, \
                      o.status AS delivery_status, o.attempts AS delivery_attempts, \
-                     o.last_reply AS delivery_reply, o.sent_at AS delivery_sent_at, i.auth_results \
+                     o.last_reply AS delivery_reply, o.sent_at AS delivery_sent_at, i.auth_results, i.details \
                      FROM messages m LEFT JOIN outbox o ON o.id = m.id LEFT JOIN inbound i ON i.id = m.inbound_id \
                      WHERE m.record_id = $1 \
                      ORDER BY m.created_at, m.id",
@@ -822,6 +849,10 @@ macro_rules! sql_store {
                             None => None,
                         },
                         authentication_results: r.try_get("auth_results")?,
+                        bounce: r
+                            .try_get::<Option<String>, _>("details")?
+                            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                            .and_then(|mut d| d.get_mut("bounce").map(serde_json::Value::take)),
                         created_at: r.try_get("created_at")?,
                     })));
                 }
@@ -869,6 +900,27 @@ macro_rules! sql_store {
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(INBOUND_SELECT);
                 q.push(" WHERE id = ").push_bind(id);
                 q.build().fetch_optional(self.read_pool()).await?.as_ref().map(inbound_view).transpose()
+            }
+
+            async fn inbound_messages(&self, id: Uuid) -> StoreResult<Vec<InboundMessageLink>> {
+                let rows = sqlx::query(
+                    "SELECT m.id, m.record_id, r.number, p.name FROM messages m \
+                     JOIN records r ON r.id = m.record_id JOIN pipelines p ON p.id = r.pipeline_id \
+                     WHERE m.inbound_id = $1 ORDER BY r.number",
+                )
+                .bind(id)
+                .fetch_all(self.read_pool())
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(InboundMessageLink {
+                            message_id: r.try_get("id")?,
+                            record_id: r.try_get("record_id")?,
+                            record_number: r.try_get("number")?,
+                            pipeline: r.try_get("name")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>> {
@@ -1258,9 +1310,12 @@ macro_rules! sql_store {
                             .push_bind(m.class);
                     });
                     q.end(tx).await?;
-                    q.push("INSERT INTO message_ids (pipeline_id, message_id, record_id) ");
+                    q.push("INSERT INTO message_ids (pipeline_id, message_id, record_id, content_hash) ");
                     q.push_values(chunk, |mut b, m| {
-                        b.push_bind(m.pipeline_id).push_bind(m.message_id.as_str()).push_bind(m.record_id);
+                        b.push_bind(m.pipeline_id)
+                            .push_bind(index_key(&m.message_id).into_owned())
+                            .push_bind(m.record_id)
+                            .push_bind(m.content_hash.as_deref());
                     });
                     q.push(" ON CONFLICT (message_id, pipeline_id) DO NOTHING");
                     q.end(tx).await?;
@@ -1297,10 +1352,14 @@ macro_rules! sql_store {
                     q.push_bind(now);
                     q.push(
                         ", status = v.column2, outcome = v.column3, error = v.column4, \
-                         attempts = attempts + 1 FROM (",
+                         details = v.column5, attempts = attempts + 1 FROM (",
                     );
                     q.push_values(chunk, |mut b, (id, o)| {
-                        b.push_bind(*id).push_bind(o.status).push_bind(o.outcome.as_str()).push_bind(o.error.as_deref());
+                        b.push_bind(*id)
+                            .push_bind(o.status)
+                            .push_bind(o.outcome.as_str())
+                            .push_bind(o.error.as_deref())
+                            .push_bind(o.details.as_deref());
                     });
                     q.push(") AS v WHERE inbound.id = v.column1");
                     q.end(tx).await?;
@@ -1428,18 +1487,38 @@ macro_rules! sql_store {
                     "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
                      JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = ",
                 );
+                let keys: std::collections::HashMap<_, &str> =
+                    message_ids.iter().map(|id| (index_key(id), *id)).collect();
                 q.push_bind(pipeline).push(" AND m.message_id IN (");
                 let mut list = q.separated(", ");
-                for id in message_ids {
-                    list.push_bind(*id);
+                for key in keys.keys() {
+                    list.push_bind(key.as_ref());
                 }
                 q.push(")");
-                q.build()
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get("message_id")?, record_state(r)?)))
-                    .collect()
+                let mut found = Vec::new();
+                for r in q.build().fetch_all(&mut *self.tx).await? {
+                    let key: String = r.try_get("message_id")?;
+                    if let Some(id) = keys.get(key.as_str()) {
+                        found.push(((*id).to_string(), record_state(&r)?));
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn indexed_content_hash(
+                &mut self,
+                pipeline: Uuid,
+                message_id: &str,
+            ) -> StoreResult<Option<Option<String>>> {
+                self.flush().await?;
+                let row = sqlx::query(
+                    "SELECT content_hash FROM message_ids WHERE message_id = $1 AND pipeline_id = $2",
+                )
+                .bind(index_key(message_id).as_ref())
+                .bind(pipeline)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                row.map(|r| r.try_get("content_hash")).transpose().map_err(Into::into)
             }
 
             async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {

@@ -651,6 +651,7 @@ macro_rules! sql_team_store {
                     thread_value: None,
                     class: "normal",
                     attachments: &[],
+                    content_hash: None,
                 };
                 bind_message(sqlx::query(insert_message_sql!()), &message, m.pipeline_id)
                     .execute(&mut *tx)
@@ -660,7 +661,7 @@ macro_rules! sql_team_store {
                      ON CONFLICT (message_id, pipeline_id) DO NOTHING",
                 )
                 .bind(m.pipeline_id)
-                .bind(m.message_id.as_str())
+                .bind(super::sql::index_key(&m.message_id).as_ref())
                 .bind(m.record_id)
                 .execute(&mut *tx)
                 .await?;

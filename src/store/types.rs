@@ -81,6 +81,8 @@ pub struct NewMessage<'a> {
     /// What classification made of it: normal, auto-reply, bounce, list.
     pub class: &'static str,
     pub attachments: &'a [NewAttachment],
+    /// See `ParsedMail::content_hash`; `None` for messages we wrote.
+    pub content_hash: Option<&'a str>,
 }
 
 /// The result of processing, written on the inbound row.
@@ -89,6 +91,8 @@ pub struct OutcomeRow {
     pub status: &'static str,
     pub outcome: String,
     pub error: Option<String>,
+    /// What processing found out (class, deciding rule, bounce results), as JSON.
+    pub details: Option<String>,
 }
 
 /// One page of a list and the cursor for the next one.
@@ -205,6 +209,11 @@ pub struct MessageView {
     /// The sender authentication verdict of an inbound message received over SMTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_results: Option<String>,
+    /// For a bounce: each recipient's result (address, action, status,
+    /// reason, diagnostic, hard, inferred).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub bounce: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -263,6 +272,20 @@ pub struct InboundView {
     pub processed_at: Option<DateTime<Utc>>,
     /// Sender authentication verdict (an `Authentication-Results` value) for SMTP mail.
     pub auth_results: Option<String>,
+    /// What processing found out: `class`, `rule` (what classified it),
+    /// `decided_by` (why this outcome), `detected_charset`, `bounce`
+    /// (per-recipient results) and the like.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// A message an inbound row became.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InboundMessageLink {
+    pub message_id: Uuid,
+    pub record_id: Uuid,
+    pub record_number: i64,
+    pub pipeline: String,
 }
 
 /// Who an API token speaks for.

@@ -853,6 +853,7 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         thread_value: None,
         class: "normal",
         attachments: &[],
+        content_hash: None,
     };
     let record = |title: &str, stage_id: Uuid| NewRecord {
         pipeline_id: pipeline.id,
@@ -933,6 +934,7 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         status: "processed",
         outcome: "appended".into(),
         error: None,
+        details: None,
     };
     tx.set_outcomes(&[(stored[0], outcome)])
         .await
