@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod imap;
 mod machine_mail;
+mod mail_not_lost;
 mod migrations;
 mod records;
 mod replies;
