@@ -99,6 +99,35 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// `addr` as it must be written on the wire (RFC 5322 §3.4.1, RFC 5321
+/// §4.1.2): a local part that is not a dot-atom, such as the legacy carrier
+/// form `taro..yamada.@docomo.ne.jp`, is quoted (`"taro..yamada."@docomo.ne.jp`);
+/// anything else is returned as it is.
+pub fn quoted_for_sending(addr: &str) -> String {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return addr.to_string();
+    };
+    let atext =
+        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    let dot_atom = !local.is_empty()
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(atext));
+    if dot_atom || (local.len() >= 2 && local.starts_with('"') && local.ends_with('"')) {
+        return addr.to_string();
+    }
+    let mut quoted = String::with_capacity(local.len() + 2);
+    quoted.push('"');
+    for c in local.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    format!("{quoted}@{domain}")
+}
+
 /// The addresses mentioned as `@user@example.com` in a text, lower-cased,
 /// in order, without repeats.
 pub fn mentions(text: &str) -> Vec<EmailAddress> {
@@ -170,5 +199,25 @@ mod tests {
         assert_eq!(tag, Some("r-abc"));
         let plain = EmailAddress::parse("sales@x").unwrap();
         assert_eq!(plain.base_and_tag(), (plain.clone(), None));
+    }
+
+    #[test]
+    fn local_parts_that_are_not_dot_atoms_are_quoted_for_sending() {
+        for (written, sent) in [
+            ("ann@example.com", "ann@example.com"),
+            ("o'brien+tag@example.com", "o'brien+tag@example.com"),
+            (
+                "taro..yamada.@docomo.ne.jp",
+                "\"taro..yamada.\"@docomo.ne.jp",
+            ),
+            (".hanako@ezweb.ne.jp", "\".hanako\"@ezweb.ne.jp"),
+            (
+                "\"already quoted\"@x.example",
+                "\"already quoted\"@x.example",
+            ),
+            ("山田@例え.jp", "山田@例え.jp"),
+        ] {
+            assert_eq!(quoted_for_sending(written), sent, "{written}");
+        }
     }
 }

@@ -10,7 +10,7 @@ mod directory;
 mod message_id;
 mod reply_token;
 
-pub use address::{AddressError, EmailAddress, mentions};
+pub use address::{AddressError, EmailAddress, mentions, quoted_for_sending};
 pub use blocklist::{BlockList, BlockListHandle};
 pub use cidr::Cidr;
 pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, Snapshot, StageEntry};

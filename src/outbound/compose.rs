@@ -15,7 +15,7 @@ use mail_send::mail_builder::headers::message_id::MessageId;
 use mail_send::mail_builder::headers::raw::Raw;
 use uuid::Uuid;
 
-use crate::domain::{EmailAddress, ReplyKey};
+use crate::domain::{EmailAddress, ReplyKey, quoted_for_sending};
 use crate::ingest::{REPLY_TOKEN_TAG, is_role_address, subject_tag};
 use crate::store::{ContactView, Mailbox, QueuedReply, ReplyContext};
 
@@ -213,7 +213,11 @@ pub fn compose(
         message_id,
         in_reply_to,
         references,
-        rcpt_to: to.iter().chain(&cc).map(|m| m.address.clone()).collect(),
+        rcpt_to: to
+            .iter()
+            .chain(&cc)
+            .map(|m| quoted_for_sending(&m.address))
+            .collect(),
         from,
         to,
         cc,
@@ -228,7 +232,7 @@ pub fn compose(
 }
 
 fn mailbox_address(m: &Mailbox) -> Address<'static> {
-    Address::new_address(m.name.clone(), m.address.clone())
+    Address::new_address(m.name.clone(), quoted_for_sending(&m.address))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ on_both_backends!(
     a_reply_reaches_the_relay_and_every_client_behaviour_threads_back,
     a_reply_waits_for_a_relay_that_is_down_and_goes_out_once,
     a_relay_refusal_fails_the_reply_with_its_answer,
+    a_reply_to_a_legacy_carrier_address_quotes_its_local_part,
 );
 
 const CUSTOMER: &str = "ann@customer.example";
@@ -369,6 +370,44 @@ async fn a_relay_refusal_fails_the_reply_with_its_answer(backend: Backend) {
         )
         .await;
     assert_eq!(status, 404);
+    app.stop().await;
+    relay.stop().await;
+}
+
+async fn a_reply_to_a_legacy_carrier_address_quotes_its_local_part(backend: Backend) {
+    const CARRIER: &str = "taro..yamada.@docomo.ne.jp";
+    let relay = spawn_relay(0, &[CARRIER]).await;
+    let app = spawn_sender(backend, relay.smtp_addr.port()).await;
+    app.post(
+        &format!("Taro <{CARRIER}>"),
+        "service@localhost",
+        "Repair",
+        "docomo2@x",
+        &[],
+    )
+    .await;
+    let record = app.records("Service").await[0].clone();
+    assert_eq!(record["contact"]["email"], CARRIER);
+    let (status, queued) = reply(&app, &record, json!({"text": "Received."})).await;
+    assert_eq!(status, 202, "{queued}");
+    let message_id = queued["message_id"].as_str().unwrap().to_string();
+    eventually("the relay's 250", || async {
+        let d = delivery(&app, &record, &message_id).await;
+        (d["status"] == "sent").then_some(d)
+    })
+    .await;
+
+    // On the wire the local part is quoted, in RCPT TO and in the To header.
+    let row = relay.inbound(None).await[0].clone();
+    assert_eq!(row["rcpt_to"], json!([CARRIER]), "{row}");
+    let raws = captured(&relay).await;
+    let text = String::from_utf8_lossy(&raws[0]).to_string();
+    assert!(text.contains("<\"taro..yamada.\"@docomo.ne.jp>"), "{text}");
+    let wire = mail_parser::MessageParser::default()
+        .parse(&raws[0])
+        .expect("parsable");
+    let to = wire.to().and_then(|a| a.first()).expect("To");
+    assert_eq!(to.address(), Some("\"taro..yamada.\"@docomo.ne.jp"));
     app.stop().await;
     relay.stop().await;
 }
