@@ -437,9 +437,30 @@ fn returned_message_id(mail: &ParsedMail) -> Option<String> {
         .as_ref()
         .and_then(|r| r.message_id.clone())
         // No returned message to read it from (none attached, or a part the
-        // parser could not reach): a report that answers the message it
-        // returns names it in its own In-Reply-To, as Gmail's do.
+        // parser could not reach): the original's headers quoted inline
+        // after the report, else the report's own In-Reply-To, as Gmail's
+        // name the message they return.
+        .or_else(|| quoted_message_id(mail.text.as_deref().unwrap_or_default()))
         .or_else(|| mail.in_reply_to.clone())
+}
+
+/// The `Message-ID:` of an original quoted as text after the report.
+fn quoted_message_id(text: &str) -> Option<String> {
+    let text = head(text, MAX_EVIDENCE_BYTES);
+    text.lines()
+        .skip(report_lines(text).len())
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            if !name.trim().eq_ignore_ascii_case("message-id") {
+                return None;
+            }
+            // `<id@host>`, possibly followed by a comment.
+            let id = match value.split_once('<') {
+                Some((_, rest)) => rest.split_once('>').map_or(rest, |(id, _)| id),
+                None => value,
+            };
+            crate::domain::normalize_message_id(id).filter(|id| id.contains('@'))
+        })
 }
 
 /// Lines after which a plain-text bounce quotes the returned message.
@@ -525,9 +546,9 @@ fn text_bounce_recipients(
     // The report's first line with a status code, for recipients whose own
     // lines give none (looked up once, not per recipient).
     let status_line = LazyCell::new(|| {
-        lines
-            .iter()
-            .find_map(|line| first_status_code(line).map(|code| (code, words_of(line))))
+        lines.iter().enumerate().find_map(|(i, line)| {
+            first_status_code(line).map(|code| (i, code, words_of(line)))
+        })
     });
     // The whole report speaks for a recipient only when it is the only one:
     // with several, the others' lines would be taken for its own.
@@ -581,7 +602,12 @@ fn text_bounce_recipients(
             let status = first_status_code(&paragraph).or_else(|| {
                 // A code given elsewhere in the report comes with the words
                 // of its own line ("553 5.3.0 <addr>... No such user").
-                let (status, words) = LazyCell::force(&status_line).as_ref()?;
+                let (line, status, words) = LazyCell::force(&status_line).as_ref()?;
+                // Not when that line is another recipient's own.
+                let owner = starts.iter().copied().filter(|s| s <= line).max();
+                if owner.is_some_and(|o| o != *at) {
+                    return None;
+                }
                 evidence.push(' ');
                 evidence.push_str(words);
                 Some(status.clone())
@@ -693,8 +719,16 @@ fn recipient_phrase(line: &str) -> Option<crate::domain::EmailAddress> {
         }
     }
     // "The following recipients returned permanent errors: addr. Reason: …",
-    // "undeliverable to addr", Zoho's "[Status: Error, Address: <addr>, …]"
-    for phrase in ["errors: ", "undeliverable to ", "address: <"] {
+    // "undeliverable to addr", Zoho's "[Status: Error, Address: <addr>, …]",
+    // "unable to deliver your message to addr.", "Delivery to addr failed"
+    for phrase in [
+        "errors: ",
+        "undeliverable to ",
+        "address: <",
+        "deliver your message to ",
+        "could not be delivered to ",
+        "delivery to ",
+    ] {
         let Some(i) = lower.find(phrase) else {
             continue;
         };
@@ -1428,12 +1462,12 @@ Status: 4.4.7\r\n\r\n";
             text_recipients(sendmail),
             [want("kijitora@mx.example", "4.4.7", false)]
         );
-        let listed = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail\r\n\r\n\
+        let listed = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Returned mail\r\n\r\n\
 The original message was received at Thu, 29 Apr 2010 23:34:45 +0900\r\n\r\n\
 ---The following addresses had delivery errors---\r\n\r\ngone@example.co.jp [User unknown]\r\n";
         assert_eq!(text_recipients(listed)[0].0, "gone@example.co.jp");
         // No address in the report: the quoted original's To: failed.
-        let quoted = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail\r\n\r\n\
+        let quoted = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Returned mail\r\n\r\n\
 Message could not be delivered to mobile.\r\nError: No valid recipients for this MM\r\n\r\n\
 Original Message:\r\nFrom: Ann <ann@example.jp>\r\nTo: 555@pix.example\r\n";
         assert_eq!(
@@ -2025,5 +2059,44 @@ Content-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\
             assert!(is_role_address(a), "{a}");
         }
         assert!(!is_role_address("ann@x"));
+    }
+
+    #[test]
+    fn words_alone_say_a_recipient_does_not_exist_and_the_status_is_marked_inferred() {
+        let raw = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Mail delivery failed\r\n\r\n\
+Sorry, we were unable to deliver your message to gone@example.org.\r\n\
+The user does not exist.\r\n";
+        let got = bounce_recipients(raw);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].reason, BounceReason::UserUnknown);
+        assert!(got[0].hard, "{got:?}");
+        assert_eq!(got[0].status.as_deref(), Some("5.0.911"));
+        assert!(got[0].status_inferred);
+    }
+
+    #[test]
+    fn a_stated_status_is_never_replaced_by_an_inferred_one() {
+        for raw in [
+            "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Returned mail\r\n\r\n\
+<gone@example.org>: host mx said: 550 5.1.2 Host unknown, user does not exist\r\n",
+            "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Returned mail\r\n\r\n\
+Delivery to gone@example.org failed: no such mailbox.\r\n\r\nStatus: 5.1.2\r\n",
+        ] {
+            let got = bounce_recipients(raw);
+            assert_eq!(got[0].status.as_deref(), Some("5.1.2"), "{got:?}");
+            assert!(!got[0].status_inferred, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_bounce_quoting_the_originals_headers_inline_names_its_message_id() {
+        let raw = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Mail delivery failed\r\n\r\n\
+Sorry, we were unable to deliver your message to gone@example.org.\r\n\r\n\
+--- Original message follows ---\r\nFrom: sales@localhost\r\nTo: gone@example.org\r\n\
+Message-ID: <q1@x> (sent by emailin)\r\nSubject: Quote\r\n\r\nHello\r\n";
+        let Class::Bounce(b) = class_of(raw).class else {
+            panic!("a bounce")
+        };
+        assert_eq!(b.original_message_id.as_deref(), Some("q1@x"));
     }
 }

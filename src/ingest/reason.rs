@@ -710,6 +710,26 @@ const NAMES_THE_RECIPIENT: &[&str] = &[
     "address couldn't be found",
 ];
 
+/// Words that say the recipient does not exist, read as such when a report
+/// gives no status code at all. A bare "user unknown" or "no such user" is
+/// left out: filtering gateways (McAfee, m-FILTER) answer with those words,
+/// and Sisimai reads them as the filter's verdict.
+const NO_SUCH_RECIPIENT: &[&str] = &[
+    "no such recipient",
+    "no such mailbox",
+    "no such account",
+    "user does not exist",
+    "user doesn't exist",
+    "recipient does not exist",
+    "mailbox does not exist",
+    "account does not exist",
+    "address does not exist",
+    "does not exist here",
+    "is not a valid user",
+    "no mailbox here by that name",
+    "user not found",
+];
+
 /// Every reason, for building the phrase automaton.
 const ALL: [BounceReason; 32] = [
     R::AuthFailure,
@@ -871,8 +891,13 @@ pub fn reason(e: &Evidence<'_>) -> BounceReason {
                 Some(R::Filtered) => command == Some(Command::RcptTo) && says(R::UserUnknown),
                 _ => match command {
                     Some(Command::RcptTo) => says(R::UserUnknown),
-                    // Words that name the recipient itself as unknown, whatever the command.
-                    None => NAMES_THE_RECIPIENT.iter().any(|p| text.contains(p)),
+                    // Words that name the recipient itself as unknown, whatever the
+                    // command; with no status code at all, the words are all there is.
+                    None => {
+                        NAMES_THE_RECIPIENT.iter().any(|p| text.contains(p))
+                            || (e.status.is_none()
+                                && NO_SUCH_RECIPIENT.iter().any(|p| text.contains(p)))
+                    }
                     Some(_) => false,
                 },
             },

@@ -22,6 +22,7 @@ on_both_backends!(
     ignored_mail_is_readable_and_processed_mail_links_its_record,
     ambiguous_from_never_joins_a_thread_and_is_quarantined_under_enforce,
     nul_bytes_and_very_long_message_ids_store_alike,
+    plain_text_bounce_quoting_the_original_joins_its_record_with_each_result,
 );
 
 /// The newest inbound row, in full (`GET /api/v1/inbound/{id}`).
@@ -501,5 +502,63 @@ async fn nul_bytes_and_very_long_message_ids_store_alike(backend: Backend) {
         messages(&app.record(record["id"].as_str().unwrap()).await).len(),
         2
     );
+    app.stop().await;
+}
+
+async fn plain_text_bounce_quoting_the_original_joins_its_record_with_each_result(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.post(
+        "Gone <gone@customer.example>",
+        "sales@localhost",
+        "Quote",
+        "q1@x",
+        &[],
+    )
+    .await;
+    let record = app.records("Sales").await[0].clone();
+    // No MIME report, no status code for the first recipient, the
+    // original's headers quoted inline: as Exim and many gateways write it.
+    let bounce = "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\nTo: sales@localhost\r\n\
+Subject: Mail delivery failed: returning message to sender\r\nMessage-ID: <txtdsn1@mx.example>\r\n\r\n\
+This message was created automatically by mail delivery software.\r\n\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\r\n\
+  gone@customer.example\r\n    The user does not exist.\r\n\r\n\
+  nobody@stranger.example\r\n    host mx.stranger.example said: 550 5.1.2 Bad destination system\r\n\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\r\n\
+From: sales@localhost\r\nTo: gone@customer.example, nobody@stranger.example\r\nMessage-ID: <q1@x>\r\nSubject: Quote\r\n\r\nx\r\n";
+    app.deliver("", &["sales@localhost"], bounce.as_bytes())
+        .await;
+
+    assert_eq!(app.records("Sales").await.len(), 1, "no record of its own");
+    let detail = app.record(record["id"].as_str().unwrap()).await;
+    let msgs = messages(&detail);
+    assert_eq!(msgs.len(), 2, "joined the original's record");
+    assert_eq!(msgs[1]["class"], "bounce");
+    let results = msgs[1]["bounce"]
+        .as_array()
+        .expect("results on the message");
+    assert_eq!(results.len(), 2, "{results:?}");
+    let gone = &results[0];
+    assert_eq!(gone["address"], "gone@customer.example");
+    assert_eq!(gone["reason"], "userunknown", "{gone}");
+    assert_eq!(gone["hard"], true);
+    assert_eq!(gone["status"], "5.0.911");
+    assert_eq!(gone["status_inferred"], true);
+    let nobody = &results[1];
+    assert_eq!(nobody["address"], "nobody@stranger.example");
+    assert_eq!(nobody["status"], "5.1.2", "the stated status is kept");
+    assert_eq!(nobody["status_inferred"], false);
+    assert_eq!(nobody["action"], "failed");
+    assert!(nobody["diagnostic"].as_str().unwrap().contains("550 5.1.2"));
+
+    // The same on the inbound row, also for the address that is no contact.
+    let inbound = newest_inbound(&app).await;
+    assert_eq!(inbound["details"]["bounce"], msgs[1]["bounce"]);
+    assert!(app.contact("nobody@stranger.example").await.is_none());
+    let contact = app.contact("gone@customer.example").await.expect("contact");
+    assert_eq!(contact["bounce_status"], "5.0.911");
     app.stop().await;
 }
