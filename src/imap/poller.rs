@@ -267,13 +267,14 @@ impl Poller {
                 let covered = if n + 1 == batches.len() {
                     chunk_end
                 } else {
-                    batch.last().copied().unwrap_or(last)
+                    batch.last_uid().unwrap_or(last)
                 };
                 last = self
                     .store_chunk(session, uidvalidity, batch, covered)
                     .await?
                     .max(last);
-                self.after_store(session, batch, can_move).await;
+                // A message over the limit stays where it is: its header alone is stored.
+                self.after_store(session, &batch.uids, can_move).await;
             }
             self.ctx
                 .board
@@ -290,25 +291,47 @@ impl Poller {
         &self,
         session: &mut ImapSession,
         uidvalidity: u32,
-        uids: &[u32],
+        batch: &Batch,
         covered: u32,
     ) -> Result<u32, PollError> {
         let account = &self.ctx.account;
-        let set = uid_set(uids);
-        let mut fetched: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
+        let uids = &batch.uids;
+        // (uid, bytes, the declared size when only the header is kept)
+        let mut fetched: Vec<(u32, Vec<u8>, Option<u64>)> =
+            Vec::with_capacity(uids.len() + batch.oversized.len());
         if !uids.is_empty() {
-            let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
+            let mut stream = session
+                .uid_fetch(&uid_set(uids), "(UID BODY.PEEK[])")
+                .await?;
             while let Some(fetch) = stream.try_next().await? {
                 let Some(uid) = fetch.uid else { continue };
                 match fetch.body() {
-                    Some(body) => fetched.push((uid, body.to_vec())),
+                    Some(body) => fetched.push((uid, body.to_vec(), None)),
                     None => tracing::warn!(uid, "imap message without a body skipped"),
                 }
             }
         }
+        if !batch.oversized.is_empty() {
+            let over: Vec<u32> = batch.oversized.iter().map(|(uid, _)| *uid).collect();
+            let mut stream = session
+                .uid_fetch(&uid_set(&over), "(UID BODY.PEEK[HEADER])")
+                .await?;
+            while let Some(fetch) = stream.try_next().await? {
+                let Some(uid) = fetch.uid else { continue };
+                let size = batch
+                    .oversized
+                    .iter()
+                    .find(|(u, _)| *u == uid)
+                    .map_or(0, |(_, size)| *size as u64);
+                let header = fetch.header().unwrap_or_default();
+                let kept = &header[..header.len().min(MAX_HEADER_BYTES)];
+                fetched.push((uid, kept.to_vec(), Some(size)));
+            }
+        }
+        fetched.sort_unstable_by_key(|(uid, _, _)| *uid);
 
         // Already stored (a UIDVALIDITY resync, a replayed backfill): skip by content.
-        let hashes: Vec<String> = fetched.iter().map(|(_, raw)| sha256_hex(raw)).collect();
+        let hashes: Vec<String> = fetched.iter().map(|(_, raw, _)| sha256_hex(raw)).collect();
         let origin = format!("imap:{}/{}", account.name, self.ctx.folder);
         let known: HashSet<String> = self
             .ctx
@@ -317,7 +340,7 @@ impl Poller {
             .await?
             .into_iter()
             .collect();
-        let fresh: Vec<(u32, Vec<u8>)> = fetched
+        let fresh: Vec<(u32, Vec<u8>, Option<u64>)> = fetched
             .into_iter()
             .zip(hashes)
             .filter(|(_, hash)| !known.contains(hash))
@@ -327,12 +350,13 @@ impl Poller {
         // resolver costs one deadline per chunk, not one per message.
         let verdicts: Vec<Option<String>> = match &self.ctx.auth {
             Some(auth) => {
-                futures::future::join_all(fresh.iter().map(|(_, raw)| auth.verify_dkim(raw))).await
+                futures::future::join_all(fresh.iter().map(|(_, raw, _)| auth.verify_dkim(raw)))
+                    .await
             }
             None => vec![None; fresh.len()],
         };
         let mut messages = Vec::with_capacity(fresh.len());
-        for ((uid, raw), auth_results) in fresh.into_iter().zip(verdicts) {
+        for ((uid, raw, declared), auth_results) in fresh.into_iter().zip(verdicts) {
             let envelope = Envelope {
                 rcpt_to: vec![account.alias.clone()],
                 helo: Some(origin.clone()),
@@ -345,7 +369,11 @@ impl Poller {
                 uidvalidity,
                 uid,
             };
-            messages.push(InboundMessage::new(Source::Imap, envelope, raw).with_cursor(cursor));
+            let mut message = InboundMessage::new(Source::Imap, envelope, raw).with_cursor(cursor);
+            if let Some(size) = declared {
+                message = message.header_only(size);
+            }
+            messages.push(message);
         }
         let stored = messages.len() as u64;
         let covers_highest = messages
@@ -433,29 +461,50 @@ impl Poller {
 /// Groups UIDs (in order) into fetches of at most [`CHUNK_BYTES`]; messages
 /// over `max_message` are left out (logged). Always at least one group, so
 /// the cursor moves even when every message was left out.
-fn fetch_batches(sizes: &[(u32, usize)], max_message: usize) -> Vec<Vec<u32>> {
-    let mut batches: Vec<Vec<u32>> = vec![Vec::new()];
+fn fetch_batches(sizes: &[(u32, usize)], max_message: usize) -> Vec<Batch> {
+    let mut batches: Vec<Batch> = vec![Batch::default()];
     let mut bytes = 0usize;
     for &(uid, size) in sizes {
         if size > max_message {
             tracing::warn!(
                 uid,
                 size,
-                "imap message larger than smtp.max_message_bytes skipped"
+                "imap message larger than smtp.max_message_bytes: only its header is stored"
             );
+            if let Some(batch) = batches.last_mut() {
+                batch.oversized.push((uid, size));
+            }
             continue;
         }
-        if bytes + size > CHUNK_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
-            batches.push(Vec::new());
+        if bytes + size > CHUNK_BYTES && batches.last().is_some_and(|b| !b.uids.is_empty()) {
+            batches.push(Batch::default());
             bytes = 0;
         }
         if let Some(batch) = batches.last_mut() {
-            batch.push(uid);
+            batch.uids.push(uid);
         }
         bytes += size;
     }
     batches
 }
+
+/// One fetch: whole messages, and messages over the size limit whose
+/// header alone is stored. UIDs ascend across batches.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Batch {
+    uids: Vec<u32>,
+    oversized: Vec<(u32, usize)>,
+}
+
+impl Batch {
+    fn last_uid(&self) -> Option<u32> {
+        let over = self.oversized.iter().map(|(uid, _)| *uid);
+        self.uids.iter().copied().chain(over).max()
+    }
+}
+
+/// Most bytes of a header kept for a message over the size limit.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// An IMAP UID set: `1,5,7`.
 fn uid_set(uids: &[u32]) -> String {
@@ -526,13 +575,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fetch_batches_bound_bytes_and_skip_oversized() {
+    fn fetch_batches_bound_bytes_and_keep_oversized_for_their_header() {
         let mb = 1024 * 1024;
         let sizes = [(1, 20 * mb), (2, 20 * mb), (3, 100 * mb), (4, mb)];
-        assert_eq!(fetch_batches(&sizes, 50 * mb), vec![vec![1], vec![2, 4]]);
+        let batch = |uids: &[u32], oversized: &[(u32, usize)]| Batch {
+            uids: uids.to_vec(),
+            oversized: oversized.to_vec(),
+        };
         assert_eq!(
-            fetch_batches(&[(9, 100 * mb)], 50 * mb),
-            vec![Vec::<u32>::new()]
+            fetch_batches(&sizes, 50 * mb),
+            vec![batch(&[1], &[]), batch(&[2, 4], &[(3, 100 * mb)])]
         );
+        let only_oversized = fetch_batches(&[(9, 100 * mb)], 50 * mb);
+        assert_eq!(only_oversized, vec![batch(&[], &[(9, 100 * mb)])]);
+        assert_eq!(only_oversized[0].last_uid(), Some(9));
     }
 }

@@ -546,9 +546,10 @@ fn text_bounce_recipients(
     // The report's first line with a status code, for recipients whose own
     // lines give none (looked up once, not per recipient).
     let status_line = LazyCell::new(|| {
-        lines.iter().enumerate().find_map(|(i, line)| {
-            first_status_code(line).map(|code| (i, code, words_of(line)))
-        })
+        lines
+            .iter()
+            .enumerate()
+            .find_map(|(i, line)| first_status_code(line).map(|code| (i, code, words_of(line))))
     });
     // The whole report speaks for a recipient only when it is the only one:
     // with several, the others' lines would be taken for its own.

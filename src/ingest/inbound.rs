@@ -83,6 +83,10 @@ pub struct InboundMessage {
     /// intake writer does no per-byte work.
     pub sha256: String,
     pub cursor: Option<ImapCursor>,
+    /// The message was over the size limit and only its header is kept in
+    /// `raw`: the size its source declared. Processing records it as
+    /// `rejected: too large`.
+    pub declared_size: Option<u64>,
 }
 
 impl InboundMessage {
@@ -94,7 +98,14 @@ impl InboundMessage {
             raw,
             sha256,
             cursor: None,
+            declared_size: None,
         }
+    }
+
+    /// Marks `raw` as the header of a message of `size` bytes, too large to keep whole.
+    pub fn header_only(mut self, size: u64) -> Self {
+        self.declared_size = Some(size);
+        self
     }
 
     /// Marks the message as polled from `cursor`'s position.

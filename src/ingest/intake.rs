@@ -422,6 +422,7 @@ fn items<'a>(ids: &[Uuid], messages: &'a [InboundMessage]) -> Vec<InboundRef<'a>
             raw: &m.raw,
             replay: false,
             released: false,
+            too_large: m.declared_size,
         })
         .collect()
 }

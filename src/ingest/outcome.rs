@@ -152,6 +152,9 @@ pub enum Outcome {
     Processed(Vec<PipelineResult>),
     Ignored(IgnoreReason),
     Quarantined(QuarantineReason),
+    /// Kept for the operator to see but never processed: only its header
+    /// was stored (a polled message over the size limit).
+    Rejected(&'static str),
     Failed(String),
 }
 
@@ -216,6 +219,12 @@ impl Outcome {
             Outcome::Quarantined(reason) => OutcomeRow {
                 status: "quarantined",
                 outcome: format!("quarantined: {}", reason.as_str()),
+                error: None,
+                details: None,
+            },
+            Outcome::Rejected(reason) => OutcomeRow {
+                status: "rejected",
+                outcome: format!("rejected: {reason}"),
                 error: None,
                 details: None,
             },

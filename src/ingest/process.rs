@@ -291,6 +291,8 @@ pub struct InboundRef<'a> {
     pub replay: bool,
     /// Released from quarantine by an operator.
     pub released: bool,
+    /// Only the header of a message this large was kept (over the limit).
+    pub too_large: Option<u64>,
 }
 
 impl PendingInbound {
@@ -302,6 +304,9 @@ impl PendingInbound {
             raw: &self.raw,
             replay: self.attempts > 0,
             released: self.released,
+            too_large: u64::try_from(self.size)
+                .ok()
+                .filter(|size| *size > self.raw.len() as u64),
         }
     }
 }
@@ -358,6 +363,19 @@ async fn process_one(
     index: &mut ThreadIndex,
     report: &mut Report,
 ) -> Result<Outcome, ProcessError> {
+    if let Some(size) = inbound.too_large {
+        // Only the header was kept: shown to the operator, never a record.
+        if let Ok(head) = super::parse(inbound.raw) {
+            report.subject = head.subject;
+            report.from = head.from.map(|f| f.address);
+            report.message_id = Some(head.message_id);
+        }
+        report.decided_by.push(format!(
+            "the message is {size} bytes, over the size limit: only its header was kept"
+        ));
+        tracing::info!(size, "message_too_large");
+        return Ok(Outcome::Rejected("too large"));
+    }
     // Parse, route, thread keys (unless the batch did)
     let planned = match planned {
         Planned::Made(planned) => planned,

@@ -1104,7 +1104,10 @@ macro_rules! sql_store {
                         .push_bind(m.envelope.client_ip.as_deref())
                         .push_bind(m.envelope.helo.as_deref())
                         .push_bind(m.envelope.tls)
-                        .push_bind(i64::try_from(m.raw.len()).unwrap_or(i64::MAX))
+                        .push_bind(
+                            i64::try_from(m.declared_size.unwrap_or(m.raw.len() as u64))
+                                .unwrap_or(i64::MAX),
+                        )
                         .push_bind(m.sha256.as_str())
                         .push_bind(m.envelope.auth_results.as_deref());
                 });
@@ -1383,7 +1386,7 @@ macro_rules! sql_store {
                 self.flush().await?;
                 let rows = sqlx::query(
                     "SELECT i.id, i.source, i.mail_from, i.rcpt_to, i.client_ip, i.helo, i.tls, r.raw, i.attempts, i.released, \
-                     i.auth_results FROM inbound i JOIN inbound_raw r ON r.seq = i.seq \
+                     i.auth_results, i.size FROM inbound i JOIN inbound_raw r ON r.seq = i.seq \
                      WHERE i.status = 'pending' ORDER BY i.seq LIMIT $1",
                 )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -1405,6 +1408,7 @@ macro_rules! sql_store {
                             raw: r.try_get("raw")?,
                             attempts: r.try_get("attempts")?,
                             released: r.try_get("released")?,
+                            size: r.try_get("size")?,
                         })
                     })
                     .collect()

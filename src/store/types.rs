@@ -17,6 +17,8 @@ pub struct PendingInbound {
     pub attempts: i32,
     /// An operator released it from quarantine: process it normally.
     pub released: bool,
+    /// The size received; larger than `raw` when only the header was kept.
+    pub size: i64,
 }
 
 /// What processing needs to know of a record.

@@ -734,18 +734,19 @@ async fn implicit_tls_and_starttls_with_an_extra_ca_file_and_a_refused_unknown_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_message_is_skipped_and_never_blocks_the_mailbox() {
+async fn an_oversized_message_is_recorded_with_its_header_and_never_blocks_the_mailbox() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
     };
     let big = mail(
-        "big@example.com",
+        "Big Sender <big@example.com>",
         "support@acme.example",
         "huge",
         "huge@x",
         &[],
         &"y".repeat(5000),
     );
+    let big_size = big.len();
     dovecot
         .append("INBOX", &[msg(1, "small"), big, msg(2, "small")], None)
         .await;
@@ -756,15 +757,34 @@ async fn an_oversized_message_is_skipped_and_never_blocks_the_mailbox() {
         with_account(s, account);
     })
     .await;
-    wait_for(&app, 2, Duration::from_secs(10)).await;
+    wait_for(&app, 3, Duration::from_secs(10)).await;
     dovecot.append("INBOX", &[msg(3, "small")], None).await;
-    wait_for(&app, 3, Duration::from_secs(5)).await;
+    let rows = wait_for(&app, 4, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        app.inbound(None).await.len(),
-        3,
-        "the oversized one is skipped, the rest flow"
-    );
+    assert_eq!(app.inbound(None).await.len(), 4, "every message has a row");
+    assert_eq!(app.records("Service").await.len(), 3, "the rest flow");
+
+    // The oversized one: an outcome an operator sees, with its header.
+    let big_row = rows
+        .iter()
+        .find(|r| r["status"] == "rejected")
+        .expect("a rejected row")
+        .clone();
+    assert_eq!(big_row["outcome"], "rejected: too large");
+    assert_eq!(big_row["size"], big_size as u64, "the size it had");
+    assert_eq!(big_row["details"]["subject"], "huge", "{big_row}");
+    assert_eq!(big_row["details"]["from"], "big@example.com");
+    let (status, head) = app
+        .get_bytes(&format!(
+            "/api/v1/inbound/{}/raw",
+            big_row["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.contains("Message-ID: <huge@x>"), "{head}");
+    assert!(!head.contains("yyyy"), "the body is not kept");
+
     let (_, status) = app.get("/api/v1/imap").await;
     assert_eq!(status["items"][0]["last_uid"], 4);
     app.stop().await;
