@@ -77,6 +77,8 @@ pub struct SmtpSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Largest request body; a larger one gets `413`.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +271,21 @@ pub struct AliasConfig {
 pub struct ReopenRuleConfig {
     pub from: String,
     pub to: String,
+}
+
+impl AliasConfig {
+    /// Checks the lengths of what a person typed: name, tags, further
+    /// addresses and reopen rules.
+    ///
+    /// # Errors
+    /// The first field over its limit, by name.
+    pub fn check_lengths(&self) -> Result<(), String> {
+        use crate::domain::limits;
+        limits::check_chars("name", &self.name, limits::NAME_CHARS)?;
+        limits::check_tags("tags", &self.tags)?;
+        limits::check_items("also", &self.also, limits::LIST_ITEMS)?;
+        limits::check_items("reopen", &self.reopen, limits::LIST_ITEMS)
+    }
 }
 
 fn yes() -> bool {
@@ -480,12 +497,16 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the offending pipeline, alias or rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::domain::limits;
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.smtp.max_message_bytes == 0 || self.smtp.max_recipients == 0 {
             return invalid("smtp.max_message_bytes and smtp.max_recipients must be > 0".into());
         }
         if !(512..=4096).contains(&self.smtp.max_line_bytes) {
             return invalid("smtp.max_line_bytes must be between 512 and 4096".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes must be at least 1024".into());
         }
         if self.intake.batch_max_messages == 0 || self.processing.batch_max_messages == 0 {
             return invalid("batch_max_messages must be > 0".into());
@@ -514,6 +535,15 @@ impl Settings {
             if !names.insert(p.name.as_str()) {
                 return invalid(format!("pipeline {:?} is defined twice", p.name));
             }
+            let name = format!("pipeline {:?}", p.name);
+            limits::check_chars(&name, &p.name, limits::NAME_CHARS)
+                .map_err(ConfigError::Invalid)?;
+            limits::check_items(&format!("{name}: stages"), &p.stages, limits::LIST_ITEMS)
+                .map_err(ConfigError::Invalid)?;
+            for s in &p.stages {
+                limits::check_chars(&format!("{name}: stage"), &s.name, limits::NAME_CHARS)
+                    .map_err(ConfigError::Invalid)?;
+            }
             if !p.stages.iter().any(|s| s.kind == StageKind::Open) {
                 return invalid(format!("pipeline {:?} has no open stage", p.name));
             }
@@ -527,6 +557,8 @@ impl Settings {
         let mut addresses = HashSet::new();
         for a in &self.aliases {
             let address = EmailAddress::parse(&a.address)
+                .map_err(|e| ConfigError::Invalid(format!("alias {:?}: {e}", a.address)))?;
+            a.check_lengths()
                 .map_err(|e| ConfigError::Invalid(format!("alias {:?}: {e}", a.address)))?;
             if address.local().contains('+') {
                 return invalid(format!(
@@ -644,6 +676,21 @@ mod tests {
         s.aliases[0].pipeline = "Nope".into();
         let err = s.validate().expect_err("must fail");
         assert!(err.to_string().contains("Nope"), "{err}");
+    }
+
+    #[test]
+    fn names_and_tags_over_their_length_are_refused_at_start() {
+        let mut s = Settings::defaults().expect("defaults");
+        s.aliases[0].tags.push("t".repeat(65));
+        let err = s.validate().expect_err("long tag").to_string();
+        assert!(err.contains("tags[1]: at most 64 characters"), "{err}");
+        let mut s = Settings::defaults().expect("defaults");
+        s.pipelines[1].stages[0].name = "s".repeat(201);
+        let err = s.validate().expect_err("long stage").to_string();
+        assert!(err.contains("stage: at most 200 characters"), "{err}");
+        let mut s = Settings::defaults().expect("defaults");
+        s.http.max_body_bytes = 10;
+        assert!(s.validate().is_err());
     }
 
     #[test]

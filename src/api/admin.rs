@@ -18,7 +18,7 @@ use super::{
     page_of, path_id, store_error,
 };
 use crate::config::AliasConfig;
-use crate::domain::{BlockList, EmailAddress, StageKind};
+use crate::domain::{BlockList, EmailAddress, StageKind, limits};
 use crate::store::{
     BlockedSender, Page, PipelineView, Role, StageInput, StoreError, TokenView, UserView,
 };
@@ -62,10 +62,7 @@ pub async fn create_token(
     State(state): State<ApiState>,
     Body(body): Body<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::Unprocessable("name: must not be empty".into()));
-    }
+    let name = check_name(&body.name)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::Unprocessable("role: must be admin or member".into()))?;
     let token = auth::new_token();
@@ -143,6 +140,7 @@ pub async fn create_user(
 ) -> ApiResult<impl IntoResponse> {
     let email = EmailAddress::parse(&body.email)
         .map_err(|e| ApiError::Unprocessable(format!("email: {e}")))?;
+    limits::check_chars("name", &body.name, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
     let user = state
         .store
         .create_user(email.as_str(), body.name.trim())
@@ -188,6 +186,7 @@ pub async fn update_user(
     Body(body): Body<UserPatch>,
 ) -> ApiResult<Json<UserView>> {
     let id = path_id(&id)?;
+    limits::check_chars("name", &body.name, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
     let user = state
         .store
         .update_user(id, body.name.trim())
@@ -242,8 +241,15 @@ pub struct NewPipeline {
 
 /// Checks a stage list: names present and unique, kinds known, one open stage.
 fn check_stages(stages: &[StageInput]) -> ApiResult<()> {
+    limits::check_items("stages", stages, limits::LIST_ITEMS).map_err(ApiError::Unprocessable)?;
     let mut names = HashSet::new();
     for (i, stage) in stages.iter().enumerate() {
+        limits::check_chars(
+            &format!("stages[{i}].name"),
+            &stage.name,
+            limits::NAME_CHARS,
+        )
+        .map_err(ApiError::Unprocessable)?;
         if stage.name.trim().is_empty() || stage.name != stage.name.trim() {
             return Err(ApiError::Unprocessable(format!(
                 "stages[{i}].name: must not be empty or padded"
@@ -274,6 +280,7 @@ fn check_name(name: &str) -> ApiResult<&str> {
     if name.is_empty() {
         return Err(ApiError::Unprocessable("name: must not be empty".into()));
     }
+    limits::check_chars("name", name, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
     Ok(name)
 }
 
@@ -455,6 +462,7 @@ pub async fn save_alias(
             "address: must match the address in the path".into(),
         ));
     }
+    alias.check_lengths().map_err(ApiError::Unprocessable)?;
     alias.address = address;
     match state.store.save_alias(&alias).await {
         Ok(()) => {}

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, ApiResult, ApiState, Params, cursor, docs, limit, path_id};
+use crate::domain::limits;
 use crate::store::{ContactDetail, ContactFilter, ContactView, Page};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -32,6 +33,9 @@ pub async fn list_contacts(
     State(state): State<ApiState>,
     Params(q): Params<ContactQuery>,
 ) -> ApiResult<Json<Page<ContactView>>> {
+    for value in [&q.q, &q.email].into_iter().flatten() {
+        limits::check_chars("q", value, limits::FILTER_CHARS).map_err(ApiError::BadRequest)?;
+    }
     let filter = ContactFilter {
         q: q.q.filter(|s| !s.trim().is_empty()),
         email: q.email,

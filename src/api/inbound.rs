@@ -27,7 +27,7 @@ pub struct InboundDetail {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InboundQuery {
-    /// `pending`, `processed`, `ignored`, `quarantined`, `failed` or `dropped`.
+    /// `pending`, `processed`, `ignored`, `quarantined`, `rejected`, `failed` or `dropped`.
     status: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,

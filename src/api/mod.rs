@@ -130,11 +130,13 @@ pub fn router(state: ApiState) -> Router {
         ))
         .split_for_parts();
     let (open, _) = open_routes().split_for_parts();
+    let max_body = state.settings.http.max_body_bytes;
     Router::new()
         .merge(open)
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
@@ -148,6 +150,8 @@ pub enum ApiError {
     Forbidden,
     Unprocessable(String),
     MethodNotAllowed,
+    /// The body is over `[http] max_body_bytes`.
+    TooLarge,
     Unavailable(StoreError),
 }
 
@@ -181,6 +185,11 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not answer that method".to_string(),
+            ),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is over [http] max_body_bytes".to_string(),
             ),
             ApiError::Unavailable(err) => {
                 tracing::error!(error = %err, "api storage error");
@@ -217,6 +226,7 @@ where
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
@@ -252,7 +262,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`, `unavailable`.
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`,
+    /// `too_large`, `unavailable`.
     pub code: String,
     pub message: String,
 }

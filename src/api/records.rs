@@ -16,7 +16,7 @@ use super::{
     ApiError, ApiResult, ApiState, Body, ErrorBody, Params, cursor, docs, limit, path_id,
     store_error,
 };
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, limits};
 use crate::outbound::{ComposeError, ReplyRequest, compose};
 use crate::store::{Page, RecordChange, RecordDetail, RecordFilter, RecordView};
 
@@ -63,6 +63,19 @@ pub async fn list_records(
                 .map_err(|_| ApiError::BadRequest("updated_since: not an RFC 3339 time".into()))
         })
         .transpose()?;
+    for (field, value) in [
+        ("pipeline", &q.pipeline),
+        ("stage", &q.stage),
+        ("contact", &q.contact),
+        ("owner", &q.owner),
+        ("tag", &q.tag),
+        ("text", &q.text),
+    ] {
+        if let Some(value) = value {
+            limits::check_chars(field, value, limits::FILTER_CHARS)
+                .map_err(ApiError::BadRequest)?;
+        }
+    }
     let filter = RecordFilter {
         cursor: cursor(q.cursor.as_deref())?,
         limit: limit(q.limit)?,
@@ -119,6 +132,12 @@ pub async fn update_record(
     Body(patch): Body<RecordPatch>,
 ) -> ApiResult<Json<RecordDetail>> {
     let id = path_id(&id)?;
+    if let Some(stage) = &patch.stage {
+        limits::check_chars("stage", stage, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
+    }
+    if let Some(tags) = &patch.tags {
+        limits::check_tags("tags", tags).map_err(ApiError::Unprocessable)?;
+    }
     let change = RecordChange {
         stage: patch.stage,
         owner: patch.owner,
@@ -159,6 +178,7 @@ pub async fn add_comment(
     if text.is_empty() {
         return Err(ApiError::Unprocessable("text: must not be empty".into()));
     }
+    limits::check_chars("text", text, limits::TEXT_CHARS).map_err(ApiError::Unprocessable)?;
     let named: Vec<String> = crate::domain::mentions(text)
         .into_iter()
         .map(|a| a.to_string())
@@ -213,6 +233,13 @@ pub async fn send_reply(
     if body.text.trim().is_empty() {
         return Err(ApiError::Unprocessable("text: must not be empty".into()));
     }
+    limits::check_chars("text", &body.text, limits::TEXT_CHARS)
+        .and_then(|()| match &body.html {
+            Some(html) => limits::check_chars("html", html, limits::TEXT_CHARS),
+            None => Ok(()),
+        })
+        .and_then(|()| limits::check_items("cc", &body.cc, limits::CC))
+        .map_err(ApiError::Unprocessable)?;
     let cc = body
         .cc
         .iter()

@@ -7,6 +7,7 @@ mod address;
 mod blocklist;
 mod cidr;
 mod directory;
+pub mod limits;
 mod message_id;
 mod reply_token;
 

@@ -8,6 +8,7 @@ mod corpus;
 mod faults;
 mod helpers;
 mod imap;
+mod limits;
 mod machine_mail;
 mod mail_not_lost;
 mod migrations;
