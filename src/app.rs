@@ -144,6 +144,7 @@ impl App {
             &imap_tracker,
         );
 
+        let intake_health = intake.health();
         let ctx = Arc::new(SmtpContext {
             settings: self.settings.smtp.clone(),
             intake,
@@ -180,6 +181,7 @@ impl App {
             outbound,
             blocked: self.policy.blocked.clone(),
             settings: Arc::new(self.settings.clone()),
+            intake: intake_health,
         });
         let http_shutdown = shutdown.clone();
         let http_task = tokio::spawn(async move {

@@ -41,7 +41,7 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print it (secrets redacted), then exit.
     CheckConfig,
-    /// Exit 0 when the running service answers /healthz with 200.
+    /// Exit 0 when the running service answers /readyz with 200.
     Healthcheck,
     /// Run stored messages through processing again (default: the failed ones).
     Replay {
@@ -287,7 +287,8 @@ async fn processor_for(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::R
     ))
 }
 
-/// Asks the service listening on `listen` for `/healthz`.
+/// Asks the service listening on `listen` for `/readyz`: healthy when the
+/// database answers and intake can commit.
 ///
 /// # Errors
 /// No connection, a timeout, or a status other than 200.
@@ -300,7 +301,7 @@ pub async fn healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         stream
             .write_all(
-                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
                     .as_bytes(),
             )
             .await?;

@@ -47,6 +47,8 @@ pub struct ApiState {
     pub blocked: BlockListHandle,
     /// The configuration the service runs with (its blocked senders, for one).
     pub settings: Arc<crate::config::Settings>,
+    /// Whether intake's last commit got through (readiness).
+    pub intake: crate::ingest::IntakeHealth,
 }
 
 #[derive(OpenApi)]
@@ -118,6 +120,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn open_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(metrics))
 }
 
@@ -367,6 +370,44 @@ fn limit(requested: Option<i64>) -> ApiResult<i64> {
         Some(_) => Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {MAX_LIMIT}"
         ))),
+    }
+}
+
+/// Longest a readiness probe may take: a database that does not answer in
+/// this time is not ready.
+const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready to take mail: the database answers and intake can commit. After a
+/// failed intake commit (a full disk, a database refusing writes) it stays
+/// `503` until a commit of the failed batch's size gets through again — a
+/// later message, or the probe this route writes.
+#[utoipa::path(get, path = "/readyz", security(()), responses(
+    (status = 200, description = "the database answers and intake can commit"),
+    (status = 503, description = "intake cannot commit, or the database does not answer"),
+))]
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let unready = |status: &str, error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": status, "error": error})),
+        )
+            .into_response()
+    };
+    if let Some(failure) = state.intake.failure() {
+        let probe = tokio::time::timeout(PROBE_DEADLINE, state.store.probe_write(failure.bytes));
+        match probe.await {
+            Ok(Ok(())) => state.intake.committed(),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, since = %failure.at, "intake still cannot commit");
+                return unready("intake cannot commit", failure.error);
+            }
+            Err(_) => return unready("intake cannot commit", "the probe timed out".into()),
+        }
+    }
+    match tokio::time::timeout(PROBE_DEADLINE, state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
+        Ok(Err(err)) => unready("database unavailable", err.to_string()),
+        Err(_) => unready("database unavailable", "no answer in time".into()),
     }
 }
 

@@ -53,6 +53,44 @@ type Request = (Vec<InboundMessage>, Reply);
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<Request>,
+    health: IntakeHealth,
+}
+
+/// Whether intake's last commit got through: readiness reads it.
+#[derive(Clone, Default)]
+pub struct IntakeHealth(Arc<std::sync::Mutex<Option<CommitFailure>>>);
+
+/// The last intake commit failed, and nothing has committed since.
+#[derive(Debug, Clone)]
+pub struct CommitFailure {
+    pub error: String,
+    /// The size of the batch that failed, for a probe of the same size.
+    pub bytes: usize,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl IntakeHealth {
+    /// `Some` while intake cannot commit.
+    pub fn failure(&self) -> Option<CommitFailure> {
+        self.0.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// A commit (or a probe of the failed size) got through.
+    pub fn committed(&self) {
+        if let Ok(mut failure) = self.0.lock() {
+            failure.take();
+        }
+    }
+
+    fn failed(&self, error: &str, bytes: usize) {
+        if let Ok(mut failure) = self.0.lock() {
+            *failure = Some(CommitFailure {
+                error: error.to_string(),
+                bytes,
+                at: chrono::Utc::now(),
+            });
+        }
+    }
 }
 
 impl Intake {
@@ -70,11 +108,13 @@ impl Intake {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let capacity = settings.batch_max_messages.max(1) * 4;
         let (tx, rx) = mpsc::channel(capacity);
+        let health = IntakeHealth::default();
         let writer = Writer {
             store,
             settings,
             fast_path,
             stored,
+            health: health.clone(),
         };
         // The writer gets a thread and an event loop of its own: every
         // statement is a round trip to the database driver's thread, and on
@@ -110,7 +150,12 @@ impl Intake {
                 std::panic::resume_unwind(panic);
             }
         });
-        (Self { tx }, task)
+        (Self { tx, health }, task)
+    }
+
+    /// Whether the last commit got through.
+    pub fn health(&self) -> IntakeHealth {
+        self.health.clone()
     }
 
     /// Stores `message` durably and returns its inbound id.
@@ -164,6 +209,7 @@ struct Writer {
     settings: IntakeSettings,
     fast_path: Option<Processor>,
     stored: Arc<Notify>,
+    health: IntakeHealth,
 }
 
 /// A batch committed and acknowledged, not processed yet: its ids and the
@@ -267,7 +313,7 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         let stored = self.store.insert_inbound(&messages(&batch)).await;
-        answer(batch, stored.map_err(|e| e.to_string()), started)
+        self.answer(batch, stored.map_err(|e| e.to_string()), started)
     }
 
     /// The fast path: processes `stored` (committed and acknowledged) in one
@@ -351,7 +397,7 @@ impl Writer {
             Err(err) => Err(err),
         };
         match written {
-            Ok(ids) => (processed, answer(batch, Ok(ids), started)),
+            Ok(ids) => (processed, self.answer(batch, Ok(ids), started)),
             Err(err) => {
                 tracing::warn!(
                     error = %err,
@@ -366,6 +412,27 @@ impl Writer {
 /// The messages of a batch's requests, in order, as the store takes them.
 fn messages(batch: &[Request]) -> Vec<&InboundMessage> {
     batch.iter().flat_map(|r| &r.0).collect()
+}
+
+impl Writer {
+    /// Answers the senders of a batch: their ids once it is committed, else
+    /// the error, and notes whether intake can commit. Returns the batch, to
+    /// be processed, when it was stored.
+    fn answer(
+        &self,
+        batch: Vec<Request>,
+        stored: Result<Vec<Uuid>, String>,
+        started: std::time::Instant,
+    ) -> Option<Stored> {
+        match &stored {
+            Ok(_) => self.health.committed(),
+            Err(err) => {
+                let bytes = batch.iter().flat_map(|r| &r.0).map(|m| m.raw.len()).sum();
+                self.health.failed(err, bytes);
+            }
+        }
+        answer(batch, stored, started)
+    }
 }
 
 /// Answers the senders of a batch: their ids once it is committed, else the

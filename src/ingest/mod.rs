@@ -20,7 +20,7 @@ mod thread;
 
 pub use classify::{Bounce, Class, Classification, FailedRecipient, classify, is_role_address};
 pub use inbound::{Envelope, ImapCursor, InboundMessage, Source, sha256_hex};
-pub use intake::{Intake, IntakeError};
+pub use intake::{CommitFailure, Intake, IntakeError, IntakeHealth};
 pub use outcome::{IgnoreReason, Outcome, PipelineResult, QuarantineReason};
 pub use parse::{ParseError, ParsedMail, Returned, Signals, parse};
 pub use plan::{Plan, PlanError, PlannedRoute, plan};

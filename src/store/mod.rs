@@ -71,6 +71,11 @@ pub trait Store: TeamStore {
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Commits `bytes` bytes to a probe row, then frees them again: whether
+    /// a write of that size gets through (readiness after a failed intake
+    /// commit).
+    async fn probe_write(&self, bytes: usize) -> StoreResult<()>;
+
     /// Closes every connection once the ones in use are returned; later calls
     /// fail. On SQLite the last connection to go copies the WAL into the
     /// database file and removes it, so a cleanly stopped service leaves one

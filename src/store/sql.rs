@@ -279,6 +279,22 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn probe_write(&self, bytes: usize) -> StoreResult<()> {
+                for payload in [vec![0u8; bytes], Vec::new()] {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO write_probe (id, checked_at, payload) VALUES (1, $1, $2) \
+                         ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at, payload = excluded.payload",
+                    )
+                    .bind(Utc::now())
+                    .bind(payload)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                }
+                Ok(())
+            }
+
             async fn close(&self) {
                 self.close_pools().await;
             }

@@ -102,8 +102,21 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// A write transaction on the one writer connection. After a failed
+    /// `COMMIT` that SQLite rolled back by itself (`SQLITE_FULL`,
+    /// `SQLITE_IOERR`), the driver still counts the transaction as open and
+    /// refuses every later `BEGIN`: that connection is closed and a fresh
+    /// one opened, so intake recovers once the cause is gone.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                let stuck = self.writer.acquire().await?;
+                tracing::warn!("sqlite writer left in a failed transaction: reconnecting");
+                stuck.close().await?;
+                self.writer.begin_with("BEGIN IMMEDIATE").await
+            }
+            other => other,
+        }
     }
 
     async fn begin_processing(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {

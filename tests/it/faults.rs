@@ -268,3 +268,135 @@ async fn a_clean_stop_leaves_the_sqlite_file_self_contained() {
         .expect("count records");
     assert_eq!((processed, records), (20, 20));
 }
+
+/// A tmpfs of its own, unmounted on drop: a disk that really fills.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (with a "skipped" line) where mounting needs a root this
+    /// process is not; in CI a tmpfs that cannot be mounted fails the test.
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            return Some(Self { dir });
+        }
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI runs as root: a tmpfs must mount for the disk-full test"
+        );
+        eprintln!("skipped: disk-full test (cannot mount a tmpfs; run as root)");
+        None
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the file system holding `path` until a write fails.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let block = vec![0u8; 16 * 1024];
+    while file.write_all(&block).is_ok() {}
+    // The last partial block too, byte by byte.
+    while file.write_all(&[0]).is_ok() {}
+    let _ = file.sync_all();
+}
+
+/// SQLite on a disk that fills up: the message that does not fit gets `451`
+/// (never a `250`), `/readyz` says intake cannot commit, and once space
+/// returns intake recovers by itself — no restart — and every message that
+/// got a `250` is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_451_fails_readiness_and_recovers_when_space_returns() {
+    let Some(disk) = Tmpfs::mount(16 * 1024 * 1024) else {
+        return;
+    };
+    let url = format!("sqlite://{}/emailin.db", disk.path().display());
+    let app = crate::helpers::spawn_app_on_db(crate::helpers::TestDb::existing(url), |_| {}).await;
+    let raw = |i: usize| {
+        mail(
+            "Kim <kim@example.com>",
+            "sales@localhost",
+            &format!("Order {i}"),
+            &format!("disk-{i}@x"),
+            &[],
+            &"Order line\n".repeat(2000),
+        )
+    };
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 200, "ready before the disk fills");
+
+    let filler = disk.path().join("filler");
+    fill(&filler);
+    let mut acknowledged = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        match app
+            .send("kim@example.com", &["sales@localhost"], &raw(i))
+            .await
+        {
+            Ok(_) => acknowledged += 1,
+            Err(err) => {
+                refused = Some(reply_code(&err));
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(451), "a full disk is a temporary failure");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "not ready while intake cannot commit: {body}");
+
+    // Space returns: the next message is stored, without a restart.
+    std::fs::remove_file(&filler).expect("free the disk");
+    let mut recovered = false;
+    for attempt in 0..20 {
+        let i = 1000 + attempt;
+        if app
+            .send("kim@example.com", &["sales@localhost"], &raw(i))
+            .await
+            .is_ok()
+        {
+            acknowledged += 1;
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(recovered, "intake recovers once space returns");
+    for i in 2000..2005 {
+        app.send("kim@example.com", &["sales@localhost"], &raw(i))
+            .await
+            .expect("250 after recovery");
+        acknowledged += 1;
+    }
+    app.wait_idle().await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "ready again: {body}");
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+    let stored = app.inbound(None).await;
+    assert_eq!(stored.len(), acknowledged, "every 250 is stored");
+    assert!(
+        stored.iter().all(|r| r["status"] == "processed"),
+        "{stored:?}"
+    );
+    app.stop().await;
+}
