@@ -89,6 +89,8 @@ pub struct IntakeSettings {
     /// Longest wait, in microseconds, for the senders of the previous batch
     /// to send again before a smaller batch is committed (0: never wait).
     pub batch_wait_us: u64,
+    /// Longest a submitter waits for its commit before it is told to retry.
+    pub commit_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +99,10 @@ pub struct ProcessingSettings {
     pub batch_max_messages: usize,
     pub poll_interval_secs: u64,
     pub untrusted_thread: UntrustedThread,
+    /// A message with more MIME parts is recorded `rejected: too many parts`.
+    pub max_mime_parts: usize,
+    /// A message with multiparts nested deeper is recorded `rejected: nested too deep`.
+    pub max_mime_depth: usize,
 }
 
 /// What to do when a message names a record's thread (In-Reply-To,
@@ -507,6 +513,12 @@ impl Settings {
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024".into());
+        }
+        if self.processing.max_mime_parts == 0 || self.processing.max_mime_depth == 0 {
+            return invalid("processing.max_mime_parts and max_mime_depth must be > 0".into());
+        }
+        if self.intake.commit_timeout_secs == 0 {
+            return invalid("intake.commit_timeout_secs must be > 0".into());
         }
         if self.intake.batch_max_messages == 0 || self.processing.batch_max_messages == 0 {
             return invalid("batch_max_messages must be > 0".into());

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -72,6 +72,23 @@ enum Command {
         mb: usize,
         #[arg(long)]
         pid: u32,
+        #[arg(long, default_value = "sales@localhost")]
+        to: String,
+    },
+    /// Send one message of PARTS small MIME parts while another sender sends
+    /// a short message every 50 ms; print that sender's worst and p99 `250`
+    /// latency while the big one is taken in and processed.
+    Parts {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        addr: String,
+        #[arg(long, default_value_t = 280_000)]
+        parts: usize,
+        /// Instead: one attachment of about MB megabytes (as `big` sends).
+        #[arg(long)]
+        mb: Option<usize>,
+        /// How long the other sender keeps sending after the big message's `250`.
+        #[arg(long, default_value_t = 20)]
+        watch_secs: u64,
         #[arg(long, default_value = "sales@localhost")]
         to: String,
     },
@@ -145,6 +162,19 @@ async fn main() -> anyhow::Result<()> {
             pid,
         } => idle(&addr, sessions, pid).await,
         Command::Big { addr, mb, pid, to } => big(&addr, mb, pid, &to).await,
+        Command::Parts {
+            addr,
+            parts,
+            mb,
+            watch_secs,
+            to,
+        } => {
+            let (raw, what) = match mb {
+                Some(mb) => (big_message(mb, &to), format!("--mb {mb}")),
+                None => (many_parts_message(parts, &to), format!("--parts {parts}")),
+            };
+            others_while(&addr, raw, &what, watch_secs, &to).await
+        }
         Command::Count { database_url } => {
             let store = open(&database_url).await?;
             for (status, n) in store.inbound_counts().await? {
@@ -773,6 +803,25 @@ async fn idle(addr: &str, sessions: usize, pid: u32) -> anyhow::Result<()> {
 }
 
 async fn big(addr: &str, mb: usize, pid: u32, to: &str) -> anyhow::Result<()> {
+    let raw = big_message(mb, to);
+    let before = peak_rss(pid).unwrap_or_default();
+    let mut conn = Conn::open(addr).await?;
+    let sent = Instant::now();
+    let result = conn.send("big@load.example", to, &raw).await?;
+    let _ = conn.quit().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "message of {} bytes: {} in {:.2} s; server RSS before: {before}; after: {}",
+        raw.len(),
+        if result.is_some() { "250" } else { "refused" },
+        sent.elapsed().as_secs_f64(),
+        peak_rss(pid).unwrap_or_else(|| "unknown".into())
+    );
+    Ok(())
+}
+
+/// A message of about `mb` megabytes: one base64 attachment of random bytes.
+fn big_message(mb: usize, to: &str) -> Vec<u8> {
     // Random bytes, base64 in 76-column lines: the parser has to decode them.
     // 57 raw bytes become one 76-column line plus CRLF: 78 bytes.
     let mut data = vec![0u8; mb * 1_000_000 / 78 * 57];
@@ -787,19 +836,85 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nCon
     .into_bytes();
     raw.extend_from_slice(&encoded);
     raw.extend_from_slice(b"--b--\r\n");
-    let before = peak_rss(pid).unwrap_or_default();
+    raw
+}
+
+/// A multipart/mixed message of `parts` short text parts.
+fn many_parts_message(parts: usize, to: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: Parts <parts@load.example>\r\nTo: {to}\r\nSubject: {parts} parts\r\nMessage-ID: <parts-{:x}@load.example>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=p\r\n\r\n",
+        rand::rng().random::<u64>()
+    );
+    for i in 0..parts {
+        raw.push_str(&format!(
+            "--p\r\nContent-Type: text/plain; name=p{i}.txt\r\n\r\npart {i} of the message\r\n"
+        ));
+    }
+    raw.push_str("--p--\r\n");
+    raw.into_bytes()
+}
+
+/// Sends `raw` while another sender sends a short message every 50 ms, and
+/// prints that sender's `250` latencies.
+async fn others_while(
+    addr: &str,
+    raw: Vec<u8>,
+    what: &str,
+    watch_secs: u64,
+    to: &str,
+) -> anyhow::Result<()> {
+    let done = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let (addr, to, done) = (addr.to_string(), to.to_string(), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut refused = 0usize;
+            let mut i = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                let message_id =
+                    format!("probe-{:x}-{i}@load.example", rand::rng().random::<u64>());
+                let message = build_message(i, 0, &message_id, None, 1024, &to);
+                let sent = Instant::now();
+                let mut conn = Conn::open(&addr).await?;
+                match conn.send("sender0@load.example", &to, &message).await? {
+                    Some(_) => latencies.push(sent.elapsed()),
+                    None => refused += 1,
+                }
+                let _ = conn.quit().await;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            anyhow::Ok((latencies, refused))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut conn = Conn::open(addr).await?;
     let sent = Instant::now();
-    let result = conn.send("big@load.example", to, &raw).await?;
+    let result = conn.send("parts@load.example", to, &raw).await?;
+    let big_latency = sent.elapsed();
     let _ = conn.quit().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(watch_secs)).await;
+    done.store(true, Ordering::Relaxed);
+    let (mut latencies, refused) = probe.await??;
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
-        "message of {} bytes: {} in {:.2} s; server RSS before: {before}; after: {}",
+        "message ({what}), {} bytes: {} after {:.2} s; other sender: {} messages, {refused} refused, \
+p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (connect to 250)",
         raw.len(),
         if result.is_some() { "250" } else { "refused" },
-        sent.elapsed().as_secs_f64(),
-        peak_rss(pid).unwrap_or_else(|| "unknown".into())
+        big_latency.as_secs_f64(),
+        latencies.len(),
+        pick(0.5),
+        pick(0.99),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
     );
+    println!("reproduce: cargo run --release --bin bench -- parts --addr {addr} {what}");
     Ok(())
 }
 

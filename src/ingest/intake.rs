@@ -54,6 +54,8 @@ type Request = (Vec<InboundMessage>, Reply);
 pub struct Intake {
     tx: mpsc::Sender<Request>,
     health: IntakeHealth,
+    /// Longest a submitter waits for its commit.
+    deadline: Duration,
 }
 
 /// Whether intake's last commit got through: readiness reads it.
@@ -109,6 +111,7 @@ impl Intake {
         let capacity = settings.batch_max_messages.max(1) * 4;
         let (tx, rx) = mpsc::channel(capacity);
         let health = IntakeHealth::default();
+        let deadline = Duration::from_secs(settings.commit_timeout_secs.max(1));
         let writer = Writer {
             store,
             settings,
@@ -150,7 +153,14 @@ impl Intake {
                 std::panic::resume_unwind(panic);
             }
         });
-        (Self { tx, health }, task)
+        (
+            Self {
+                tx,
+                health,
+                deadline,
+            },
+            task,
+        )
     }
 
     /// Whether the last commit got through.
@@ -182,11 +192,29 @@ impl Intake {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((messages, reply))
-            .await
-            .map_err(|_| IntakeError::ShuttingDown)?;
-        answer.await.map_err(|_| IntakeError::ShuttingDown)?
+        let committed = async {
+            self.tx
+                .send((messages, reply))
+                .await
+                .map_err(|_| IntakeError::ShuttingDown)?;
+            answer.await.map_err(|_| IntakeError::ShuttingDown)?
+        };
+        // A database that stopped answering must not hold every sender: past
+        // the deadline the sender is told to retry. Should the commit land
+        // after all, the message is kept and the retry is its duplicate.
+        match tokio::time::timeout(self.deadline, committed).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    secs = self.deadline.as_secs(),
+                    "intake commit deadline passed; the sender is told to retry"
+                );
+                Err(IntakeError::Unavailable(format!(
+                    "no commit within {} s",
+                    self.deadline.as_secs()
+                )))
+            }
+        }
     }
 }
 

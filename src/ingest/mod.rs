@@ -16,6 +16,7 @@ mod plan;
 mod process;
 pub mod reason;
 mod route;
+pub mod shape;
 mod thread;
 
 pub use classify::{Bounce, Class, Classification, FailedRecipient, classify, is_role_address};

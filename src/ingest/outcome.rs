@@ -66,6 +66,16 @@ impl From<&FailedRecipient> for BounceResult {
 }
 
 impl Report {
+    /// Subject, sender and Message-ID read from `raw` (a header, or a whole
+    /// message processing will not read further).
+    pub fn header_of(&mut self, raw: &[u8]) {
+        if let Ok(head) = super::parse(raw) {
+            self.subject = head.subject;
+            self.from = head.from.map(|f| f.address);
+            self.message_id = Some(head.message_id);
+        }
+    }
+
     /// The JSON stored on the inbound row; `None` when nothing was found out.
     pub fn to_json(&self) -> Option<String> {
         let json = serde_json::to_string(self).ok()?;

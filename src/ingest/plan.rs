@@ -30,6 +30,12 @@ pub enum PlanError {
     Unparseable(#[from] ParseError),
     #[error("no enabled alias among the recipients")]
     NoAlias,
+    /// Over the shape limits: not parsed.
+    #[error("{reason}: {} parts, nested {} deep", shape.parts, shape.depth)]
+    TooComplex {
+        reason: &'static str,
+        shape: super::shape::Shape,
+    },
 }
 
 /// Parses `raw` and decides where it goes and how it may thread.

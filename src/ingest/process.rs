@@ -22,6 +22,7 @@ use super::outcome::QuarantineReason;
 use super::outcome::{BounceResult, IgnoreReason, Outcome, PipelineResult, Report};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
+use super::shape::{ShapeLimits, header_bytes};
 use super::thread::RELATED_RECORD_RULE;
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
 use super::{Envelope, Source};
@@ -45,6 +46,8 @@ pub struct Policy {
     pub authserv_id: String,
     /// IMAP account name → the provider's authserv-id trusted for its mail.
     pub imap_authserv: HashMap<String, String>,
+    /// Messages over these are recorded as rejected, never parsed.
+    pub shape: ShapeLimits,
 }
 
 impl Policy {
@@ -59,6 +62,10 @@ impl Policy {
                 .iter()
                 .filter_map(|a| Some((a.name.clone(), a.authserv_id.clone()?)))
                 .collect(),
+            shape: ShapeLimits {
+                max_parts: settings.processing.max_mime_parts,
+                max_depth: settings.processing.max_mime_depth,
+            },
         }
     }
 
@@ -229,7 +236,8 @@ impl Processor {
         let directory = self.directory.current();
         let mut plans = Vec::with_capacity(items.len());
         for item in items {
-            let planned = std::panic::catch_unwind(|| plan_of(&directory, item))
+            let limits = self.policy.shape;
+            let planned = std::panic::catch_unwind(|| plan_of(&directory, &limits, item))
                 .map_err(|_| format!("planning {} panicked", item.id))?;
             plans.push(planned);
         }
@@ -365,11 +373,7 @@ async fn process_one(
 ) -> Result<Outcome, ProcessError> {
     if let Some(size) = inbound.too_large {
         // Only the header was kept: shown to the operator, never a record.
-        if let Ok(head) = super::parse(inbound.raw) {
-            report.subject = head.subject;
-            report.from = head.from.map(|f| f.address);
-            report.message_id = Some(head.message_id);
-        }
+        report.header_of(inbound.raw);
         report.decided_by.push(format!(
             "the message is {size} bytes, over the size limit: only its header was kept"
         ));
@@ -379,7 +383,7 @@ async fn process_one(
     // Parse, route, thread keys (unless the batch did)
     let planned = match planned {
         Planned::Made(planned) => planned,
-        Planned::From(directory) => plan_of(directory, inbound),
+        Planned::From(directory) => plan_of(directory, &policy.shape, inbound),
     };
     let Plan {
         mail,
@@ -392,6 +396,22 @@ async fn process_one(
                 .decided_by
                 .push("no enabled alias among the recipients".into());
             return Ok(Outcome::Ignored(IgnoreReason::NoAlias));
+        }
+        Err(PlanError::TooComplex { reason, shape }) => {
+            // Kept and shown (raw bytes, header), never parsed whole.
+            report.header_of(header_bytes(inbound.raw));
+            report.decided_by.push(format!(
+                "{} MIME parts, multiparts nested {} deep: over [processing] max_mime_parts = {} / \
+                 max_mime_depth = {} (counting stopped at the limit)",
+                shape.parts, shape.depth, policy.shape.max_parts, policy.shape.max_depth
+            ));
+            tracing::info!(
+                parts = shape.parts,
+                depth = shape.depth,
+                reason,
+                "message_too_complex"
+            );
+            return Ok(Outcome::Rejected(reason));
         }
         Err(PlanError::Unparseable(err)) => {
             // Failed, not ignored: it is listed, and `emailin replay` retries it.
@@ -771,7 +791,14 @@ enum Planned<'d> {
 }
 
 /// Parses and routes a stored message.
-fn plan_of<'d>(directory: &'d Directory, inbound: &InboundRef<'_>) -> Result<Plan<'d>, PlanError> {
+fn plan_of<'d>(
+    directory: &'d Directory,
+    limits: &ShapeLimits,
+    inbound: &InboundRef<'_>,
+) -> Result<Plan<'d>, PlanError> {
+    if let Some((reason, shape)) = limits.check(inbound.raw) {
+        return Err(PlanError::TooComplex { reason, shape });
+    }
     let by_headers = inbound.source == Source::Imap.as_str();
     let null_sender =
         inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();

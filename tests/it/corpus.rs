@@ -71,6 +71,10 @@ async fn every_corpus_mail_is_ingested_and_gets_an_outcome() {
         !counts.iter().any(|(s, _)| s == "pending"),
         "every message has an outcome"
     );
+    assert!(
+        !counts.iter().any(|(s, _)| s == "rejected"),
+        "no real mail is over the MIME shape limits: {counts:?}"
+    );
     let failed = counts
         .iter()
         .find(|(s, _)| s == "failed")

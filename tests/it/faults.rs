@@ -3,13 +3,14 @@
 
 use sqlx::Connection;
 
-use crate::helpers::{Backend, TestApp, mail, reply_code, spawn_app};
+use crate::helpers::{Backend, TestApp, mail, reply_code, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
     storage_failure_answers_451_and_the_retry_is_stored_once,
     failed_processing_keeps_the_raw_message_and_never_blocks_later_ones,
     a_message_failing_among_concurrent_senders_costs_no_other_message,
+    a_frozen_database_answers_451_at_the_commit_deadline_and_keeps_what_lands,
 );
 
 /// Runs DDL on the test database through a connection of its own.
@@ -398,5 +399,99 @@ async fn a_full_disk_answers_451_fails_readiness_and_recovers_when_space_returns
         stored.iter().all(|r| r["status"] == "processed"),
         "{stored:?}"
     );
+    app.stop().await;
+}
+
+/// Holds the database's write lock from a connection of its own, as a
+/// database that stopped answering writes would.
+enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    async fn take(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .expect("write lock");
+            Self::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql("BEGIN; LOCK TABLE inbound IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .expect("table lock");
+            Self::Postgres(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("release");
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("release");
+            }
+        }
+    }
+}
+
+async fn a_frozen_database_answers_451_at_the_commit_deadline_and_keeps_what_lands(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |s| {
+        s.intake.commit_timeout_secs = 1;
+        // SQLite would give up on the lock by itself after its busy timeout.
+        s.database.busy_timeout_ms = 30_000;
+    })
+    .await;
+    let raw = mail(
+        "Kim <kim@example.com>",
+        "sales@localhost",
+        "While frozen",
+        "frozen@x",
+        &[],
+        "x",
+    );
+    let lock = WriteLock::take(&app.db.url).await;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        app.send("kim@example.com", &["sales@localhost"], &raw),
+    )
+    .await
+    .expect("answered at the deadline, not when the database comes back");
+    let err = answer.expect_err("no 250 while nothing commits");
+    assert_eq!(reply_code(&err), 451, "{err}");
+    lock.release().await;
+
+    // The sender retries; the commit that waited landed as well.
+    app.deliver("kim@example.com", &["sales@localhost"], &raw)
+        .await;
+    let mut statuses: Vec<String> = app
+        .inbound(None)
+        .await
+        .iter()
+        .map(|r| format!("{} {}", r["status"], r["outcome"]))
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            "\"ignored\" \"ignored: duplicate\"",
+            "\"processed\" \"processed: created #1\""
+        ],
+        "kept once as a record, the retry its duplicate"
+    );
+    assert_eq!(app.records("Sales").await.len(), 1);
     app.stop().await;
 }

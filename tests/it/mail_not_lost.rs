@@ -23,6 +23,7 @@ on_both_backends!(
     ambiguous_from_never_joins_a_thread_and_is_quarantined_under_enforce,
     nul_bytes_and_very_long_message_ids_store_alike,
     plain_text_bounce_quoting_the_original_joins_its_record_with_each_result,
+    mail_over_the_mime_shape_limits_is_rejected_with_its_header_and_others_flow,
 );
 
 /// The newest inbound row, in full (`GET /api/v1/inbound/{id}`).
@@ -560,5 +561,91 @@ From: sales@localhost\r\nTo: gone@customer.example, nobody@stranger.example\r\nM
     assert!(app.contact("nobody@stranger.example").await.is_none());
     let contact = app.contact("gone@customer.example").await.expect("contact");
     assert_eq!(contact["bounce_status"], "5.0.911");
+    app.stop().await;
+}
+
+/// A multipart/mixed message of `parts` parts, or of one part nested `depth` deep.
+fn shaped(subject: &str, id: &str, parts: usize, depth: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Mass <mass@example.com>\r\nTo: sales@localhost\r\nSubject: {subject}\r\n\
+Message-ID: <{id}>\r\nMIME-Version: 1.0\r\n"
+    );
+    for level in 0..depth {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"level{level}\"\r\n\r\n--level{level}\r\n"
+        ));
+    }
+    m.push_str("Content-Type: multipart/mixed; boundary=p\r\n\r\n");
+    for i in 0..parts {
+        m.push_str(&format!(
+            "--p\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n"
+        ));
+    }
+    m.push_str("--p--\r\n");
+    for level in (0..depth).rev() {
+        m.push_str(&format!("--level{level}--\r\n"));
+    }
+    m.into_bytes()
+}
+
+async fn mail_over_the_mime_shape_limits_is_rejected_with_its_header_and_others_flow(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |s| {
+        s.processing.max_mime_parts = 200;
+        s.processing.max_mime_depth = 6;
+    })
+    .await;
+    let cases = [
+        (
+            "Many parts",
+            "parts@x",
+            shaped("Many parts", "parts@x", 5000, 0),
+        ),
+        ("Deep", "deep@x", shaped("Deep", "deep@x", 1, 10)),
+        ("Within", "within@x", shaped("Within", "within@x", 150, 4)),
+    ];
+    for (_, _, raw) in &cases {
+        app.send("mass@example.com", &["sales@localhost"], raw)
+            .await
+            .expect("250: the bytes are kept whatever their shape");
+    }
+    app.wait_idle().await;
+    let rows = app.inbound(None).await;
+    let row = |subject: &str| {
+        rows.iter()
+            .find(|r| r["details"]["subject"] == subject)
+            .unwrap_or_else(|| panic!("{subject}: {rows:?}"))
+            .clone()
+    };
+    let many = row("Many parts");
+    assert_eq!(many["status"], "rejected");
+    assert_eq!(many["outcome"], "rejected: too many parts");
+    assert_eq!(many["details"]["from"], "mass@example.com");
+    let why = many["details"]["decided_by"].to_string();
+    assert!(why.contains("max_mime_parts = 200"), "{why}");
+    let deep = row("Deep");
+    assert_eq!(deep["outcome"], "rejected: nested too deep", "{deep}");
+
+    // Kept whole: the operator can read it, and replay it after raising the limit.
+    let (status, raw) = app
+        .get_bytes(&format!(
+            "/api/v1/inbound/{}/raw",
+            many["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    // As sent (the SMTP client ends the data with one more CRLF).
+    assert!(raw.starts_with(&cases[0].2), "{} bytes kept", raw.len());
+
+    // The one within the limits is a record, with every part read.
+    assert_eq!(row("Within")["status"], "processed");
+    let records = app.records("Sales").await;
+    assert_eq!(
+        records.len(),
+        1,
+        "only the message within the limits: {records:?}"
+    );
+    assert_eq!(records[0]["title"], "Within");
     app.stop().await;
 }
