@@ -1,5 +1,6 @@
 //! Per-message processing without I/O (parse + classify + route + thread keys, i.e.
-//! `emailin::ingest::plan`) next to bare mail-parser parsing, over every
+//! `emailin::ingest::plan`) next to bare mail-parser parsing, and the MIME
+//! shape check processing runs before both, over every
 //! mail of `../shared/corpus`.
 //!
 //!     cargo bench --bench processing
@@ -66,6 +67,17 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for m in &messages {
                     let _ = std::hint::black_box(plan(m, &directory, &rcpt, false, false));
+                }
+            })
+        });
+        let limits = emailin::ingest::shape::ShapeLimits {
+            max_parts: settings.processing.max_mime_parts,
+            max_depth: settings.processing.max_mime_depth,
+        };
+        group.bench_function("emailin MIME shape check (parts, depth)", |b| {
+            b.iter(|| {
+                for m in &messages {
+                    std::hint::black_box(limits.check(m));
                 }
             })
         });

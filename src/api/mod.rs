@@ -379,8 +379,8 @@ const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Ready to take mail: the database answers and intake can commit. After a
 /// failed intake commit (a full disk, a database refusing writes) it stays
-/// `503` until a commit of the failed batch's size gets through again — a
-/// later message, or the probe this route writes.
+/// `503` until a commit as large as the failed batch's largest message gets
+/// through again — a later message, or the probe this route writes.
 #[utoipa::path(get, path = "/readyz", security(()), responses(
     (status = 200, description = "the database answers and intake can commit"),
     (status = 503, description = "intake cannot commit, or the database does not answer"),

@@ -66,7 +66,7 @@ pub struct IntakeHealth(Arc<std::sync::Mutex<Option<CommitFailure>>>);
 #[derive(Debug, Clone)]
 pub struct CommitFailure {
     pub error: String,
-    /// The size of the batch that failed, for a probe of the same size.
+    /// The largest message of the batch that failed: a probe writes as much.
     pub bytes: usize,
     pub at: chrono::DateTime<chrono::Utc>,
 }
@@ -341,7 +341,12 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         let stored = self.store.insert_inbound(&messages(&batch)).await;
-        self.answer(batch, stored.map_err(|e| e.to_string()), started)
+        answer(
+            &self.health,
+            batch,
+            stored.map_err(|e| e.to_string()),
+            started,
+        )
     }
 
     /// The fast path: processes `stored` (committed and acknowledged) in one
@@ -425,7 +430,7 @@ impl Writer {
             Err(err) => Err(err),
         };
         match written {
-            Ok(ids) => (processed, self.answer(batch, Ok(ids), started)),
+            Ok(ids) => (processed, answer(&self.health, batch, Ok(ids), started)),
             Err(err) => {
                 tracing::warn!(
                     error = %err,
@@ -442,34 +447,22 @@ fn messages(batch: &[Request]) -> Vec<&InboundMessage> {
     batch.iter().flat_map(|r| &r.0).collect()
 }
 
-impl Writer {
-    /// Answers the senders of a batch: their ids once it is committed, else
-    /// the error, and notes whether intake can commit. Returns the batch, to
-    /// be processed, when it was stored.
-    fn answer(
-        &self,
-        batch: Vec<Request>,
-        stored: Result<Vec<Uuid>, String>,
-        started: std::time::Instant,
-    ) -> Option<Stored> {
-        match &stored {
-            Ok(_) => self.health.committed(),
-            Err(err) => {
-                let bytes = batch.iter().flat_map(|r| &r.0).map(|m| m.raw.len()).sum();
-                self.health.failed(err, bytes);
-            }
-        }
-        answer(batch, stored, started)
-    }
-}
-
 /// Answers the senders of a batch: their ids once it is committed, else the
-/// error. Returns the batch, to be processed, when it was stored.
+/// error, and notes in `health` whether intake can commit. Returns the
+/// batch, to be processed, when it was stored.
 fn answer(
+    health: &IntakeHealth,
     batch: Vec<Request>,
     stored: Result<Vec<Uuid>, String>,
     started: std::time::Instant,
 ) -> Option<Stored> {
+    match &stored {
+        Ok(_) => health.committed(),
+        Err(err) => {
+            let largest = messages(&batch).iter().map(|m| m.raw.len()).max();
+            health.failed(err, largest.unwrap_or_default());
+        }
+    }
     let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let count: usize = requests.iter().map(Vec::len).sum();
     match stored {
@@ -517,7 +510,7 @@ fn items<'a>(ids: &[Uuid], messages: &'a [InboundMessage]) -> Vec<InboundRef<'a>
             raw: &m.raw,
             replay: false,
             released: false,
-            too_large: m.declared_size,
+            too_large: super::process::too_large(m.declared_size, m.raw.len()),
         })
         .collect()
 }

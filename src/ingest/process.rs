@@ -303,6 +303,12 @@ pub struct InboundRef<'a> {
     pub too_large: Option<u64>,
 }
 
+/// The size of a message only part of which (`kept` bytes, its header) was
+/// stored, if that is so.
+pub(super) fn too_large(size: Option<u64>, kept: usize) -> Option<u64> {
+    size.filter(|size| *size > kept as u64)
+}
+
 impl PendingInbound {
     fn as_ref(&self) -> InboundRef<'_> {
         InboundRef {
@@ -312,9 +318,7 @@ impl PendingInbound {
             raw: &self.raw,
             replay: self.attempts > 0,
             released: self.released,
-            too_large: u64::try_from(self.size)
-                .ok()
-                .filter(|size| *size > self.raw.len() as u64),
+            too_large: too_large(u64::try_from(self.size).ok(), self.raw.len()),
         }
     }
 }

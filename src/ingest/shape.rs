@@ -90,16 +90,21 @@ pub fn shape(raw: &[u8], stop_at: usize) -> Shape {
     shape
 }
 
-/// The header of `raw`: up to and including the first empty line (all of
-/// `raw` when it has none).
+/// The header of `raw`, read line by line up to the first empty line after
+/// it (blank lines before the header are skipped, as the parser does; all
+/// of `raw` when no empty line follows).
 pub fn header_bytes(raw: &[u8]) -> &[u8] {
-    let end = memchr::memmem::find(raw, b"\n\r\n")
-        .map(|at| at + 3)
-        .into_iter()
-        .chain(memchr::memmem::find(raw, b"\n\n").map(|at| at + 2))
-        .min()
-        .unwrap_or(raw.len());
-    &raw[..end]
+    let mut start = 0;
+    let mut in_header = false;
+    for end in memchr_iter(b'\n', raw) {
+        let blank = raw[start..end].trim_ascii().is_empty();
+        if blank && in_header {
+            return &raw[..=end];
+        }
+        in_header |= !blank;
+        start = end + 1;
+    }
+    raw
 }
 
 /// Every `boundary=` parameter value in `raw` (quoted or not).
@@ -186,6 +191,14 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nx\r\n--a\r\ny\r\n--a--\r
             Some(("nested too deep", Shape { parts: 5, depth: 5 }))
         );
         assert_eq!(roomy.check(b"Subject: x\r\n\r\nbody\r\n"), None);
+    }
+
+    #[test]
+    fn the_header_ends_at_its_first_empty_line() {
+        let raw = b"\r\nSubject: a\r\nFrom: b@x\r\n\r\nbody\r\n\r\nmore\r\n";
+        assert_eq!(header_bytes(raw), b"\r\nSubject: a\r\nFrom: b@x\r\n\r\n");
+        assert_eq!(header_bytes(b"Subject: a\n\nbody"), b"Subject: a\n\n");
+        assert_eq!(header_bytes(b"Subject: only"), b"Subject: only");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub trait Store: TeamStore {
 
     /// Commits `bytes` bytes to a probe row, then frees them again: whether
     /// a write of that size gets through (readiness after a failed intake
-    /// commit).
+    /// commit, sized as its largest message).
     async fn probe_write(&self, bytes: usize) -> StoreResult<()>;
 
     /// Closes every connection once the ones in use are returned; later calls
