@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::app::{App, open_store};
 use crate::config::Settings;
 use crate::domain::{DirectoryHandle, EmailAddress};
-use crate::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source, mbox};
+use crate::domain::{Envelope, InboundMessage, Source};
+use crate::ingest::{Intake, Policy, Processor, mbox};
 use crate::store::{Role, Store};
 
 #[derive(Debug, Parser)]

@@ -13,7 +13,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EmailAddress, StageKind};
+use crate::domain::EmailAddress;
+pub use crate::domain::{AliasConfig, AuthPolicy, PipelineConfig, ReopenRuleConfig, StageConfig};
 
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -172,38 +173,6 @@ pub struct StaticTxtRecord {
     pub value: String,
 }
 
-/// What an alias does with the result of sender authentication.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthPolicy {
-    /// Not checked.
-    Off,
-    /// Checked and recorded; a DMARC failure never threads or reopens.
-    #[default]
-    Monitor,
-    /// As monitor, and a DMARC failure is quarantined (`dmarc-fail`).
-    Enforce,
-}
-
-impl AuthPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthPolicy::Off => "off",
-            AuthPolicy::Monitor => "monitor",
-            AuthPolicy::Enforce => "enforce",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "off" => Some(AuthPolicy::Off),
-            "monitor" => Some(AuthPolicy::Monitor),
-            "enforce" => Some(AuthPolicy::Enforce),
-            _ => None,
-        }
-    }
-}
-
 /// How to reach the outbound relay.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -231,71 +200,6 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineConfig {
-    pub name: String,
-    pub stages: Vec<StageConfig>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StageConfig {
-    pub name: String,
-    pub kind: StageKind,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AliasConfig {
-    pub address: String,
-    #[serde(default)]
-    pub name: String,
-    pub pipeline: String,
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default)]
-    pub reopen_on_reply: bool,
-    #[serde(default)]
-    pub reopen: Vec<ReopenRuleConfig>,
-    /// Further addresses this alias answers for, e.g. the team's own
-    /// `support@acme.example` that forwards to it or is polled over IMAP.
-    #[serde(default)]
-    pub also: Vec<String>,
-    /// Sender authentication: `off`, `monitor` (default) or `enforce`.
-    #[serde(default)]
-    pub auth: AuthPolicy,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReopenRuleConfig {
-    pub from: String,
-    pub to: String,
-}
-
-impl AliasConfig {
-    /// Checks the lengths of what a person typed: name, tags, further
-    /// addresses and reopen rules.
-    ///
-    /// # Errors
-    /// The first field over its limit, by name.
-    pub fn check_lengths(&self) -> Result<(), String> {
-        use crate::domain::limits;
-        limits::check_chars("name", &self.name, limits::NAME_CHARS)?;
-        limits::check_tags("tags", &self.tags)?;
-        limits::check_items("also", &self.also, limits::LIST_ITEMS)?;
-        limits::check_items("reopen", &self.reopen, limits::LIST_ITEMS)
-    }
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// How to reach an IMAP server.
@@ -503,7 +407,6 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the offending pipeline, alias or rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        use crate::domain::limits;
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.smtp.max_message_bytes == 0 || self.smtp.max_recipients == 0 {
             return invalid("smtp.max_message_bytes and smtp.max_recipients must be > 0".into());
@@ -547,24 +450,7 @@ impl Settings {
             if !names.insert(p.name.as_str()) {
                 return invalid(format!("pipeline {:?} is defined twice", p.name));
             }
-            let name = format!("pipeline {:?}", p.name);
-            limits::check_chars(&name, &p.name, limits::NAME_CHARS)
-                .map_err(ConfigError::Invalid)?;
-            limits::check_items(&format!("{name}: stages"), &p.stages, limits::LIST_ITEMS)
-                .map_err(ConfigError::Invalid)?;
-            for s in &p.stages {
-                limits::check_chars(&format!("{name}: stage"), &s.name, limits::NAME_CHARS)
-                    .map_err(ConfigError::Invalid)?;
-            }
-            if !p.stages.iter().any(|s| s.kind == StageKind::Open) {
-                return invalid(format!("pipeline {:?} has no open stage", p.name));
-            }
-            let mut stages = HashSet::new();
-            for s in &p.stages {
-                if !stages.insert(s.name.as_str()) {
-                    return invalid(format!("pipeline {:?}: stage {:?} twice", p.name, s.name));
-                }
-            }
+            p.check().map_err(ConfigError::Invalid)?;
         }
         let mut addresses = HashSet::new();
         for a in &self.aliases {
@@ -592,23 +478,9 @@ impl Settings {
                     a.address, a.pipeline
                 ));
             };
-            let kind_of = |name: &str| {
-                pipeline
-                    .stages
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map(|s| s.kind)
-            };
             for rule in &a.reopen {
-                match (kind_of(&rule.from), kind_of(&rule.to)) {
-                    (Some(StageKind::Closed), Some(StageKind::Open)) => {}
-                    _ => {
-                        return invalid(format!(
-                            "alias {:?}: reopen rule {:?} -> {:?} must go from a closed stage to an open stage of pipeline {:?}",
-                            a.address, rule.from, rule.to, pipeline.name
-                        ));
-                    }
-                }
+                rule.check(pipeline)
+                    .map_err(|e| ConfigError::Invalid(format!("alias {:?}: {e}", a.address)))?;
             }
         }
         let mut accounts = HashSet::new();

@@ -9,7 +9,7 @@ use axum::response::Response;
 use rand::RngCore;
 
 use super::{ApiError, ApiState};
-use crate::ingest::sha256_hex;
+use crate::domain::sha256_hex;
 use crate::store::{Role, TokenView};
 
 /// A new token: `emi_` and 64 hex digits (256 random bits).

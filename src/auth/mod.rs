@@ -34,7 +34,6 @@ use mail_auth::{
 
 use crate::config::{AuthSettings, ResolverKind};
 use crate::domain::Cidr;
-use crate::ingest::ParsedMail;
 
 /// Entries one cache keeps before it starts over.
 const CACHE_CAPACITY: usize = 10_000;
@@ -312,54 +311,11 @@ fn one_line(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The DMARC verdict of an `Authentication-Results` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dmarc {
-    Pass,
-    Fail,
-    /// none, temperror, permerror, or no dmarc= entry.
-    Other,
-}
-
-/// The DMARC verdict in `results` when its authserv-id is `authserv_id`
-/// (`None` for someone else's header, which proves nothing).
-pub fn dmarc_verdict(results: &str, authserv_id: &str) -> Option<Dmarc> {
-    let mut parts = results.split(';');
-    let id = parts.next()?.split_whitespace().next()?;
-    if !id.eq_ignore_ascii_case(authserv_id.trim()) {
-        return None;
-    }
-    for part in parts {
-        let Some((method, value)) = part.trim().split_once('=') else {
-            continue;
-        };
-        if method.trim().eq_ignore_ascii_case("dmarc") {
-            let result = value.split_whitespace().next().unwrap_or_default();
-            return Some(match result.to_ascii_lowercase().as_str() {
-                "pass" => Dmarc::Pass,
-                "fail" => Dmarc::Fail,
-                _ => Dmarc::Other,
-            });
-        }
-    }
-    Some(Dmarc::Other)
-}
-
-/// The verdict of the topmost `Authentication-Results` header of `mail`
-/// whose authserv-id is `authserv_id` (the mailbox provider, which removes
-/// such headers a sender forged).
-pub fn trusted_header_verdict(mail: &ParsedMail, authserv_id: &str) -> Option<Dmarc> {
-    mail.signals
-        .headers
-        .iter()
-        .filter(|(name, _)| name == "authentication-results")
-        .find_map(|(_, value)| dmarc_verdict(value, authserv_id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::StaticTxtRecord;
+    use crate::domain::{Dmarc, dmarc_verdict};
 
     fn settings(records: &[(&str, &str)]) -> AuthSettings {
         AuthSettings {
@@ -537,38 +493,6 @@ mod tests {
             dmarc_verdict(&results, "mx.emailin.test"),
             Some(Dmarc::Other)
         );
-    }
-
-    #[test]
-    fn only_the_named_authserv_id_is_believed() {
-        let ar = "mx.google.com; dkim=pass header.i=@a.test; spf=pass; dmarc=fail (p=REJECT) header.from=a.test";
-        assert_eq!(dmarc_verdict(ar, "mx.google.com"), Some(Dmarc::Fail));
-        assert_eq!(dmarc_verdict(ar, "MX.GOOGLE.COM"), Some(Dmarc::Fail));
-        assert_eq!(dmarc_verdict(ar, "evil.test"), None);
-        assert_eq!(
-            dmarc_verdict("mx.google.com; dmarc=pass", "mx.google.com"),
-            Some(Dmarc::Pass)
-        );
-        assert_eq!(
-            dmarc_verdict("mx.google.com; none", "mx.google.com"),
-            Some(Dmarc::Other)
-        );
-        assert_eq!(dmarc_verdict("", "mx.google.com"), None);
-    }
-
-    #[test]
-    fn polled_mail_believes_its_provider_only() {
-        let raw = b"Authentication-Results: mx.provider.test;\r\n\tdkim=none;\r\n\tdmarc=fail header.from=bank.test\r\n\
-Authentication-Results: mx.provider.test; dmarc=pass (forged further down)\r\n\
-From: a@bank.test\r\n\r\nAuthentication-Results: mx.provider.test; dmarc=pass\r\n";
-        let mail = crate::ingest::parse(raw).unwrap();
-        assert_eq!(
-            trusted_header_verdict(&mail, "mx.provider.test"),
-            Some(Dmarc::Fail)
-        );
-        assert_eq!(trusted_header_verdict(&mail, "other.test"), None);
-        let unsigned = crate::ingest::parse(b"From: a@b.c\n\nx").unwrap();
-        assert_eq!(trusted_header_verdict(&unsigned, "mx.provider.test"), None);
     }
 
     #[test]

@@ -146,6 +146,20 @@ pub fn mentions(text: &str) -> Vec<EmailAddress> {
     found
 }
 
+/// Addresses that are never people: they never become contacts.
+pub fn is_role_address(address: &str) -> bool {
+    let local = address
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    matches!(
+        local.as_str(),
+        "mailer-daemon" | "postmaster" | "noreply" | "no-reply" | "donotreply" | "do-not-reply"
+    ) || local.starts_with("no-reply")
+        || local.starts_with("noreply")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +233,18 @@ mod tests {
         ] {
             assert_eq!(quoted_for_sending(written), sent, "{written}");
         }
+    }
+
+    #[test]
+    fn role_addresses() {
+        for a in [
+            "MAILER-DAEMON@x.org",
+            "postmaster@x",
+            "noreply@x",
+            "no-reply-billing@x",
+        ] {
+            assert!(is_role_address(a), "{a}");
+        }
+        assert!(!is_role_address("ann@x"));
     }
 }

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
+use super::{AliasConfig, AuthPolicy, PipelineConfig};
 use super::{EmailAddress, StageKind};
-use crate::config::{AliasConfig, PipelineConfig};
 
 #[derive(Debug, Clone)]
 pub struct StageEntry {
@@ -51,7 +51,7 @@ pub struct AliasEntry {
     /// Further addresses it answers for (forwarding team mailboxes).
     pub also: Vec<EmailAddress>,
     /// What sender authentication does for its mail.
-    pub auth: crate::config::AuthPolicy,
+    pub auth: AuthPolicy,
 }
 
 /// Everything routing needs, without I/O.

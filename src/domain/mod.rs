@@ -4,43 +4,27 @@
 //! types is the only way to obtain it, so code further in can trust it.
 
 mod address;
+mod auth_results;
 mod blocklist;
 mod cidr;
 mod directory;
+mod inbound;
 pub mod limits;
 mod message_id;
+mod pipeline;
 mod reply_token;
 
-pub use address::{AddressError, EmailAddress, mentions, quoted_for_sending};
+pub use address::{AddressError, EmailAddress, is_role_address, mentions, quoted_for_sending};
+pub use auth_results::{Dmarc, dmarc_verdict, trusted_header_verdict};
 pub use blocklist::{BlockList, BlockListHandle};
 pub use cidr::Cidr;
 pub use directory::{AliasEntry, Directory, DirectoryHandle, PipelineEntry, Snapshot, StageEntry};
+pub use inbound::{
+    Envelope, ImapCursor, ImapMailbox, InboundMessage, SmtpSession, Source, SourceKind, sha256_hex,
+};
 pub use message_id::{normalize_message_id, synthetic_message_id};
-pub use reply_token::ReplyKey;
-
-use serde::{Deserialize, Serialize};
-
-/// Whether a stage counts as work in progress or as finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageKind {
-    Open,
-    Closed,
-}
-
-impl StageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageKind::Open => "open",
-            StageKind::Closed => "closed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(StageKind::Open),
-            "closed" => Some(StageKind::Closed),
-            _ => None,
-        }
-    }
-}
+pub use pipeline::{
+    AliasConfig, AuthPolicy, PipelineConfig, ReopenRuleConfig, StageConfig, StageKind,
+    reopen_target,
+};
+pub use reply_token::{REPLY_TOKEN_TAG, ReplyKey, subject_tag};

@@ -63,6 +63,28 @@ impl ReplyKey {
     }
 }
 
+/// Sub-address tag prefix of reply tokens: `sales+r-<token>@…`.
+pub const REPLY_TOKEN_TAG: &str = "r-";
+
+/// The record number in the first `[#<digits>]` of a subject.
+pub fn subject_tag(subject: &str) -> Option<i64> {
+    let mut rest = subject;
+    while let Some(start) = rest.find("[#") {
+        let after = &rest[start + 2..];
+        let digits: &str = &after[..after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len())];
+        if !digits.is_empty()
+            && after[digits.len()..].starts_with(']')
+            && let Ok(n) = digits.parse()
+        {
+            return Some(n);
+        }
+        rest = after;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +115,13 @@ mod tests {
         assert_eq!(key.verify(""), None);
         assert_eq!(key.verify(&"z".repeat(40)), None);
         assert_eq!(key.verify("é".repeat(15).as_str()), None);
+    }
+
+    #[test]
+    fn subject_tag_finds_the_first_well_formed_tag() {
+        assert_eq!(subject_tag("Re: Quote [#42]"), Some(42));
+        assert_eq!(subject_tag("[#x] then [#7] and [#8]"), Some(7));
+        assert_eq!(subject_tag("[#] [#12 no close"), None);
+        assert_eq!(subject_tag("[#99999999999999999999999]"), None);
     }
 }

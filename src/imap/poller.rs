@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{ImapSession, connect};
 use super::{PollState, StatusBoard};
 use crate::config::{AfterStore, ImapAccountConfig};
-use crate::ingest::{Envelope, ImapCursor, InboundMessage, Intake, Source, sha256_hex};
+use crate::domain::{Envelope, ImapCursor, ImapMailbox, InboundMessage, Source, sha256_hex};
+use crate::ingest::Intake;
 use crate::store::Store;
 
 /// Messages fetched and committed together (one transaction each)...
@@ -332,7 +333,11 @@ impl Poller {
 
         // Already stored (a UIDVALIDITY resync, a replayed backfill): skip by content.
         let hashes: Vec<String> = fetched.iter().map(|(_, raw, _)| sha256_hex(raw)).collect();
-        let origin = format!("imap:{}/{}", account.name, self.ctx.folder);
+        let mailbox = ImapMailbox {
+            account: account.name.clone(),
+            folder: self.ctx.folder.clone(),
+        };
+        let origin = mailbox.origin();
         let known: HashSet<String> = self
             .ctx
             .store
@@ -359,17 +364,12 @@ impl Poller {
         for ((uid, raw, declared), auth_results) in fresh.into_iter().zip(verdicts) {
             let envelope = Envelope {
                 rcpt_to: vec![account.alias.clone()],
-                helo: Some(origin.clone()),
                 auth_results,
                 ..Envelope::default()
             };
-            let cursor = ImapCursor {
-                account: account.name.clone(),
-                folder: self.ctx.folder.clone(),
-                uidvalidity,
-                uid,
-            };
-            let mut message = InboundMessage::new(Source::Imap, envelope, raw).with_cursor(cursor);
+            let source = Source::Imap(mailbox.clone());
+            let mut message = InboundMessage::new(source, envelope, raw)
+                .with_cursor(ImapCursor { uidvalidity, uid });
             if let Some(size) = declared {
                 message = message.header_only(size);
             }

@@ -88,20 +88,6 @@ pub struct Classification {
     pub rule: &'static str,
 }
 
-/// Addresses that are never people: they never become contacts.
-pub fn is_role_address(address: &str) -> bool {
-    let local = address
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    matches!(
-        local.as_str(),
-        "mailer-daemon" | "postmaster" | "noreply" | "no-reply" | "donotreply" | "do-not-reply"
-    ) || local.starts_with("no-reply")
-        || local.starts_with("noreply")
-}
-
 /// Classifies `mail`. `null_sender` is true when the envelope sender was `<>`.
 pub fn classify(mail: &ParsedMail, null_sender: bool) -> Classification {
     let s = &mail.signals;
@@ -2047,19 +2033,6 @@ Content-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\
             class_of("From: a@b.c\r\nX-Emailin-Loop: 1\r\nPrecedence: bulk\r\n\r\nx").class,
             Class::Loop
         );
-    }
-
-    #[test]
-    fn role_addresses() {
-        for a in [
-            "MAILER-DAEMON@x.org",
-            "postmaster@x",
-            "noreply@x",
-            "no-reply-billing@x",
-        ] {
-            assert!(is_role_address(a), "{a}");
-        }
-        assert!(!is_role_address("ann@x"));
     }
 
     #[test]

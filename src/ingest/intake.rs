@@ -29,9 +29,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::InboundMessage;
 use super::process::{InboundRef, Processor};
 use crate::config::IntakeSettings;
+use crate::domain::InboundMessage;
 use crate::store::{Store, Tx};
 
 /// Why a message could not be stored; the sender should retry later.
@@ -505,7 +505,7 @@ fn items<'a>(ids: &[Uuid], messages: &'a [InboundMessage]) -> Vec<InboundRef<'a>
         .zip(messages)
         .map(|(id, m)| InboundRef {
             id: *id,
-            source: m.source.as_str(),
+            source: &m.source,
             envelope: &m.envelope,
             raw: &m.raw,
             replay: false,

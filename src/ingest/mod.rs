@@ -7,7 +7,6 @@
 //! parse and route. This module never sees SMTP, IMAP or HTTP types.
 
 mod classify;
-mod inbound;
 mod intake;
 pub mod mbox;
 mod outcome;
@@ -19,13 +18,12 @@ mod route;
 pub mod shape;
 mod thread;
 
-pub use classify::{Bounce, Class, Classification, FailedRecipient, classify, is_role_address};
-pub use inbound::{Envelope, ImapCursor, InboundMessage, Source, sha256_hex};
+pub use classify::{Bounce, Class, Classification, FailedRecipient, classify};
 pub use intake::{CommitFailure, Intake, IntakeError, IntakeHealth};
 pub use outcome::{IgnoreReason, Outcome, PipelineResult, QuarantineReason};
 pub use parse::{ParseError, ParsedMail, Returned, Signals, parse};
 pub use plan::{Plan, PlanError, PlannedRoute, plan};
 pub use process::{Policy, Processor, REPLY_KEY_SECRET, block_list};
 pub use reason::BounceReason;
-pub use route::{REPLY_TOKEN_TAG, Route, route};
-pub use thread::{ThreadKey, subject_tag, thread_keys};
+pub use route::{Route, route};
+pub use thread::{ThreadKey, thread_keys};

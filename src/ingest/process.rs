@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::classify::{Class, Classification, is_role_address};
+use super::classify::{Class, Classification};
 use super::outcome::QuarantineReason;
 use super::outcome::{BounceResult, IgnoreReason, Outcome, PipelineResult, Report};
 use super::parse::ParsedMail;
@@ -25,12 +25,12 @@ use super::plan::{Plan, PlanError, PlannedRoute, plan};
 use super::shape::{ShapeLimits, header_bytes};
 use super::thread::RELATED_RECORD_RULE;
 use super::thread::{NEW_RECORD_RULE, ThreadKey};
-use super::{Envelope, Source};
-use crate::auth::{Dmarc, dmarc_verdict, trusted_header_verdict};
-use crate::config::{AuthPolicy, Settings, UntrustedThread};
+use crate::config::{Settings, UntrustedThread};
 use crate::domain::{
-    BlockList, BlockListHandle, Directory, DirectoryHandle, EmailAddress, ReplyKey, StageKind,
+    AuthPolicy, BlockList, BlockListHandle, Directory, DirectoryHandle, Dmarc, EmailAddress,
+    ReplyKey, dmarc_verdict, is_role_address, reopen_target, trusted_header_verdict,
 };
+use crate::domain::{Envelope, Source};
 use crate::store::{
     ContactMark, NewMessage, NewRecord, PendingInbound, RecordState, Store, StoreError, Tx,
 };
@@ -292,7 +292,7 @@ impl Processor {
 #[derive(Debug, Clone, Copy)]
 pub struct InboundRef<'a> {
     pub id: Uuid,
-    pub source: &'a str,
+    pub source: &'a Source,
     pub envelope: &'a Envelope,
     pub raw: &'a [u8],
     /// Processing ran on it before (a replay): check what it already applied.
@@ -366,7 +366,7 @@ async fn process_guarded(
     }
 }
 
-#[tracing::instrument(skip_all, fields(inbound_id = %inbound.id, source = %inbound.source, message_id))]
+#[tracing::instrument(skip_all, fields(inbound_id = %inbound.id, source = %inbound.source.kind(), message_id))]
 async fn process_one(
     tx: &mut dyn Tx,
     policy: &Policy,
@@ -745,14 +745,7 @@ async fn apply(
 
     // Reopen: a reply to a record in a closed stage that the alias's rules cover.
     let alias = route.alias;
-    let closed = pipeline
-        .stage(record.stage_id)
-        .is_some_and(|s| s.kind == StageKind::Closed);
-    let reopen_to = alias
-        .reopen
-        .get(&record.stage_id)
-        .copied()
-        .filter(|_| closed && alias.reopen_on_reply && !class.is_automatic());
+    let reopen_to = reopen_target(pipeline, alias, record.stage_id, class.is_automatic());
     tx.append_message(&record, &message, reopen_to).await?;
     index.note(
         pipeline.id,
@@ -803,9 +796,9 @@ fn plan_of<'d>(
     if let Some((reason, shape)) = limits.check(inbound.raw) {
         return Err(PlanError::TooComplex { reason, shape });
     }
-    let by_headers = inbound.source == Source::Imap.as_str();
+    let by_headers = matches!(inbound.source, Source::Imap(_));
     let null_sender =
-        inbound.source == Source::Smtp.as_str() && inbound.envelope.mail_from.is_none();
+        matches!(inbound.source, Source::Smtp(_)) && inbound.envelope.mail_from.is_none();
     plan(
         inbound.raw,
         directory,
@@ -965,19 +958,16 @@ impl ThreadIndex {
 /// The DMARC verdict for a stored message: ours for SMTP mail, the mailbox
 /// provider's (a configured authserv-id) for polled mail; `None` when unknown.
 fn dmarc_of(policy: &Policy, inbound: &InboundRef<'_>, mail: &ParsedMail) -> Option<Dmarc> {
-    if inbound.source == Source::Smtp.as_str() {
-        let results = inbound.envelope.auth_results.as_deref()?;
-        return dmarc_verdict(results, &policy.authserv_id);
-    }
-    let account = inbound
-        .envelope
-        .helo
-        .as_deref()?
-        .strip_prefix("imap:")?
-        .split('/')
-        .next()?;
-    let authserv_id = policy.imap_authserv.get(account)?;
-    trusted_header_verdict(mail, authserv_id)
+    let account = match inbound.source {
+        Source::Smtp(_) => {
+            let results = inbound.envelope.auth_results.as_deref()?;
+            return dmarc_verdict(results, &policy.authserv_id);
+        }
+        Source::Imap(mailbox) => &mailbox.account,
+        Source::Import | Source::Api => return None,
+    };
+    let authserv_id = policy.imap_authserv.get(account.as_str())?;
+    trusted_header_verdict(&mail.signals.headers, authserv_id)
 }
 
 /// A token for reply addresses (`alias+r-<token>@domain`): a UUIDv7 in hex,

@@ -1,9 +1,6 @@
 //! Route: which aliases, and so which pipelines, a message goes to.
 
-use crate::domain::{AliasEntry, Directory, EmailAddress, PipelineEntry};
-
-/// Sub-address tag prefix of reply tokens: `sales+r-<token>@…`.
-pub const REPLY_TOKEN_TAG: &str = "r-";
+use crate::domain::{AliasEntry, Directory, EmailAddress, PipelineEntry, REPLY_TOKEN_TAG};
 
 /// One pipeline a message goes to, through one of its aliases.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! lookups themselves happen in `process`, always within one pipeline.
 
 use super::ParsedMail;
+use crate::domain::subject_tag;
 
 /// One way a message may name the record it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,37 +72,10 @@ pub fn thread_keys(token: Option<&str>, mail: &ParsedMail) -> Vec<ThreadKey> {
     keys
 }
 
-/// The record number in the first `[#<digits>]` of a subject.
-pub fn subject_tag(subject: &str) -> Option<i64> {
-    let mut rest = subject;
-    while let Some(start) = rest.find("[#") {
-        let after = &rest[start + 2..];
-        let digits: &str = &after[..after
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(after.len())];
-        if !digits.is_empty()
-            && after[digits.len()..].starts_with(']')
-            && let Ok(n) = digits.parse()
-        {
-            return Some(n);
-        }
-        rest = after;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ingest::parse;
-
-    #[test]
-    fn subject_tag_finds_the_first_well_formed_tag() {
-        assert_eq!(subject_tag("Re: Quote [#42]"), Some(42));
-        assert_eq!(subject_tag("[#x] then [#7] and [#8]"), Some(7));
-        assert_eq!(subject_tag("[#] [#12 no close"), None);
-        assert_eq!(subject_tag("[#99999999999999999999999]"), None);
-    }
 
     #[test]
     fn keys_follow_the_design_order() {

@@ -16,7 +16,7 @@ use mail_send::mail_builder::headers::raw::Raw;
 use uuid::Uuid;
 
 use crate::domain::{EmailAddress, ReplyKey, quoted_for_sending};
-use crate::ingest::{REPLY_TOKEN_TAG, is_role_address, subject_tag};
+use crate::domain::{REPLY_TOKEN_TAG, is_role_address, subject_tag};
 use crate::store::{ContactView, Mailbox, QueuedReply, ReplyContext};
 
 /// How many Message-IDs a reply's `References` keeps (the newest).

@@ -28,7 +28,7 @@ use super::data::{DataReader, Progress};
 use super::reply::{self, Reply};
 use crate::config::AuthPolicy;
 use crate::domain::EmailAddress;
-use crate::ingest::{Envelope, InboundMessage, Source};
+use crate::domain::{Envelope, InboundMessage, SmtpSession, Source};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -337,16 +337,19 @@ impl Session {
         let envelope = Envelope {
             mail_from: self.mail_from.take().filter(|m| !m.is_empty()),
             rcpt_to: std::mem::take(&mut self.rcpt_to),
-            client_ip: Some(self.peer.ip().to_string()),
-            helo: self.helo.clone(),
-            tls: false,
             auth_results,
         };
+        let source = Source::Smtp(SmtpSession {
+            client_ip: Some(self.peer.ip().to_string()),
+            helo: self.helo.clone(),
+            // The listener offers no STARTTLS: every session is plain text.
+            tls: false,
+        });
         let size = raw.len();
         match self
             .ctx
             .intake
-            .submit(InboundMessage::new(Source::Smtp, envelope, raw))
+            .submit(InboundMessage::new(source, envelope, raw))
             .await
         {
             Ok(id) => {

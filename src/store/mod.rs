@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::config::{AliasConfig, DatabaseSettings, PipelineConfig};
 use crate::domain::Directory;
-use crate::ingest::InboundMessage;
+use crate::domain::InboundMessage;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -53,8 +53,12 @@ pub(super) fn mailbox_list(json: &str) -> StoreResult<Vec<Mailbox>> {
         .collect())
 }
 
-pub(super) fn auth_policy(policy: &str) -> StoreResult<crate::config::AuthPolicy> {
-    crate::config::AuthPolicy::parse(policy)
+pub(super) fn source_kind(source: &str) -> StoreResult<crate::domain::SourceKind> {
+    source.parse().map_err(StoreError::Corrupt)
+}
+
+pub(super) fn auth_policy(policy: &str) -> StoreResult<crate::domain::AuthPolicy> {
+    crate::domain::AuthPolicy::parse(policy)
         .ok_or_else(|| StoreError::Corrupt(format!("alias auth policy {policy:?}")))
 }
 
@@ -155,10 +159,10 @@ macro_rules! sql_store {
 
         use $crate::config::{AliasConfig, PipelineConfig};
         use $crate::domain::{AliasEntry, Directory, EmailAddress};
-        use $crate::ingest::{Envelope, ImapCursor, InboundMessage};
+        use $crate::domain::{Envelope, ImapMailbox, InboundMessage, Source};
         use $crate::store::behind::{WriteBehind, write_at_once};
         use $crate::store::sql::{
-            DirectoryRows, INSERT_CHUNK, auth_policy, index_key, mailbox_list, sort_conversation, string_list,
+            DirectoryRows, INSERT_CHUNK, auth_policy, index_key, source_kind, mailbox_list, sort_conversation, string_list,
             to_json,
         };
         use $crate::store::*;
@@ -1090,16 +1094,16 @@ macro_rules! sql_store {
             batch: &[&InboundMessage],
         ) -> StoreResult<Vec<Uuid>> {
             // Polled messages move their folder's cursor in the same transaction.
-            let mut cursors: Vec<&ImapCursor> = Vec::new();
-            for c in batch.iter().filter_map(|m| m.cursor.as_ref()) {
-                match cursors.iter_mut().find(|k| k.account == c.account && k.folder == c.folder) {
-                    Some(k) if (c.uidvalidity, c.uid) > (k.uidvalidity, k.uid) || c.uidvalidity != k.uidvalidity => *k = c,
+            let mut cursors: Vec<(&ImapMailbox, $crate::domain::ImapCursor)> = Vec::new();
+            for (mailbox, c) in batch.iter().filter_map(|m| m.imap_position()) {
+                match cursors.iter_mut().find(|(k, _)| *k == mailbox) {
+                    Some((_, k)) if (c.uidvalidity, c.uid) > (k.uidvalidity, k.uid) || c.uidvalidity != k.uidvalidity => *k = c,
                     Some(_) => {}
-                    None => cursors.push(c),
+                    None => cursors.push((mailbox, c)),
                 }
             }
-            for c in cursors {
-                upsert_cursor(tx, &c.account, &c.folder, c.uidvalidity, c.uid).await?;
+            for (mailbox, c) in cursors {
+                upsert_cursor(tx, &mailbox.account, &mailbox.folder, c.uidvalidity, c.uid).await?;
             }
             let now = Utc::now();
             let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
@@ -1112,14 +1116,15 @@ macro_rules! sql_store {
                      auth_results) ",
                 );
                 q.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
+                    let (client_ip, helo, tls) = m.source.columns();
                     b.push_bind(*id)
                         .push_bind(now)
-                        .push_bind(m.source.as_str())
+                        .push_bind(m.source.kind().as_str())
                         .push_bind(m.envelope.mail_from.as_deref())
                         .push_bind(to_json(&m.envelope.rcpt_to))
-                        .push_bind(m.envelope.client_ip.as_deref())
-                        .push_bind(m.envelope.helo.as_deref())
-                        .push_bind(m.envelope.tls)
+                        .push_bind(client_ip.map(str::to_owned))
+                        .push_bind(helo)
+                        .push_bind(tls)
                         .push_bind(
                             i64::try_from(m.declared_size.unwrap_or(m.raw.len() as u64))
                                 .unwrap_or(i64::MAX),
@@ -1412,13 +1417,15 @@ macro_rules! sql_store {
                     .map(|r| {
                         Ok(PendingInbound {
                             id: r.try_get("id")?,
-                            source: r.try_get("source")?,
+                            source: Source::from_columns(
+                                source_kind(&r.try_get::<String, _>("source")?)?,
+                                r.try_get("client_ip")?,
+                                r.try_get("helo")?,
+                                r.try_get("tls")?,
+                            ),
                             envelope: Envelope {
                                 mail_from: r.try_get("mail_from")?,
                                 rcpt_to: string_list(&r.try_get::<String, _>("rcpt_to")?)?,
-                                client_ip: r.try_get("client_ip")?,
-                                helo: r.try_get("helo")?,
-                                tls: r.try_get("tls")?,
                                 auth_results: r.try_get("auth_results")?,
                             },
                             raw: r.try_get("raw")?,

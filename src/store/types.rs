@@ -4,13 +4,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ingest::Envelope;
+use crate::domain::{Envelope, Source};
 
 /// A stored message waiting to be processed.
 #[derive(Debug, Clone)]
 pub struct PendingInbound {
     pub id: Uuid,
-    pub source: String,
+    pub source: Source,
     pub envelope: Envelope,
     pub raw: Vec<u8>,
     /// How often processing already ran on it (0 for a fresh message).

@@ -474,7 +474,8 @@ async fn submit_through_intake(
     to: &str,
     raws: Vec<Vec<u8>>,
 ) -> std::sync::Arc<tokio::sync::Notify> {
-    use emailin::ingest::{Envelope, InboundMessage, Intake, Policy, Processor, Source};
+    use emailin::domain::{Envelope, InboundMessage, Source};
+    use emailin::ingest::{Intake, Policy, Processor};
     let directory =
         emailin::domain::DirectoryHandle::new(store.load_directory().await.expect("directory"));
     let policy = Policy::load(settings, store.as_ref())
@@ -498,7 +499,7 @@ async fn submit_through_intake(
                 rcpt_to: vec![to.to_string()],
                 ..Envelope::default()
             };
-            InboundMessage::new(Source::Smtp, envelope, raw)
+            InboundMessage::new(Source::Smtp(Default::default()), envelope, raw)
         })
         .collect();
     intake.submit_all(messages).await.expect("stored");
@@ -525,7 +526,7 @@ async fn without_service(
 }
 
 async fn the_pending_check_counts_every_id_of_a_large_batch(backend: Backend) {
-    use emailin::ingest::{Envelope, InboundMessage, Source};
+    use emailin::domain::{Envelope, InboundMessage, Source};
     let (db, _, store) = without_service(backend).await;
     // More ids than one query binds.
     let batch: Vec<InboundMessage> = (0..501)
@@ -562,7 +563,7 @@ async fn the_pending_check_counts_every_id_of_a_large_batch(backend: Backend) {
 
 /// Stores `n` new messages to sales@localhost; nothing processes them.
 async fn store_unprocessed(store: &dyn emailin::store::Store, n: usize) {
-    use emailin::ingest::{Envelope, InboundMessage, Source};
+    use emailin::domain::{Envelope, InboundMessage, Source};
     let messages: Vec<InboundMessage> = (0..n)
         .map(|_| {
             let envelope = Envelope {
@@ -572,7 +573,7 @@ async fn store_unprocessed(store: &dyn emailin::store::Store, n: usize) {
             };
             let id = format!("{}@example.com", Uuid::now_v7());
             let raw = mail("ann@example.com", "sales@localhost", "hi", &id, &[], "x");
-            InboundMessage::new(Source::Smtp, envelope, raw)
+            InboundMessage::new(Source::Smtp(Default::default()), envelope, raw)
         })
         .collect();
     let refs: Vec<&InboundMessage> = messages.iter().collect();
@@ -605,7 +606,7 @@ async fn pending_count_counts_only_messages_waiting_for_processing(backend: Back
 }
 
 async fn the_fast_path_never_overtakes_an_older_waiting_message(backend: Backend) {
-    use emailin::ingest::{Envelope, InboundMessage, Source};
+    use emailin::domain::{Envelope, InboundMessage, Source};
     let (db, settings, store) = without_service(backend).await;
     let to = "service@localhost";
     let from = "Ann <ann@example.com>";
@@ -810,7 +811,7 @@ Content-Disposition: attachment; filename=\"q.pdf\"\r\nContent-Transfer-Encoding
 /// path would take: records of one new contact, appends that touch and move
 /// a record twice, and reads in between that must see what is buffered.
 async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: Backend) {
-    use emailin::ingest::{Envelope, InboundMessage, Source};
+    use emailin::domain::{Envelope, InboundMessage, Source};
     use emailin::store::{Mailbox, NewMessage, NewRecord, OutcomeRow};
     let app = spawn_app(backend).await;
     let directory = app.store.load_directory().await.expect("directory");
@@ -969,7 +970,8 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
 /// ends once every handle is dropped, after storing what it was given.
 #[tokio::test]
 async fn intake_writer_runs_on_its_named_thread_and_ends_with_its_handles() {
-    use emailin::ingest::{Envelope, InboundMessage, Intake, Source};
+    use emailin::domain::{Envelope, InboundMessage, Source};
+    use emailin::ingest::Intake;
     let (db, settings, store) = without_service(Backend::Sqlite).await;
     let (intake, writer) = Intake::start(
         std::sync::Arc::clone(&store),
