@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,7 @@ use crate::ingest::{Intake, Policy, Processor};
 use crate::outbound::{Outbound, Sender};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{self, Store};
+use crate::supervise::{Supervisor, why_ended};
 
 /// A built, bound, not yet running service.
 pub struct App {
@@ -92,9 +94,14 @@ impl App {
     /// holds, finish the processing batch in hand, close the database (on
     /// SQLite that folds the WAL into the database file).
     ///
+    /// Every part runs under a [`Supervisor`]: one that may start over is
+    /// restarted with backoff when it dies; when a vital one (intake, SMTP,
+    /// HTTP) dies, the service stops as above and returns the error.
+    ///
     /// # Errors
-    /// The HTTP server failing.
+    /// A vital part died.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let supervisor = Supervisor::default();
         let tracker = TaskTracker::new();
         let stored = Arc::new(Notify::new());
         let intake_stop = CancellationToken::new();
@@ -111,18 +118,24 @@ impl App {
             Arc::clone(&stored),
             intake_stop.clone(),
         );
+        let intake_task = supervisor.vital("intake", intake_stop.clone(), async move {
+            intake_task.await.map_err(why_ended)
+        });
         let processor_stop = CancellationToken::new();
-        let processor_task = tokio::spawn(processor.run(
-            Arc::clone(&stored),
-            Duration::from_secs(self.settings.processing.poll_interval_secs.max(1)),
-            processor_stop.clone(),
-        ));
+        let poll = Duration::from_secs(self.settings.processing.poll_interval_secs.max(1));
+        let processor_task = {
+            let (stored, stop) = (Arc::clone(&stored), processor_stop.clone());
+            supervisor.restartable("processor", processor_stop.clone(), move || {
+                processor
+                    .clone()
+                    .run(Arc::clone(&stored), poll, stop.clone())
+            })
+        };
 
         tracing::info!(smtp = %self.smtp_addr(), http = %self.http_addr(), "emailin listening");
 
         let imap_board = StatusBoard::default();
         let imap_stop = CancellationToken::new();
-        let imap_tracker = TaskTracker::new();
         let auth = match Authenticator::new(&self.settings.auth, &self.settings.smtp.hostname) {
             Ok(auth) => Some(Arc::new(auth)),
             Err(err) => {
@@ -137,12 +150,8 @@ impl App {
             board: imap_board.clone(),
             auth: auth.clone(),
         };
-        imap::spawn_all(
-            &self.settings.imap,
-            &imap_shared,
-            imap_stop.clone(),
-            &imap_tracker,
-        );
+        let imap_tasks =
+            imap::spawn_all(&self.settings.imap, &imap_shared, &imap_stop, &supervisor);
 
         let intake_health = intake.health();
         let ctx = Arc::new(SmtpContext {
@@ -152,25 +161,25 @@ impl App {
             blocked: self.policy.blocked.clone(),
             auth,
         });
-        let smtp_task = tokio::spawn(smtp::serve(
-            self.smtp,
-            ctx,
+        let smtp_task = supervisor.vital(
+            "smtp",
             shutdown.clone(),
-            tracker.clone(),
-        ));
+            smtp::serve(self.smtp, ctx, shutdown.clone(), tracker.clone()).map(Ok),
+        );
 
         let outbound = Arc::new(Outbound::new(&self.settings, self.policy.reply_key.clone()));
         let sender_stop = CancellationToken::new();
         let sender_task = outbound.enabled.then(|| {
-            tokio::spawn(
-                Sender::new(
-                    Arc::clone(&self.store),
-                    self.settings.outbound.clone(),
-                    self.settings.smtp.hostname.clone(),
-                    Arc::clone(&outbound.wake),
-                )
-                .run(sender_stop.clone()),
-            )
+            let sender = Sender::new(
+                Arc::clone(&self.store),
+                self.settings.outbound.clone(),
+                self.settings.smtp.hostname.clone(),
+                Arc::clone(&outbound.wake),
+            );
+            let stop = sender_stop.clone();
+            supervisor.restartable("outbox", sender_stop.clone(), move || {
+                sender.clone().run(stop.clone())
+            })
         });
 
         let router = api::router(ApiState {
@@ -182,22 +191,28 @@ impl App {
             blocked: self.policy.blocked.clone(),
             settings: Arc::new(self.settings.clone()),
             intake: intake_health,
+            parts: supervisor.health(),
         });
-        let http_shutdown = shutdown.clone();
-        let http_task = tokio::spawn(async move {
+        let http_stop = shutdown.clone();
+        let http_task = supervisor.vital("http", shutdown.clone(), async move {
             axum::serve(self.http, router)
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
                 .await
+                .map_err(|err| format!("HTTP server: {err}"))
         });
 
-        shutdown.cancelled().await;
-        tracing::info!("shutting down");
+        let fatal = supervisor.fatal();
+        tokio::select! {
+            () = shutdown.cancelled() => tracing::info!("shutting down"),
+            () = fatal.cancelled() => tracing::error!("a vital part died; shutting down"),
+        }
+        // Whatever started the stop, every part is now told to stop.
+        shutdown.cancel();
         let _ = smtp_task.await;
         tracker.close();
         tracker.wait().await;
         imap_stop.cancel();
-        imap_tracker.close();
-        imap_tracker.wait().await;
+        futures::future::join_all(imap_tasks).await;
         // Sessions are gone, so nothing new reaches intake; drain and stop it.
         intake_stop.cancel();
         let _ = intake_task.await;
@@ -207,10 +222,12 @@ impl App {
         if let Some(task) = sender_task {
             let _ = task.await;
         }
-        let http = http_task.await;
-        // Closed whatever the HTTP server's end: everything else has stopped.
+        let _ = http_task.await;
+        // Closed whatever the parts' end: everything else has stopped.
         self.store.close().await;
-        http.context("HTTP task")?.context("HTTP server")?;
+        if let Some(failure) = supervisor.failure() {
+            anyhow::bail!("stopped because a vital part died: {failure}");
+        }
         tracing::info!("stopped");
         Ok(())
     }

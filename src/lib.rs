@@ -27,5 +27,6 @@ pub mod ingest;
 pub mod outbound;
 pub mod smtp;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 pub mod tls;

@@ -49,6 +49,8 @@ pub struct ApiState {
     pub settings: Arc<crate::config::Settings>,
     /// Whether intake's last commit got through (readiness).
     pub intake: crate::ingest::IntakeHealth,
+    /// The running parts (intake, processor, pollers, outbox, servers).
+    pub parts: crate::supervise::Health,
 }
 
 #[derive(OpenApi)]
@@ -420,23 +422,24 @@ fn path_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("not found"))
 }
 
-/// Liveness and database reachability.
+/// Liveness: every running part is up and the database answers. The body
+/// lists the parts, each `running`, `restarting` (it died and starts again
+/// after a backoff), `failed` or `stopped`.
 #[utoipa::path(get, path = "/healthz", security(()), responses(
-    (status = 200, description = "the database answers"),
-    (status = 503, description = "the database does not answer"),
+    (status = 200, description = "every part runs and the database answers"),
+    (status = 503, description = "a part is down, or the database does not answer"),
 ))]
 async fn healthz(State(state): State<ApiState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+    let parts = state.parts.parts();
+    let (code, status) = match state.store.ping().await {
+        Ok(()) if state.parts.all_running() => (StatusCode::OK, "ok"),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "a part is down"),
         Err(err) => {
             tracing::warn!(error = %err, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "database unavailable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
-    }
+    };
+    (code, Json(json!({"status": status, "parts": parts}))).into_response()
 }
 
 /// Prometheus text: stored messages by status, replies by delivery status.

@@ -15,10 +15,10 @@ mod poller;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::supervise::Supervisor;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use conn::{ConnectError, ImapSession, ImapStream, connect};
 pub use poller::{Poller, PollerContext};
@@ -88,14 +88,15 @@ impl StatusBoard {
     }
 }
 
-/// Starts one poller per account and folder on `tracker`; they stop when
-/// `shutdown` fires.
+/// Starts one poller per account and folder under `supervisor` (a poller
+/// that dies starts over); they stop when `shutdown` fires. Returns their tasks.
 pub fn spawn_all(
     accounts: &[ImapAccountConfig],
     shared: &Shared,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
-) {
+    shutdown: &CancellationToken,
+    supervisor: &Supervisor,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     for account in accounts {
         for folder in &account.folders {
@@ -109,9 +110,14 @@ pub fn spawn_all(
                 auth: shared.auth.clone(),
                 holder: holder.clone(),
             };
-            tracker.spawn(Poller::new(ctx).run(shutdown.clone()));
+            let name = format!("imap:{}/{}", account.name, folder);
+            let stop = shutdown.clone();
+            tasks.push(supervisor.restartable(&name, shutdown.clone(), move || {
+                Poller::new(ctx.clone()).run(stop.clone())
+            }));
         }
     }
+    tasks
 }
 
 /// What every poller of one process shares.

@@ -33,6 +33,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// Everything one folder's poller needs.
+#[derive(Clone)]
 pub struct PollerContext {
     pub account: ImapAccountConfig,
     pub folder: String,

@@ -28,6 +28,7 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Shortest wait when the due reply is leased by someone else.
 const MIN_IDLE: Duration = Duration::from_millis(250);
 
+#[derive(Clone)]
 pub struct Sender {
     store: Arc<dyn Store>,
     settings: OutboundSettings,

@@ -7,10 +7,13 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
-on_both_backends!(every_documented_route_is_served_and_guarded);
+on_both_backends!(
+    every_documented_route_is_served_and_guarded,
+    healthz_lists_every_running_part
+);
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -149,4 +152,39 @@ async fn every_documented_route_is_served_and_guarded(backend: Backend) {
     let (status, body) = app.get("/api/v1/nothing-here").await;
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
     app.stop().await;
+}
+
+async fn healthz_lists_every_running_part(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.outbound.host = "127.0.0.1".into();
+        s.outbound.port = 9;
+        s.outbound.tls = emailin::config::RelayTls::None;
+    })
+    .await;
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    let mut parts: Vec<(String, String)> = body["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    parts.sort();
+    let running = |name: &str| (name.to_owned(), "running".to_owned());
+    assert_eq!(
+        parts,
+        vec![
+            running("http"),
+            running("intake"),
+            running("outbox"),
+            running("processor"),
+            running("smtp")
+        ]
+    );
 }
