@@ -1,20 +1,31 @@
 //! emailin turns email into sales and support pipeline records.
 //!
-//! Mail to a pipeline's alias arrives over SMTP (or, later, IMAP and
-//! import), is stored raw and durably by intake, and is then processed into
+//! Mail to a pipeline's alias arrives over SMTP, from a polled IMAP mailbox or
+//! by import, is stored raw and durably by intake, and is then processed into
 //! a new record or a message on an existing one, reopening closed records
 //! when the alias says so.
 //!
 //! # Layout
-//! - [`config`]: typed settings, defaults → file → `EMAILIN__*` env.
-//! - [`domain`]: validated types without I/O (addresses, stages, directory).
-//! - [`ingest`]: THE path: intake (group commit), parse, route, thread, apply.
-//! - [`store`]: the only place SQL lives; SQLite and PostgreSQL behind one trait.
-//! - [`smtp`]: the SMTP listener (tokio + smtp-proto).
-//! - [`imap`]: the IMAP poller (async-imap): team mailboxes, exactly once.
-//! - [`api`]: the HTTP API (axum).
-//! - [`app`]: wiring, start and graceful stop.
+//! Dependencies flow one way, down this list: a module uses only those
+//! below it (`app` and `cli` wire everything).
+//! - [`app`]: `App::build` constructs the parts; `run_until_stopped` runs
+//!   them under the [`supervise`] module's supervisor and stops them in order.
 //! - [`cli`]: the commands behind the `emailin` binary.
+//! - [`api`]: the HTTP API (axum, OpenAPI): records, contacts, inbound, admin.
+//! - [`smtp`]: the SMTP listener (tokio + smtp-proto): session, DATA, replies.
+//! - [`imap`]: the IMAP poller (async-imap): team mailboxes, exactly once.
+//! - [`outbound`]: replies from records: compose, outbox sender.
+//! - [`auth`]: SPF, DKIM and DMARC checks of received mail (mail-auth).
+//! - [`ingest`]: THE path: `intake` (group commit: durable, then the 250),
+//!   then `process`: `plan` (route by envelope), `parse` (mail-parser),
+//!   `classify` (auto-replies, bounces, complaints) with `reason`, `shape`
+//!   (MIME limits), `thread` (the keys that find a record), `outcome`.
+//! - [`store`]: the only place SQL lives; SQLite and PostgreSQL behind one trait.
+//! - [`config`]: typed settings, defaults → file → `EMAILIN__*` env.
+//! - [`domain`]: types and rules without I/O: addresses, messages and their
+//!   [`Source`](domain::Source), pipelines with their stage and reopen rules
+//!   ([`reopen_target`](domain::reopen_target)), reply tokens, DMARC verdicts.
+//! - [`supervise`], [`telemetry`], [`tls`]: running parts, logs, TLS roots.
 
 pub mod api;
 pub mod app;

@@ -44,7 +44,7 @@ const SIGNAL_HEADERS: &[&str] = &[
 /// The raw material of classification, read once at parse time.
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
-    /// [`SIGNAL_HEADERS`] present on the message: lower-cased name, trimmed value.
+    /// The signal headers present on the message: lower-cased name, trimmed value.
     pub headers: Vec<(String, String)>,
     /// `type/subtype` of the message, lower-cased.
     pub content_type: String,

@@ -1,6 +1,6 @@
 //! Outbound: replies people send from records.
 //!
-//! The API composes a reply ([`compose`]) and queues it in the outbox in the
+//! The API composes a reply ([`compose()`]) and queues it in the outbox in the
 //! same transaction that stores it on the record and indexes its Message-ID;
 //! the [`sender`] delivers queued replies to the configured relay with
 //! mail-send, retrying with backoff, and records the relay's answer.

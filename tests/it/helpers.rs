@@ -22,7 +22,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// Generates one `#[tokio::test]` per backend for each listed `async fn(Backend)`.
+/// Generates one `#[tokio::test]` per backend for each listed `async fn(Backend)`;
+/// the PostgreSQL ones are reported ignored where it is absent (see `build.rs`).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -37,6 +38,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(emailin_no_postgres, ignore = "skipped: PostgreSQL is absent (DATABASE_URL is not set)")]
                 async fn $name() {
                     if $crate::helpers::postgres_url().is_some() {
                         super::$name($crate::helpers::Backend::Postgres).await;

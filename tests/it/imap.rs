@@ -324,6 +324,7 @@ fn msg(i: usize, subject: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn backfill_ingests_old_mail_once_and_idle_brings_new_mail_within_two_seconds() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -363,6 +364,7 @@ async fn backfill_ingests_old_mail_once_and_idle_brings_new_mail_within_two_seco
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn first_run_without_backfill_starts_at_the_end_of_the_mailbox() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -385,6 +387,7 @@ async fn first_run_without_backfill_starts_at_the_end_of_the_mailbox() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn forwarded_mail_lands_in_the_alias_that_answers_for_it_with_the_customer_as_contact() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -428,6 +431,7 @@ async fn forwarded_mail_lands_in_the_alias_that_answers_for_it_with_the_customer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn message_marked_seen_by_another_client_is_still_ingested() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -446,6 +450,7 @@ async fn message_marked_seen_by_another_client_is_still_ingested() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn move_and_delete_happen_after_the_commit() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -490,6 +495,7 @@ async fn move_and_delete_happen_after_the_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn uidvalidity_change_adds_only_the_new_message() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -522,6 +528,7 @@ async fn uidvalidity_change_adds_only_the_new_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn server_outage_mid_stream_loses_nothing_and_duplicates_nothing() {
     let Some(mut dovecot) = Dovecot::start().await else {
         return;
@@ -546,6 +553,10 @@ async fn server_outage_mid_stream_loses_nothing_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    any(emailin_no_dovecot, emailin_no_postgres),
+    ignore = "skipped: Dovecot or PostgreSQL is absent"
+)]
 async fn two_pollers_on_one_postgresql_database_store_each_message_once() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -591,6 +602,7 @@ async fn spawn_app_on(url: String, account: ImapAccountConfig) -> TestApp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn killed_mid_batch_and_restarted_every_message_is_stored_exactly_once() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -687,6 +699,7 @@ password_env = \"SUPPORT_IMAP_PASSWORD\"\nalias = \"service@localhost\"\nbackfil
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn implicit_tls_and_starttls_with_an_extra_ca_file_and_a_refused_unknown_ca() {
     let Some(dovecot) = Dovecot::start_with(true).await else {
         return;
@@ -734,6 +747,7 @@ async fn implicit_tls_and_starttls_with_an_extra_ca_file_and_a_refused_unknown_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn an_oversized_message_is_recorded_with_its_header_and_never_blocks_the_mailbox() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
@@ -791,6 +805,7 @@ async fn an_oversized_message_is_recorded_with_its_header_and_never_blocks_the_m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn polled_mail_trusts_only_its_providers_dmarc_verdict() {
     let Some(dovecot) = Dovecot::start().await else {
         return;
