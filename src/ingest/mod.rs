@@ -13,17 +13,16 @@ mod outcome;
 mod parse;
 mod plan;
 mod process;
-pub mod reason;
 mod route;
 pub mod shape;
 mod thread;
 
+pub use classify::reason::{self, BounceReason};
 pub use classify::{Bounce, Class, Classification, FailedRecipient, classify};
 pub use intake::{CommitFailure, Intake, IntakeError, IntakeHealth};
 pub use outcome::{IgnoreReason, Outcome, PipelineResult, QuarantineReason};
 pub use parse::{ParseError, ParsedMail, Returned, Signals, parse};
 pub use plan::{Plan, PlanError, PlannedRoute, plan};
 pub use process::{Policy, Processor, REPLY_KEY_SECRET, block_list};
-pub use reason::BounceReason;
 pub use route::{Route, route};
 pub use thread::{ThreadKey, thread_keys};
