@@ -7,6 +7,7 @@
 //! parse and route. This module never sees SMTP, IMAP or HTTP types.
 
 mod classify;
+pub mod decide;
 mod intake;
 pub mod mbox;
 mod outcome;

@@ -18,17 +18,17 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::classify::{Class, Classification};
+use super::decide::{Action, Decision, Facts, Refusal, Rules, decide, must_check_sender};
 use super::outcome::QuarantineReason;
 use super::outcome::{BounceResult, IgnoreReason, Outcome, PipelineResult, Report};
 use super::parse::ParsedMail;
 use super::plan::{Plan, PlanError, PlannedRoute, plan};
 use super::shape::{ShapeLimits, header_bytes};
-use super::thread::RELATED_RECORD_RULE;
-use super::thread::{NEW_RECORD_RULE, ThreadKey};
+use super::thread::ThreadKey;
 use crate::config::{Settings, UntrustedThread};
 use crate::domain::{
     AuthPolicy, BlockList, BlockListHandle, Directory, DirectoryHandle, Dmarc, EmailAddress,
-    ReplyKey, dmarc_verdict, is_role_address, reopen_target, trusted_header_verdict,
+    ReplyKey, dmarc_verdict, is_role_address, trusted_header_verdict,
 };
 use crate::domain::{Envelope, Source};
 use crate::store::{
@@ -626,53 +626,50 @@ async fn apply(
         }
     }
 
-    // Trust: a thread named by headers or subject, from someone who is not on
-    // the record, does not silently join it (a reply token is proof enough).
-    let mut related = None;
-    // A message that failed DMARC may be forged: it never joins a record.
-    if unauthenticated && let Some((key, record)) = hit.take() {
-        tracing::info!(
-            record = record.number,
-            rule = key.rule(),
-            "thread_refused_dmarc_fail"
-        );
-        related = Some((key, record.id));
-    }
-    if let Some((key, record)) = &hit
-        && !matches!(key, ThreadKey::Token(_))
-        && (policy.untrusted_thread == UntrustedThread::Related || mail.from_ambiguous)
-        && class.is_person()
+    // Facts gathered; the rules are in `decide`.
+    let mut facts = Facts {
+        class,
+        from_ambiguous: mail.from_ambiguous,
+        unauthenticated,
+        hit,
+        sender_on_record: None,
+    };
+    if must_check_sender(&facts, policy.untrusted_thread)
+        && let Some((_, record)) = &facts.hit
     {
-        let sender = contact.map(|(address, _)| address);
         // A From with several addresses or none never matches a participant.
-        let trusted = match sender {
-            Some(address) if !mail.from_ambiguous => {
+        facts.sender_on_record = Some(match contact {
+            Some((address, _)) if !mail.from_ambiguous => {
                 index.is_participant(tx, record.id, address).await?
             }
             _ => false,
-        };
-        if !trusted {
-            tracing::info!(
-                record = record.number,
-                rule = key.rule(),
-                "thread_from_non_participant"
-            );
-            related = Some((key.clone(), record.id));
-            hit = None;
+        });
+    }
+    let rules = Rules {
+        pipeline,
+        alias: route.alias,
+        untrusted_thread: policy.untrusted_thread,
+    };
+    let decision = decide(facts, rules).map_err(|e| ProcessError::NoOpenStage(e.0))?;
+    if let Some((why, record, rule)) = decision.refused {
+        match why {
+            Refusal::DmarcFail => tracing::info!(record, rule, "thread_refused_dmarc_fail"),
+            Refusal::NotAParticipant => tracing::info!(record, rule, "thread_from_non_participant"),
         }
     }
-
-    let (rule, value) = match (&hit, &related) {
-        (Some((key, _)), _) => (key.rule(), Some(key.value())),
-        (None, Some((key, _))) => (
-            RELATED_RECORD_RULE,
-            Some(format!("{}: {}", key.rule(), key.value())),
-        ),
-        (None, None) => (NEW_RECORD_RULE, None),
+    let Decision {
+        action,
+        rule,
+        value,
+        ..
+    } = decision;
+    let record_id = match &action {
+        Action::Append { record, .. } => record.id,
+        Action::Create { .. } | Action::Ignore(_) => Uuid::now_v7(),
     };
     let message = NewMessage {
         id: Uuid::now_v7(),
-        record_id: hit.as_ref().map_or_else(Uuid::now_v7, |(_, r)| r.id),
+        record_id,
         inbound_id: Some(inbound.id),
         direction: "in",
         message_id: &mail.message_id,
@@ -693,77 +690,64 @@ async fn apply(
         content_hash: Some(&mail.content_hash),
     };
 
-    // Machine mail that belongs to no thread creates nothing.
-    match (&hit, class) {
-        (None, Class::AutoReply) => {
-            report.decided_by.push(format!(
-                "{}: an auto-reply that belongs to no thread",
-                pipeline.name
-            ));
-            return Ok(PipelineResult::Ignored(IgnoreReason::AutoReply));
+    match action {
+        Action::Ignore(reason) => {
+            report.decided_by.push(match reason {
+                IgnoreReason::AutoReply => {
+                    format!("{}: an auto-reply that belongs to no thread", pipeline.name)
+                }
+                _ => format!("{}: a bounce of no message known here", pipeline.name),
+            });
+            Ok(PipelineResult::Ignored(reason))
         }
-        (None, Class::Bounce(_)) => {
-            report.decided_by.push(format!(
-                "{}: a bounce of no message known here",
-                pipeline.name
-            ));
-            return Ok(PipelineResult::Ignored(IgnoreReason::Bounce));
+        Action::Create { stage_id, related } => {
+            let new = NewRecord {
+                pipeline_id: pipeline.id,
+                stage_id,
+                owner_id: route.alias.owner_id,
+                alias_id: route.alias.id,
+                title: mail
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| "(no subject)".into()),
+                tags: route.alias.tags.clone(),
+                reply_token: new_reply_token(),
+                related_record: related,
+            };
+            let record = tx.create_record(&new, contact, &message).await?;
+            let people = contact.map(|(address, _)| address).into_iter();
+            index.note(
+                pipeline.id,
+                &mail.message_id,
+                &record,
+                people.chain(people_of(&message)),
+            );
+            tracing::info!(pipeline = %pipeline.name, record = record.number, "record_created");
+            Ok(PipelineResult::Created {
+                record: record.number,
+            })
         }
-        _ => {}
+        Action::Append { record, reopen_to } => {
+            tx.append_message(&record, &message, reopen_to).await?;
+            index.note(
+                pipeline.id,
+                &mail.message_id,
+                &RecordState {
+                    stage_id: reopen_to.unwrap_or(record.stage_id),
+                    ..record.clone()
+                },
+                people_of(&message),
+            );
+            tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
+            if reopen_to.is_some() {
+                tracing::info!(pipeline = %pipeline.name, record = record.number, "record_reopened");
+            }
+            Ok(PipelineResult::Appended {
+                record: record.number,
+                reopened: reopen_to.is_some(),
+            })
+        }
     }
-
-    let Some((_, record)) = hit else {
-        let stage = pipeline
-            .first_open_stage()
-            .ok_or_else(|| ProcessError::NoOpenStage(pipeline.name.clone()))?;
-        let new = NewRecord {
-            pipeline_id: pipeline.id,
-            stage_id: stage.id,
-            owner_id: route.alias.owner_id,
-            alias_id: route.alias.id,
-            title: mail
-                .subject
-                .clone()
-                .unwrap_or_else(|| "(no subject)".into()),
-            tags: route.alias.tags.clone(),
-            reply_token: new_reply_token(),
-            related_record: related.map(|(_, id)| id),
-        };
-        let record = tx.create_record(&new, contact, &message).await?;
-        let people = contact.map(|(address, _)| address).into_iter();
-        index.note(
-            pipeline.id,
-            &mail.message_id,
-            &record,
-            people.chain(people_of(&message)),
-        );
-        tracing::info!(pipeline = %pipeline.name, record = record.number, "record_created");
-        return Ok(PipelineResult::Created {
-            record: record.number,
-        });
-    };
-
-    // Reopen: a reply to a record in a closed stage that the alias's rules cover.
-    let alias = route.alias;
-    let reopen_to = reopen_target(pipeline, alias, record.stage_id, class.is_automatic());
-    tx.append_message(&record, &message, reopen_to).await?;
-    index.note(
-        pipeline.id,
-        &mail.message_id,
-        &RecordState {
-            stage_id: reopen_to.unwrap_or(record.stage_id),
-            ..record.clone()
-        },
-        people_of(&message),
-    );
-    tracing::info!(pipeline = %pipeline.name, record = record.number, rule, "message_threaded");
-    if reopen_to.is_some() {
-        tracing::info!(pipeline = %pipeline.name, record = record.number, "record_reopened");
-    }
-    Ok(PipelineResult::Appended {
-        record: record.number,
-        reopened: reopen_to.is_some(),
-    })
 }
 
 /// The addresses a message puts on its record: From, To and Cc.

@@ -1,0 +1,172 @@
+//! Decide: what a message does in one pipeline, as a pure function of what
+//! was looked up. `process` gathers the facts (the first thread key that
+//! found a record, whether the sender is on it) and applies the decision;
+//! every rule about joining, refusing, creating and reopening is here.
+//!
+//! The rules, in order:
+//! 1. A message that failed DMARC, for an alias that checks senders, never
+//!    joins a record: it starts a new one, related to the record it named.
+//! 2. A thread named by headers or subject (not by a reply token), from a
+//!    sender who is not on the record, does not silently join it when
+//!    `[processing] untrusted_thread = "related"` (or the From is
+//!    ambiguous): a new record, related to the named one. People only;
+//!    machine mail is not held to it.
+//! 3. An auto-reply or a bounce that belongs to no thread creates nothing.
+//! 4. No thread: a new record in the pipeline's first open stage.
+//! 5. A thread: the message joins the record, and when the record sits in
+//!    a closed stage that the alias's reopen rules cover, and the message
+//!    is a person's, the record moves to the rule's open stage.
+
+use uuid::Uuid;
+
+use super::classify::Class;
+use super::outcome::IgnoreReason;
+use super::thread::{NEW_RECORD_RULE, RELATED_RECORD_RULE, ThreadKey};
+use crate::config::UntrustedThread;
+use crate::domain::{AliasEntry, PipelineEntry, reopen_target};
+use crate::store::RecordState;
+
+/// What is known of a message in one pipeline.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub class: &'a Class,
+    /// The From names several addresses or none.
+    pub from_ambiguous: bool,
+    /// It failed DMARC and the alias checks senders (`monitor`, `enforce`).
+    pub unauthenticated: bool,
+    /// The first thread key that found a record here, with the record.
+    pub hit: Option<(ThreadKey, RecordState)>,
+    /// Whether the sender is on the hit record, when
+    /// [`must_check_sender`] asked.
+    pub sender_on_record: Option<bool>,
+}
+
+/// The pipeline, alias and policy a message meets.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub pipeline: &'a PipelineEntry,
+    pub alias: &'a AliasEntry,
+    pub untrusted_thread: UntrustedThread,
+}
+
+/// What to do with the message in this pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is created.
+    Ignore(IgnoreReason),
+    /// A new record in `stage_id`, linked to `related` when a thread was refused.
+    Create {
+        stage_id: Uuid,
+        related: Option<Uuid>,
+    },
+    /// The message joins `record`, moving it to `reopen_to` if set.
+    Append {
+        record: RecordState,
+        reopen_to: Option<Uuid>,
+    },
+}
+
+/// Why a thread a message named was not joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Rule 1: it failed DMARC.
+    DmarcFail,
+    /// Rule 2: its sender is not on the record.
+    NotAParticipant,
+}
+
+/// A decision and how it was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// The message's `thread_rule`: the key's rule, `related` or `new`.
+    pub rule: &'static str,
+    /// The message's `thread_value`: what the key matched.
+    pub value: Option<String>,
+    /// A thread named and refused: why, the record's number, the key's rule.
+    pub refused: Option<(Refusal, i64, &'static str)>,
+}
+
+/// The pipeline has no open stage for a new record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pipeline {0} has no open stage")]
+pub struct NoOpenStage(pub String);
+
+/// Whether rule 2 applies, so the sender must be looked up on the record.
+pub fn must_check_sender(facts: &Facts<'_>, untrusted_thread: UntrustedThread) -> bool {
+    match &facts.hit {
+        Some((key, _)) => {
+            !facts.unauthenticated
+                && !matches!(key, ThreadKey::Token(_))
+                && (untrusted_thread == UntrustedThread::Related || facts.from_ambiguous)
+                && facts.class.is_person()
+        }
+        None => false,
+    }
+}
+
+/// Decides what the message does in this pipeline.
+///
+/// # Errors
+/// A new record is due and the pipeline has no open stage.
+pub fn decide(facts: Facts<'_>, rules: Rules<'_>) -> Result<Decision, NoOpenStage> {
+    let check = must_check_sender(&facts, rules.untrusted_thread);
+    let mut hit = facts.hit;
+    let mut related: Option<(ThreadKey, Uuid)> = None;
+    let mut refused = None;
+    if let Some((key, record)) = &hit {
+        let refusal = if facts.unauthenticated {
+            Some(Refusal::DmarcFail)
+        } else if check && facts.sender_on_record != Some(true) {
+            Some(Refusal::NotAParticipant)
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            refused = Some((why, record.number, key.rule()));
+            related = Some((key.clone(), record.id));
+            hit = None;
+        }
+    }
+    let (rule, value) = match (&hit, &related) {
+        (Some((key, _)), _) => (key.rule(), Some(key.value())),
+        (None, Some((key, _))) => (
+            RELATED_RECORD_RULE,
+            Some(format!("{}: {}", key.rule(), key.value())),
+        ),
+        (None, None) => (NEW_RECORD_RULE, None),
+    };
+    let decision = |action| Decision {
+        action,
+        rule,
+        value: value.clone(),
+        refused,
+    };
+    let action = match hit {
+        None => match facts.class {
+            Class::AutoReply => Action::Ignore(IgnoreReason::AutoReply),
+            Class::Bounce(_) => Action::Ignore(IgnoreReason::Bounce),
+            _ => Action::Create {
+                stage_id: rules
+                    .pipeline
+                    .first_open_stage()
+                    .ok_or_else(|| NoOpenStage(rules.pipeline.name.clone()))?
+                    .id,
+                related: related.map(|(_, id)| id),
+            },
+        },
+        Some((_, record)) => {
+            let reopen_to = reopen_target(
+                rules.pipeline,
+                rules.alias,
+                record.stage_id,
+                facts.class.is_automatic(),
+            );
+            Action::Append { record, reopen_to }
+        }
+    };
+    Ok(decision(action))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! One row per rule of `decide`, over the messages in `tests/fixtures/decide/`.
+
+use super::*;
+use crate::domain::{
+    AliasConfig, AuthPolicy, Directory, EmailAddress, PipelineConfig, ReopenRuleConfig,
+    StageConfig, StageKind,
+};
+use crate::ingest::{classify, parse};
+
+/// The class of a fixture, as processing would find it.
+fn class_of(fixture: &str) -> Class {
+    let path = format!(
+        "{}/tests/fixtures/decide/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mail = parse(&raw).expect("parses");
+    classify(&mail, false).class
+}
+
+/// Sales: New, Won (closed), Lost (closed, no reopen rule); the alias
+/// reopens Won to New.
+fn sales() -> Directory {
+    let stage = |name: &str, kind| StageConfig {
+        name: name.into(),
+        kind,
+    };
+    let pipeline = PipelineConfig {
+        name: "Sales".into(),
+        stages: vec![
+            stage("New", StageKind::Open),
+            stage("Won", StageKind::Closed),
+            stage("Lost", StageKind::Closed),
+        ],
+    };
+    let alias = AliasConfig {
+        address: "sales@in.example".into(),
+        name: "Sales".into(),
+        pipeline: "Sales".into(),
+        owner: None,
+        tags: vec![],
+        enabled: true,
+        reopen_on_reply: true,
+        reopen: vec![ReopenRuleConfig {
+            from: "Won".into(),
+            to: "New".into(),
+        }],
+        also: vec![],
+        auth: AuthPolicy::Monitor,
+    };
+    Directory::from_config(&[pipeline], &[alias])
+}
+
+/// Where the record a key found sits.
+#[derive(Clone, Copy)]
+enum Found {
+    Nothing,
+    InStage(&'static str),
+}
+
+struct Row {
+    rule: &'static str,
+    fixture: &'static str,
+    key: fn() -> ThreadKey,
+    found: Found,
+    unauthenticated: bool,
+    untrusted: UntrustedThread,
+    sender_on_record: bool,
+    /// The expected action, by stage names: `create New`, `create New related`,
+    /// `append`, `append reopen New`, `ignore auto-reply`, `ignore bounce`.
+    want: &'static str,
+    want_rule: &'static str,
+    want_refused: Option<Refusal>,
+}
+
+fn in_reply_to() -> ThreadKey {
+    ThreadKey::InReplyTo("r1@in.example".into())
+}
+
+fn token() -> ThreadKey {
+    ThreadKey::Token("abc".into())
+}
+
+const MERGE: UntrustedThread = UntrustedThread::Merge;
+const RELATED: UntrustedThread = UntrustedThread::Related;
+
+#[rustfmt::skip]
+const ROWS: &[Row] = &[
+    Row { rule: "4: no thread, a new record in the first open stage", fixture: "new-mail.eml", key: in_reply_to, found: Found::Nothing, unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "create New", want_rule: "new", want_refused: None },
+    Row { rule: "5: a reply joins its open record", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("New"), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "5: a reply reopens a record closed in a stage the alias's rule covers", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("Won"), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append reopen New", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "5: a closed stage without a rule stays closed", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("Lost"), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "5: an auto-reply joins its thread but never reopens", fixture: "auto-reply.eml", key: in_reply_to, found: Found::InStage("Won"), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "3: an auto-reply of no thread creates nothing", fixture: "auto-reply.eml", key: in_reply_to, found: Found::Nothing, unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "ignore auto-reply", want_rule: "new", want_refused: None },
+    Row { rule: "3: a bounce of no thread creates nothing", fixture: "bounce.eml", key: in_reply_to, found: Found::Nothing, unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "ignore bounce", want_rule: "new", want_refused: None },
+    Row { rule: "1: a DMARC failure never joins, even by headers", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("New"), unauthenticated: true, untrusted: MERGE, sender_on_record: true, want: "create New related", want_rule: "related", want_refused: Some(Refusal::DmarcFail) },
+    Row { rule: "1: a DMARC failure never joins, even by reply token", fixture: "reply.eml", key: token, found: Found::InStage("Won"), unauthenticated: true, untrusted: MERGE, sender_on_record: true, want: "create New related", want_rule: "related", want_refused: Some(Refusal::DmarcFail) },
+    Row { rule: "2: a stranger naming a thread by headers starts a related record", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("New"), unauthenticated: false, untrusted: RELATED, sender_on_record: false, want: "create New related", want_rule: "related", want_refused: Some(Refusal::NotAParticipant) },
+    Row { rule: "2: a participant naming it by headers joins", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("Won"), unauthenticated: false, untrusted: RELATED, sender_on_record: true, want: "append reopen New", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "2: a reply token is proof enough", fixture: "reply.eml", key: token, found: Found::InStage("New"), unauthenticated: false, untrusted: RELATED, sender_on_record: false, want: "append", want_rule: "reply-token", want_refused: None },
+    Row { rule: "2: machine mail is not held to it", fixture: "auto-reply.eml", key: in_reply_to, found: Found::InStage("New"), unauthenticated: false, untrusted: RELATED, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
+];
+
+#[test]
+fn each_rule_decides_as_its_row_says() {
+    let directory = sales();
+    let alias = directory
+        .alias_for(&EmailAddress::parse("sales@in.example").unwrap())
+        .unwrap()
+        .0;
+    let pipeline = directory.pipeline(alias.pipeline_id).unwrap();
+    let stage = |name: &str| pipeline.stages.iter().find(|s| s.name == name).unwrap().id;
+    let named = |id: Uuid| {
+        pipeline
+            .stages
+            .iter()
+            .find(|s| s.id == id)
+            .map_or("?", |s| s.name.as_str())
+    };
+    for row in ROWS {
+        let class = class_of(row.fixture);
+        let record = match row.found {
+            Found::Nothing => None,
+            Found::InStage(name) => Some(RecordState {
+                id: Uuid::now_v7(),
+                number: 7,
+                pipeline_id: pipeline.id,
+                stage_id: stage(name),
+            }),
+        };
+        let mut facts = Facts {
+            class: &class,
+            from_ambiguous: false,
+            unauthenticated: row.unauthenticated,
+            hit: record.clone().map(|r| ((row.key)(), r)),
+            sender_on_record: None,
+        };
+        if must_check_sender(&facts, row.untrusted) {
+            facts.sender_on_record = Some(row.sender_on_record);
+        }
+        let rules = Rules {
+            pipeline,
+            alias,
+            untrusted_thread: row.untrusted,
+        };
+        let decision = decide(facts, rules).unwrap();
+        let got = match &decision.action {
+            Action::Ignore(IgnoreReason::AutoReply) => "ignore auto-reply".to_owned(),
+            Action::Ignore(IgnoreReason::Bounce) => "ignore bounce".to_owned(),
+            Action::Ignore(other) => format!("ignore {other:?}"),
+            Action::Create { stage_id, related } => {
+                assert_eq!(
+                    *related,
+                    record.as_ref().filter(|_| related.is_some()).map(|r| r.id)
+                );
+                let tail = if related.is_some() { " related" } else { "" };
+                format!("create {}{tail}", named(*stage_id))
+            }
+            Action::Append {
+                record: joined,
+                reopen_to,
+            } => {
+                assert_eq!(Some(joined), record.as_ref(), "{}", row.rule);
+                match reopen_to {
+                    Some(to) => format!("append reopen {}", named(*to)),
+                    None => "append".to_owned(),
+                }
+            }
+        };
+        assert_eq!(got, row.want, "rule {}", row.rule);
+        assert_eq!(decision.rule, row.want_rule, "rule {}", row.rule);
+        assert_eq!(
+            decision.refused.map(|(why, _, _)| why),
+            row.want_refused,
+            "rule {}",
+            row.rule
+        );
+    }
+}
+
+#[test]
+fn a_pipeline_without_an_open_stage_cannot_take_a_new_record() {
+    let directory = sales();
+    let alias = directory
+        .alias_for(&EmailAddress::parse("sales@in.example").unwrap())
+        .unwrap()
+        .0;
+    let mut pipeline = directory.pipeline(alias.pipeline_id).unwrap().clone();
+    pipeline.stages.retain(|s| s.kind == StageKind::Closed);
+    let class = class_of("new-mail.eml");
+    let facts = Facts {
+        class: &class,
+        from_ambiguous: false,
+        unauthenticated: false,
+        hit: None,
+        sender_on_record: None,
+    };
+    let rules = Rules {
+        pipeline: &pipeline,
+        alias,
+        untrusted_thread: UntrustedThread::Merge,
+    };
+    assert_eq!(decide(facts, rules), Err(NoOpenStage("Sales".into())));
+}
+
+#[test]
+fn the_sender_is_looked_up_only_where_rule_2_applies() {
+    let person = class_of("reply.eml");
+    let record = RecordState {
+        id: Uuid::now_v7(),
+        number: 1,
+        pipeline_id: Uuid::now_v7(),
+        stage_id: Uuid::now_v7(),
+    };
+    let facts = |key: ThreadKey, unauthenticated| Facts {
+        class: &person,
+        from_ambiguous: false,
+        unauthenticated,
+        hit: Some((key, record.clone())),
+        sender_on_record: None,
+    };
+    assert!(must_check_sender(&facts(in_reply_to(), false), RELATED));
+    assert!(!must_check_sender(&facts(in_reply_to(), false), MERGE));
+    assert!(!must_check_sender(&facts(token(), false), RELATED));
+    assert!(!must_check_sender(&facts(in_reply_to(), true), RELATED));
+    let ambiguous = Facts {
+        from_ambiguous: true,
+        ..facts(in_reply_to(), false)
+    };
+    assert!(must_check_sender(&ambiguous, MERGE));
+}
