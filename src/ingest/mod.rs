@@ -6,6 +6,7 @@
 //! classification (auto-replies, bounces, authentication) slots in between
 //! parse and route. This module never sees SMTP, IMAP or HTTP types.
 
+mod apply;
 mod classify;
 pub mod decide;
 mod intake;
@@ -13,10 +14,12 @@ pub mod mbox;
 mod outcome;
 mod parse;
 mod plan;
+mod policy;
 mod process;
 mod route;
 pub mod shape;
 mod thread;
+mod thread_index;
 
 pub use classify::reason::{self, BounceReason};
 pub use classify::{Bounce, Class, Classification, FailedRecipient, classify};
