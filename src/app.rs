@@ -21,7 +21,7 @@ use crate::imap::{self, StatusBoard};
 use crate::ingest::{Intake, Policy, Processor};
 use crate::outbound::{Outbound, Sender};
 use crate::smtp::{self, SmtpContext};
-use crate::store::{self, Store};
+use crate::store::{self, MailboxStore, Store};
 use crate::supervise::{Supervisor, why_ended};
 
 /// A built, bound, not yet running service.
@@ -144,7 +144,7 @@ impl App {
             }
         };
         let imap_shared = imap::Shared {
-            store: Arc::clone(&self.store),
+            store: Arc::clone(&self.store) as Arc<dyn MailboxStore>,
             intake: intake.clone(),
             max_message_bytes: self.settings.smtp.max_message_bytes,
             board: imap_board.clone(),

@@ -25,7 +25,7 @@ pub use poller::{Poller, PollerContext};
 
 use crate::config::ImapAccountConfig;
 use crate::ingest::Intake;
-use crate::store::Store;
+use crate::store::MailboxStore;
 
 /// What a folder's poller is doing.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -123,7 +123,8 @@ pub fn spawn_all(
 /// What every poller of one process shares.
 #[derive(Clone)]
 pub struct Shared {
-    pub store: Arc<dyn Store>,
+    /// Cursors, known hashes and leases (messages go through `intake`).
+    pub store: Arc<dyn MailboxStore>,
     pub intake: Intake,
     pub max_message_bytes: usize,
     pub board: StatusBoard,

@@ -16,7 +16,7 @@ use super::{PollState, StatusBoard};
 use crate::config::{AfterStore, ImapAccountConfig};
 use crate::domain::{Envelope, ImapCursor, ImapMailbox, InboundMessage, Source, sha256_hex};
 use crate::ingest::Intake;
-use crate::store::Store;
+use crate::store::MailboxStore;
 
 /// Messages fetched and committed together (one transaction each)...
 const CHUNK: usize = 200;
@@ -37,7 +37,7 @@ const LEASE_TTL: Duration = Duration::from_secs(30);
 pub struct PollerContext {
     pub account: ImapAccountConfig,
     pub folder: String,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn MailboxStore>,
     pub intake: Intake,
     pub max_message_bytes: usize,
     pub board: StatusBoard,

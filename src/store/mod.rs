@@ -62,9 +62,43 @@ pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Arc<dyn Store>>
     }
 }
 
+/// What an IMAP poller needs of the database: its folder's cursor, the
+/// content hashes already stored from its mailbox, and the lease that lets
+/// one replica poll a folder at a time. Messages themselves go through intake.
+#[async_trait]
+pub trait MailboxStore: Send + Sync {
+    /// The stored cursor of an IMAP account's folder: (UIDVALIDITY, last UID).
+    async fn imap_cursor(&self, account: &str, folder: &str) -> StoreResult<Option<(u32, u32)>>;
+
+    /// Sets a cursor without storing messages (first run, skipped messages).
+    async fn set_imap_cursor(
+        &self,
+        account: &str,
+        folder: &str,
+        uidvalidity: u32,
+        uid: u32,
+    ) -> StoreResult<()>;
+
+    /// Which of these content hashes are already stored from the IMAP
+    /// mailbox `origin` (the envelope's `helo` of polled mail).
+    async fn known_sha256(&self, origin: &str, hashes: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now;
+    /// `false` while another holder's lease is unexpired.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<bool>;
+
+    /// Gives a lease up early (on shutdown), if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+}
+
 /// The service's view of the database.
 #[async_trait]
-pub trait Store: TeamStore {
+pub trait Store: TeamStore + MailboxStore {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
 
@@ -111,34 +145,6 @@ pub trait Store: TeamStore {
     /// Puts stored messages back to `pending` so processing runs again; by id,
     /// by status, or both. Returns how many rows were reset.
     async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64>;
-
-    /// The stored cursor of an IMAP account's folder: (UIDVALIDITY, last UID).
-    async fn imap_cursor(&self, account: &str, folder: &str) -> StoreResult<Option<(u32, u32)>>;
-
-    /// Sets a cursor without storing messages (first run, skipped messages).
-    async fn set_imap_cursor(
-        &self,
-        account: &str,
-        folder: &str,
-        uidvalidity: u32,
-        uid: u32,
-    ) -> StoreResult<()>;
-
-    /// Which of these content hashes are already stored from the IMAP
-    /// mailbox `origin` (the envelope's `helo` of polled mail).
-    async fn known_sha256(&self, origin: &str, hashes: &[String]) -> StoreResult<Vec<String>>;
-
-    /// Takes or renews the lease `name` for `holder` until `ttl` from now;
-    /// `false` while another holder's lease is unexpired.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> StoreResult<bool>;
-
-    /// Gives a lease up early (on shutdown), if `holder` has it.
-    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 
     /// Which of these Message-IDs are in the thread index (for load checks).
     async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>>;
