@@ -123,7 +123,7 @@ pub(super) async fn apply(
         alias: route.alias,
         untrusted_thread: policy.untrusted_thread,
     };
-    let decision = decide(facts, rules).map_err(|e| ProcessError::NoOpenStage(e.0))?;
+    let decision = decide(facts, rules)?;
     if let Some((why, record, rule)) = decision.refused {
         match why {
             Refusal::DmarcFail => tracing::info!(record, rule, "thread_refused_dmarc_fail"),

@@ -29,10 +29,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::process::{InboundRef, Processor};
+use super::process::{BatchError, InboundRef, Processor};
 use crate::config::IntakeSettings;
 use crate::domain::InboundMessage;
-use crate::store::{Store, Tx};
+use crate::store::{Store, StoreError, Tx};
 
 /// Why a message could not be stored; the sender should retry later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -341,12 +341,7 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         let stored = self.store.insert_inbound(&messages(&batch)).await;
-        answer(
-            &self.health,
-            batch,
-            stored.map_err(|e| e.to_string()),
-            started,
-        )
+        answer(&self.health, batch, stored, started)
     }
 
     /// The fast path: processes `stored` (committed and acknowledged) in one
@@ -400,13 +395,9 @@ impl Writer {
         &self,
         processor: &Processor,
         stored: &Stored,
-    ) -> Result<(Box<dyn Tx>, bool), String> {
-        let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
-        if !tx
-            .only_pending(&stored.ids)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+    ) -> Result<(Box<dyn Tx>, bool), BatchError> {
+        let mut tx = self.store.begin().await?;
+        if !tx.only_pending(&stored.ids).await? {
             return Ok((tx, false));
         }
         processor
@@ -453,14 +444,14 @@ fn messages(batch: &[Request]) -> Vec<&InboundMessage> {
 fn answer(
     health: &IntakeHealth,
     batch: Vec<Request>,
-    stored: Result<Vec<Uuid>, String>,
+    stored: Result<Vec<Uuid>, StoreError>,
     started: std::time::Instant,
 ) -> Option<Stored> {
     match &stored {
         Ok(_) => health.committed(),
         Err(err) => {
             let largest = messages(&batch).iter().map(|m| m.raw.len()).max();
-            health.failed(err, largest.unwrap_or_default());
+            health.failed(&err.to_string(), largest.unwrap_or_default());
         }
     }
     let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
@@ -490,7 +481,7 @@ fn answer(
         }
         Err(err) => {
             tracing::error!(error = %err, messages = count, "intake commit failed");
-            let err = IntakeError::Unavailable(err);
+            let err = IntakeError::Unavailable(err.to_string());
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));
             }

@@ -164,13 +164,13 @@ impl Processor {
         &self,
         tx: &mut dyn Tx,
         items: &[InboundRef<'_>],
-    ) -> Result<(), String> {
+    ) -> Result<(), BatchError> {
         let directory = self.directory.current();
         let mut plans = Vec::with_capacity(items.len());
         for item in items {
             let limits = self.policy.shape;
             let planned = std::panic::catch_unwind(|| plan_of(&directory, &limits, item))
-                .map_err(|_| format!("planning {} panicked", item.id))?;
+                .map_err(|_| BatchError::PlanPanicked(item.id))?;
             plans.push(planned);
         }
         // One lookup in the thread index for the whole batch, not one per message.
@@ -194,9 +194,7 @@ impl Processor {
                 .or_default()
                 .extend(index_ids(message_id, keys));
         }
-        let mut index = ThreadIndex::prefetch(tx, wanted)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut index = ThreadIndex::prefetch(tx, wanted).await?;
         let mut outcomes = Vec::with_capacity(items.len());
         for (item, planned) in items.iter().zip(plans) {
             let mut report = Report::default();
@@ -209,15 +207,27 @@ impl Processor {
                 &mut report,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|error| BatchError::Message { id: item.id, error })?;
             let mut row = outcome.to_row();
             row.details = report.to_json();
             outcomes.push((item.id, row));
         }
         // The batch's rows and outcomes, written together (what is still
         // buffered goes with the outcomes): a failing write fails the call.
-        tx.set_outcomes(&outcomes).await.map_err(|e| e.to_string())
+        Ok(tx.set_outcomes(&outcomes).await?)
     }
+}
+
+/// Why a batch could not be processed on the fast path (its messages stay
+/// pending, for the processor to take one by one).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("planning {0} panicked")]
+    PlanPanicked(Uuid),
+    #[error("message {id}: {error}")]
+    Message { id: Uuid, error: ProcessError },
 }
 
 /// A stored message as processing reads it, borrowed from wherever it is held.
@@ -261,11 +271,11 @@ fn backoff(failures: u32) -> Duration {
 
 /// Why one message could not be processed (its raw row keeps the error).
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ProcessError {
+pub enum ProcessError {
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("pipeline {0} has no open stage")]
-    NoOpenStage(String),
+    #[error(transparent)]
+    NoOpenStage(#[from] super::decide::NoOpenStage),
     #[error("processing panicked: {0}")]
     Panic(String),
 }
