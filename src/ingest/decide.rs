@@ -3,7 +3,14 @@
 //! found a record, whether the sender is on it) and applies the decision;
 //! every rule about joining, refusing, creating and reopening is here.
 //!
-//! The rules, in order:
+//! Before any pipeline, [`judge`] decides for the whole message, in order:
+//! a blocked sender is quarantined (unless released), so is a DMARC failure
+//! or an ambiguous From where an alias enforces DMARC; our own mail coming
+//! back and complaints are ignored (a complaint marks its contact); a hard
+//! bounce marks its recipients' contacts and goes on; the contact is the
+//! From, else the envelope sender, never a role address.
+//!
+//! Then per pipeline, in order:
 //! 1. A message that failed DMARC, for an alias that checks senders, never
 //!    joins a record: it starts a new one, related to the record it named.
 //! 2. A thread named by headers or subject (not by a reply token), from a
@@ -20,11 +27,127 @@
 use uuid::Uuid;
 
 use super::classify::Class;
-use super::outcome::IgnoreReason;
+use super::outcome::{IgnoreReason, Outcome, QuarantineReason};
 use super::thread::{NEW_RECORD_RULE, RELATED_RECORD_RULE, ThreadKey};
 use crate::config::UntrustedThread;
-use crate::domain::{AliasEntry, PipelineEntry, reopen_target};
-use crate::store::RecordState;
+use crate::domain::{AliasEntry, BlockList, Dmarc, PipelineEntry, is_role_address, reopen_target};
+use crate::store::{ContactMark, RecordState};
+
+/// What is known of a message before it meets any pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub class: &'a Class,
+    /// The From address and display name, as parsed.
+    pub from: Option<(&'a str, &'a str)>,
+    /// The From names several addresses or none.
+    pub from_ambiguous: bool,
+    /// MAIL FROM as received, and as a valid address.
+    pub envelope_from: Option<&'a str>,
+    pub envelope_sender: Option<&'a str>,
+    /// An operator released it from quarantine.
+    pub released: bool,
+    /// The DMARC verdict believed for its source, if any.
+    pub dmarc: Option<Dmarc>,
+    /// One of its aliases enforces DMARC.
+    pub enforced: bool,
+}
+
+/// What to do with the whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// An outcome for the message; no pipeline sees it.
+    Stop { outcome: Outcome, why: String },
+    /// On to its pipelines, with its contact.
+    Go {
+        contact: Option<(&'a str, &'a str)>,
+        /// It failed DMARC (each alias's policy says what that means).
+        dmarc_failed: bool,
+    },
+}
+
+/// A verdict and the contacts it marks (complained, hard-bounced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement<'a> {
+    pub verdict: Verdict<'a>,
+    pub marks: Vec<(String, ContactMark)>,
+}
+
+/// Decides for the whole message, before its pipelines.
+pub fn judge<'a>(message: Message<'a>, blocked: &BlockList) -> Judgement<'a> {
+    let stop = |outcome, why: &str| Judgement {
+        verdict: Verdict::Stop {
+            outcome,
+            why: why.to_owned(),
+        },
+        marks: Vec::new(),
+    };
+    let from = message.from.map(|(address, _)| address);
+    let blocks = |a: Option<&str>| a.is_some_and(|a| blocked.blocks_str(a));
+    if !message.released && (blocks(from) || blocks(message.envelope_from)) {
+        return stop(
+            Outcome::Quarantined(QuarantineReason::Blocked),
+            "the sender is blocked",
+        );
+    }
+    let dmarc_failed = message.dmarc == Some(Dmarc::Fail);
+    if dmarc_failed && !message.released && message.enforced {
+        return stop(
+            Outcome::Quarantined(QuarantineReason::DmarcFail),
+            "DMARC failed for an alias that enforces it",
+        );
+    }
+    // RFC 7489 §6.6.1: a From with several addresses, or none, has no DMARC
+    // verdict that could vouch for it.
+    if message.from_ambiguous && !message.released && message.enforced {
+        return stop(
+            Outcome::Quarantined(QuarantineReason::AmbiguousFrom),
+            "the From names several addresses or none, for an alias that enforces DMARC",
+        );
+    }
+    let mut marks = Vec::new();
+    match message.class {
+        Class::Loop => {
+            return stop(
+                Outcome::Ignored(IgnoreReason::Loop),
+                "our own mail came back",
+            );
+        }
+        Class::Complaint { about } => {
+            let why = match about {
+                Some(a) => format!("a complaint (feedback report) about mail to {a}"),
+                None => "a complaint (feedback report) naming no address".into(),
+            };
+            if let Some(address) = about {
+                marks.push((address.to_ascii_lowercase(), ContactMark::Complained));
+            }
+            return Judgement {
+                verdict: Verdict::Stop {
+                    outcome: Outcome::Ignored(IgnoreReason::Complaint),
+                    why,
+                },
+                marks,
+            };
+        }
+        Class::Bounce(bounce) => {
+            for r in bounce.recipients.iter().filter(|r| r.hard) {
+                let status = r.status.clone().unwrap_or_else(|| "5.0.0".into());
+                marks.push((r.address.clone(), ContactMark::Bounced { status }));
+            }
+        }
+        Class::Normal | Class::AutoReply | Class::List | Class::Bulk => {}
+    }
+    let contact = message
+        .from
+        .or(message.envelope_sender.map(|a| (a, "")))
+        .filter(|(address, _)| !is_role_address(address));
+    Judgement {
+        verdict: Verdict::Go {
+            contact,
+            dmarc_failed,
+        },
+        marks,
+    }
+}
 
 /// What is known of a message in one pipeline.
 #[derive(Debug, Clone)]

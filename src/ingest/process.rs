@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::apply::{Judged, apply};
 use super::classify::{Class, Classification};
-use super::outcome::QuarantineReason;
+use super::decide::{Judgement, Message, Verdict, judge};
 use super::outcome::{BounceResult, IgnoreReason, Outcome, Report};
 use super::plan::{Plan, PlanError, plan};
 use super::policy::dmarc_of;
@@ -27,9 +27,9 @@ pub use super::policy::{Policy, REPLY_KEY_SECRET, block_list};
 use super::shape::{ShapeLimits, header_bytes};
 use super::thread::ThreadKey;
 use super::thread_index::{ThreadIndex, index_ids, lookup_keys};
-use crate::domain::{AuthPolicy, Directory, DirectoryHandle, Dmarc, EmailAddress, is_role_address};
+use crate::domain::{AuthPolicy, Directory, DirectoryHandle, EmailAddress};
 use crate::domain::{Envelope, Source};
-use crate::store::{ContactMark, PendingInbound, Store, StoreError, Tx};
+use crate::store::{PendingInbound, Store, StoreError, Tx};
 
 /// Runs stored messages through processing.
 #[derive(Clone)]
@@ -377,97 +377,57 @@ async fn process_one(
         report.bounce = bounce.recipients.iter().map(BounceResult::from).collect();
     }
 
-    // Blocked senders (SMTP refuses them at MAIL FROM; this covers other sources and the From header).
-    let blocked_senders = policy.blocked.current();
-    let blocked = mail
-        .from
-        .as_ref()
-        .is_some_and(|f| blocked_senders.blocks_str(&f.address))
-        || inbound
-            .envelope
-            .mail_from
-            .as_deref()
-            .is_some_and(|f| blocked_senders.blocks_str(f));
-    if blocked && !inbound.released {
-        report.decided_by.push("the sender is blocked".into());
-        tracing::info!(reason = "blocked", "message_quarantined");
-        return Ok(Outcome::Quarantined(QuarantineReason::Blocked));
-    }
-
-    // Sender authentication: a DMARC failure is quarantined where an alias
-    // enforces it, and never threads where one monitors it.
-    let dmarc_failed = dmarc_of(policy, inbound, &mail) == Some(Dmarc::Fail);
-    if dmarc_failed
-        && !inbound.released
-        && routes
-            .iter()
-            .any(|r| r.route.alias.auth == AuthPolicy::Enforce)
-    {
-        report
-            .decided_by
-            .push("DMARC failed for an alias that enforces it".into());
-        tracing::info!(reason = "dmarc-fail", "message_quarantined");
-        return Ok(Outcome::Quarantined(QuarantineReason::DmarcFail));
-    }
-    // RFC 7489 §6.6.1: a From with several addresses, or none, has no DMARC
-    // verdict that could vouch for it.
-    if mail.from_ambiguous
-        && !inbound.released
-        && routes
-            .iter()
-            .any(|r| r.route.alias.auth == AuthPolicy::Enforce)
-    {
-        report.decided_by.push(
-            "the From names several addresses or none, for an alias that enforces DMARC".into(),
-        );
-        tracing::info!(reason = "ambiguous-from", "message_quarantined");
-        return Ok(Outcome::Quarantined(QuarantineReason::AmbiguousFrom));
-    }
-
-    // Classification effects
-    let Classification { class, rule } = classification;
-    if class.is_automatic() {
-        tracing::info!(class = class.as_str(), rule, "message_classified");
-    }
-    match &class {
-        Class::Loop => {
-            report.decided_by.push("our own mail came back".into());
-            return Ok(Outcome::Ignored(IgnoreReason::Loop));
-        }
-        Class::Complaint { about } => {
-            report.decided_by.push(match about {
-                Some(a) => format!("a complaint (feedback report) about mail to {a}"),
-                None => "a complaint (feedback report) naming no address".into(),
-            });
-            if let Some(address) = about {
-                tx.mark_contact(&address.to_ascii_lowercase(), &ContactMark::Complained)
-                    .await?;
-            }
-            return Ok(Outcome::Ignored(IgnoreReason::Complaint));
-        }
-        Class::Bounce(bounce) => {
-            for r in bounce.recipients.iter().filter(|r| r.hard) {
-                let status = r.status.clone().unwrap_or_else(|| "5.0.0".into());
-                tx.mark_contact(&r.address, &ContactMark::Bounced { status })
-                    .await?;
-            }
-        }
-        Class::Normal | Class::AutoReply | Class::List | Class::Bulk => {}
-    }
-
-    // Contact: the sender found by parse, else the envelope sender; never a
-    // daemon or no-reply address.
+    // The whole message first (blocked, DMARC, loops, complaints, bounces,
+    // its contact): the rules are in `decide::judge`.
     let envelope_sender = inbound
         .envelope
         .mail_from
         .as_deref()
         .and_then(|from| EmailAddress::parse(from).ok())
         .map(|a| a.to_string());
-    let contact = match &mail.from {
-        Some(m) => Some((m.address.as_str(), m.name.as_deref().unwrap_or_default())),
-        None => envelope_sender.as_deref().map(|a| (a, "")),
+    let Classification { class, rule } = classification;
+    let message = Message {
+        class: &class,
+        from: mail
+            .from
+            .as_ref()
+            .map(|m| (m.address.as_str(), m.name.as_deref().unwrap_or_default())),
+        from_ambiguous: mail.from_ambiguous,
+        envelope_from: inbound.envelope.mail_from.as_deref(),
+        envelope_sender: envelope_sender.as_deref(),
+        released: inbound.released,
+        dmarc: dmarc_of(policy, inbound, &mail),
+        enforced: routes
+            .iter()
+            .any(|r| r.route.alias.auth == AuthPolicy::Enforce),
+    };
+    let Judgement { verdict, marks } = judge(message, &policy.blocked.current());
+    let quarantined = matches!(
+        verdict,
+        Verdict::Stop {
+            outcome: Outcome::Quarantined(_),
+            ..
+        }
+    );
+    if class.is_automatic() && !quarantined {
+        tracing::info!(class = class.as_str(), rule, "message_classified");
     }
-    .filter(|(address, _)| !is_role_address(address));
+    for (address, mark) in &marks {
+        tx.mark_contact(address, mark).await?;
+    }
+    let (contact, dmarc_failed) = match verdict {
+        Verdict::Stop { outcome, why } => {
+            report.decided_by.push(why);
+            if let Outcome::Quarantined(reason) = &outcome {
+                tracing::info!(reason = reason.as_str(), "message_quarantined");
+            }
+            return Ok(outcome);
+        }
+        Verdict::Go {
+            contact,
+            dmarc_failed,
+        } => (contact, dmarc_failed),
+    };
 
     let mut results = Vec::with_capacity(routes.len());
     for route in &routes {

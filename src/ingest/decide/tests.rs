@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::domain::{
-    AliasConfig, AuthPolicy, Directory, EmailAddress, PipelineConfig, ReopenRuleConfig,
-    StageConfig, StageKind,
+    AliasConfig, AuthPolicy, BlockList, Directory, Dmarc, EmailAddress, PipelineConfig,
+    ReopenRuleConfig, StageConfig, StageKind,
 };
+use crate::ingest::QuarantineReason;
 use crate::ingest::{classify, parse};
 
 /// The class of a fixture, as processing would find it.
@@ -228,4 +229,133 @@ fn the_sender_is_looked_up_only_where_rule_2_applies() {
         ..facts(in_reply_to(), false)
     };
     assert!(must_check_sender(&ambiguous, MERGE));
+}
+
+fn message(class: &Class) -> Message<'_> {
+    Message {
+        class,
+        from: Some(("ann@customer.example", "Ann")),
+        from_ambiguous: false,
+        envelope_from: Some("bounces@customer.example"),
+        envelope_sender: Some("bounces@customer.example"),
+        released: false,
+        dmarc: None,
+        enforced: false,
+    }
+}
+
+fn stopped(judgement: &Judgement<'_>) -> Option<Outcome> {
+    match &judgement.verdict {
+        Verdict::Stop { outcome, .. } => Some(outcome.clone()),
+        Verdict::Go { .. } => None,
+    }
+}
+
+#[test]
+fn the_whole_message_is_judged_before_its_pipelines() {
+    let person = class_of("new-mail.eml");
+    let none = BlockList::new::<&str>(&[]);
+    let blocked = BlockList::new(&["customer.example"]);
+    let quarantined = |reason| Some(Outcome::Quarantined(reason));
+
+    // A person's mail goes on, its From as the contact.
+    let go = judge(message(&person), &none);
+    assert_eq!(
+        go.verdict,
+        Verdict::Go {
+            contact: Some(("ann@customer.example", "Ann")),
+            dmarc_failed: false
+        }
+    );
+    // Blocked (From or envelope), unless released.
+    assert_eq!(
+        stopped(&judge(message(&person), &blocked)),
+        quarantined(QuarantineReason::Blocked)
+    );
+    let released = Message {
+        released: true,
+        ..message(&person)
+    };
+    assert_eq!(stopped(&judge(released, &blocked)), None);
+    // DMARC: quarantined only where an alias enforces it; otherwise noted.
+    let failed = Message {
+        dmarc: Some(Dmarc::Fail),
+        ..message(&person)
+    };
+    assert_eq!(
+        stopped(&judge(
+            Message {
+                enforced: true,
+                ..failed
+            },
+            &none
+        )),
+        quarantined(QuarantineReason::DmarcFail)
+    );
+    assert!(matches!(
+        judge(failed, &none).verdict,
+        Verdict::Go {
+            dmarc_failed: true,
+            ..
+        }
+    ));
+    let ambiguous = Message {
+        from_ambiguous: true,
+        enforced: true,
+        ..message(&person)
+    };
+    assert_eq!(
+        stopped(&judge(ambiguous, &none)),
+        quarantined(QuarantineReason::AmbiguousFrom)
+    );
+    // Our own mail back, and complaints, stop; a complaint marks its contact.
+    assert_eq!(
+        stopped(&judge(message(&Class::Loop), &none)),
+        Some(Outcome::Ignored(IgnoreReason::Loop))
+    );
+    let complaint = Class::Complaint {
+        about: Some("Kim@Customer.example".into()),
+    };
+    let judged = judge(message(&complaint), &none);
+    assert_eq!(
+        stopped(&judged),
+        Some(Outcome::Ignored(IgnoreReason::Complaint))
+    );
+    assert_eq!(
+        judged.marks,
+        [("kim@customer.example".to_owned(), ContactMark::Complained)]
+    );
+    // A hard bounce marks its recipient and goes on to its pipelines.
+    let bounce = class_of("bounce.eml");
+    let judged = judge(message(&bounce), &none);
+    assert_eq!(stopped(&judged), None);
+    assert_eq!(
+        judged.marks,
+        [(
+            "gone@customer.example".to_owned(),
+            ContactMark::Bounced {
+                status: "5.1.1".into()
+            }
+        )]
+    );
+    // The contact: the From, else the envelope sender, never a role address.
+    let no_from = Message {
+        from: None,
+        ..message(&person)
+    };
+    assert!(matches!(
+        judge(no_from, &none).verdict,
+        Verdict::Go {
+            contact: Some(("bounces@customer.example", "")),
+            ..
+        }
+    ));
+    let daemon = Message {
+        from: Some(("MAILER-DAEMON@mx.example", "")),
+        ..message(&person)
+    };
+    assert!(matches!(
+        judge(daemon, &none).verdict,
+        Verdict::Go { contact: None, .. }
+    ));
 }
