@@ -17,9 +17,11 @@
 //! - [`outbound`]: replies from records: compose, outbox sender.
 //! - [`auth`]: SPF, DKIM and DMARC checks of received mail (mail-auth).
 //! - [`ingest`]: THE path: `intake` (group commit: durable, then the 250),
-//!   then `process`: `plan` (route by envelope), `parse` (mail-parser),
-//!   `classify` (auto-replies, bounces, complaints) with `reason`, `shape`
-//!   (MIME limits), `thread` (the keys that find a record), `outcome`.
+//!   then `process` (batches, savepoints): `plan` (route by envelope),
+//!   `parse` (mail-parser), `shape` (MIME limits), `classify` (auto-replies,
+//!   bounces, complaints, with their reasons), `thread` (the keys that find
+//!   a record), [`decide`](ingest::decide) (every rule, pure), `apply`
+//!   (lookups and writes), `outcome`.
 //! - [`store`]: the only place SQL lives; SQLite and PostgreSQL behind one trait.
 //! - [`config`]: typed settings, defaults → file → `EMAILIN__*` env.
 //! - [`domain`]: types and rules without I/O: addresses, messages and their
