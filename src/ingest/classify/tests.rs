@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// A message from `tests/fixtures/classify/`.
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/classify/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 use crate::ingest::parse;
 
 fn class_of(raw: &str) -> Classification {
@@ -36,24 +45,15 @@ fn text_recipients(raw: &str) -> Vec<(String, Option<String>, bool)> {
 
 #[test]
 fn a_generic_dsn_status_yields_to_the_servers_specific_code() {
-    let raw = "From: MAILER-DAEMON@mx.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\
-Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.0.0\r\n\
-Diagnostic-Code: smtp; 550 5.7.1 Message rejected by policy\r\n\r\n--b--\r\n";
+    let raw: &str = &fixture("a-generic-dsn-status-yields-to-the-servers-specific-code-raw.eml");
     let got = text_recipients(raw);
     assert_eq!(
         got,
         [("a@b.example".to_string(), Some("5.7.1".to_string()), false)]
     );
     // `4.4.7` (retries ran out) yields to the failure the report says they met.
-    let exchange = "From: MAILER-DAEMON@mx.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\nDelivery has failed to these recipients or groups:\r\n\r\n\
-Diagnostic information for administrators:\r\n\r\n\
-kim@b.example\r\n3/09/2016 8:05:56 PM - Remote Server at b.example returned '550 4.4.7 QUEUE.Expired; message expired'\r\n\
-3/09/2016 7:58:27 PM - Remote Server at b.example returned '441 4.4.1 Error encountered while communicating with primary target IP address'\r\n\
---b\r\nContent-Type: message/delivery-status\r\n\r\n\
-Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; kim@b.example\r\nAction: failed\r\nStatus: 4.4.7\r\n\
-Diagnostic-Code: smtp;550 4.4.7 QUEUE.Expired; message expired\r\n\r\n--b--\r\n";
+    let exchange: &str =
+        &fixture("a-generic-dsn-status-yields-to-the-servers-specific-code-exchange.eml");
     assert_eq!(text_recipients(exchange)[0].1.as_deref(), Some("4.4.1"));
     // `5.0.0` with a diagnostic that gives no code yields to the transcript's;
     // one the server's own diagnostic repeats stays.
@@ -81,12 +81,7 @@ Final-Recipient: RFC822; kim@b.example\r\nAction: failed\r\nStatus: 5.0.0\r\nDia
 
 #[test]
 fn a_success_code_in_a_quoted_transcript_is_not_the_failure() {
-    let raw = "From: MAILER-DAEMON@mx.example\r\nTo: ann@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
-I'm sorry to have to inform you that your message could not be delivered.\r\n\r\n\
-<kim@b.example>: host mx.b.example said, in the conversation:\r\n\
- In:  RCPT TO:<kim@b.example>\r\n Out: 250 2.1.5 Ok\r\n In:  DATA\r\n\
- Out: 451 4.3.0 Error: queue file write error\r\n\r\n\
---- Below this line is a copy of the message.\r\n\r\nSubject: hi\r\n\r\nhello\r\n";
+    let raw: &str = &fixture("a-success-code-in-a-quoted-transcript-is-not-the-failure-raw.eml");
     let got = text_recipients(raw);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, "kim@b.example");
@@ -122,14 +117,8 @@ Final-Recipient: rfc822; kim@b.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r
 
 #[test]
 fn a_refused_envelope_sender_in_a_transcript_is_not_a_failed_recipient() {
-    let raw = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\r\nTo: ann@example.jp\r\n\
-Subject: Returned mail: User unknown\r\n\r\n\
-   ----- Transcript of session follows -----\r\n\
-While talking to mx.b.example:\r\n\
->>> MAIL From:<ann@example.jp>\r\n\
-<<< 501 <ann@example.jp>... no access from mail server [192.0.2.55]\r\n\
-554 <kim@b.example>... Remote protocol error\r\n\r\n\
-   ----- Unsent message follows -----\r\nSubject: hi\r\n\r\nhello\r\n";
+    let raw: &str =
+        &fixture("a-refused-envelope-sender-in-a-transcript-is-not-a-failed-recipient-raw.eml");
     let got: Vec<String> = text_recipients(raw)
         .into_iter()
         .map(|(a, _, _)| a)
@@ -142,12 +131,7 @@ fn exim3_lists_failed_addresses_before_the_message_text() {
     // Exim 3: `addr ... reason` lines, then the returned message (sent to
     // a list that expanded to the address), whose `Message-Id:` names no
     // recipient.
-    let raw = "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\n\
-Subject: mail failed, returning to sender\r\n\r\n\
-|------------------------- Failed addresses follow: ---------------------|\r\n\
- kim@nowhere.example ... unknown host\r\n\
-|------------------------- Message text follows: ------------------------|\r\n\
-Message-Id: <abc@e3.example.com>\r\nTo: team@list.example\r\nSubject: Hi\r\n\r\nhello\r\n";
+    let raw: &str = &fixture("exim3-lists-failed-addresses-before-the-message-text-raw.eml");
     let got = text_recipients(raw);
     assert_eq!(
         got,
@@ -163,14 +147,7 @@ Message-Id: <abc@e3.example.com>\r\nTo: team@list.example\r\nSubject: Hi\r\n\r\n
 fn a_delay_report_names_its_recipient_in_an_address_field() {
     // Zoho's warning: the recipient's line carries the server's 421, and
     // the quoted original's `To:` (the same address) is not its line.
-    let raw = "From: mailer-daemon@mail.zoho.example\r\nTo: ann@zoho.example\r\n\
-Subject: Mail Delivery Status Notification (Delay)\r\n\r\n\
-THIS IS A WARNING MESSAGE ONLY.\r\n\
------ The following addresses had fatal errors -----\r\n\
-[Status: Error, Address: <kim@b.example>, ResponseCode 421, , Host not reachable.]\r\n\
-Message will be retried for 4 more day(s)\r\n\
------ Transcript of session follows -----\r\n\
-From:\"zoho\" <ann@zoho.example>\r\nTo:<kim@b.example>\r\nSubject:Hello\r\n";
+    let raw: &str = &fixture("a-delay-report-names-its-recipient-in-an-address-field-raw.eml");
     let got = text_recipients(raw);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, "kim@b.example");
@@ -302,32 +279,26 @@ fn plain_text_bounces_without_mime_or_with_the_original_quoted_are_read() {
     let want = |a: &str, s: &str, hard| (a.to_string(), Some(s.to_string()), hard);
     // Sendmail without MIME: its opening line names the original, its
     // delivery-status fields are lines of text.
-    let sendmail = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\r\nSubject: Returned mail\r\n\r\n\
-The original message was received at Sun, 3 Jun 2018 14:22:02 +0900\r\n\r\n\
-   ----- The following addresses had permanent fatal errors -----\r\nkijitora\r\n\r\n\
-Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: RFC822; kijitora@mx.example\r\nAction: failed\r\n\
-Status: 4.4.7\r\n\r\n";
+    let sendmail: &str = &fixture(
+        "plain-text-bounces-without-mime-or-with-the-original-quoted-are-read-sendmail.eml",
+    );
     assert_eq!(
         text_recipients(sendmail),
         [want("kijitora@mx.example", "4.4.7", false)]
     );
-    let listed = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Returned mail\r\n\r\n\
-The original message was received at Thu, 29 Apr 2010 23:34:45 +0900\r\n\r\n\
----The following addresses had delivery errors---\r\n\r\ngone@example.co.jp [User unknown]\r\n";
+    let listed: &str =
+        &fixture("plain-text-bounces-without-mime-or-with-the-original-quoted-are-read-listed.eml");
     assert_eq!(text_recipients(listed)[0].0, "gone@example.co.jp");
     // No address in the report: the quoted original's To: failed.
-    let quoted = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Returned mail\r\n\r\n\
-Message could not be delivered to mobile.\r\nError: No valid recipients for this MM\r\n\r\n\
-Original Message:\r\nFrom: Ann <ann@example.jp>\r\nTo: 555@pix.example\r\n";
+    let quoted: &str =
+        &fixture("plain-text-bounces-without-mime-or-with-the-original-quoted-are-read-quoted.eml");
     assert_eq!(
         text_recipients(quoted),
         [want("555@pix.example", "5.0.911", true)]
     );
-    let phrased = "From: MAILER-DAEMON@mx.example\r\nSubject: Delivery failure\r\n\r\n\
-SMTP Server <mx.example> rejected recipient <gone@example.org> (Error following RCPT command). \
-It responded as follows: [550 5.1.1 User unknown]\r\n\r\n\
-The following recipients returned permanent errors: loop@example.org. Reason: SMTP Server <mx.example> \
-refused to accept your message (DATA), with the following error message: [554 5.4.6 Hop count exceeded - possible mail loop]\r\n";
+    let phrased: &str = &fixture(
+        "plain-text-bounces-without-mime-or-with-the-original-quoted-are-read-phrased.eml",
+    );
     let got = text_recipients(phrased);
     assert_eq!(got[0], want("gone@example.org", "5.1.1", true));
     assert_eq!(got[1].0, "loop@example.org");
@@ -400,13 +371,9 @@ fn a_report_that_says_little_about_a_recipient_is_read_for_what_it_says() {
     let one = |a: &str, r: BounceReason, s: &str| vec![(a.to_string(), r, Some(s.to_string()))];
     // Postfix's report without per-recipient fields: the failed address is
     // the returned message's; the report's greeting says nothing of it.
-    let postfix = "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host mx.example.\r\n\r\n\
-I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\
---b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
---b\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@example.org\r\nTo: kim@example.fr\r\n\
-Message-ID: <m1@example.org>\r\n\r\nhi\r\n--b--\r\n";
+    let postfix: &str = &fixture(
+        "a-report-that-says-little-about-a-recipient-is-read-for-what-it-says-postfix.eml",
+    );
     assert_eq!(
         reasons(postfix),
         one("kim@example.fr", BounceReason::Undefined, "5.0.900")
@@ -432,28 +399,22 @@ Delivery to the following recipients failed permanently:\r\n\r\n   * gone@exampl
     );
     // Lotus Notes puts the reason above the address; one no phrase names is
     // still something said: on hold, not undefined.
-    let notes = "From: Postmaster <postmaster@notes.example>\r\nSubject: DELIVERY FAILURE: Error\r\n\r\n\
-------- Failure Reasons  --------\r\n\r\nError (as a test message)\r\nann@example.com\r\n\r\n\
-------- Returned Message --------\r\nReceived: from mx (Lotus SMTP MTA v4.6.1)\r\n";
+    let notes: &str =
+        &fixture("a-report-that-says-little-about-a-recipient-is-read-for-what-it-says-notes.eml");
     assert_eq!(
         reasons(notes),
         one("ann@example.com", BounceReason::OnHold, "5.0.901")
     );
     // The report's text says more than its subject ("Mail System Error").
-    let ezweb = "From: Postmaster@ezweb.example\r\nSubject: Mail System Error - Returned Mail\r\n\r\n\
-Your message was not delivered within 0 days and 1 hours.\r\nRemote host is not responding.\r\n\r\n\
-The following recipients did not receive this message:\r\n\r\n<kim@ezweb.example>\r\n";
+    let ezweb: &str =
+        &fixture("a-report-that-says-little-about-a-recipient-is-read-for-what-it-says-ezweb.eml");
     assert_eq!(
         reasons(ezweb),
         one("kim@ezweb.example", BounceReason::Expired, "5.0.947")
     );
     // Exim's words for a delivery retried until it expired are a temporary failure's.
-    let exim = "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\nSubject: Mail delivery failed\r\n\r\n\
-This message was created automatically by mail delivery software.\r\n\r\n\
-A message sent by\r\n\r\n  <a@example.org>\r\n\r\n\
-could not be delivered to one or more of its recipients. The following\r\naddress(es) failed:\r\n\r\n\
-  kim@example.org\r\n    all hosts have been failing for a long time and were last tried after this message arrived\r\n\r\n\
------- This is a copy of the message, including all the headers. ------\r\n\r\nTo: kim@example.org\r\n\r\nhi\r\n";
+    let exim: &str =
+        &fixture("a-report-that-says-little-about-a-recipient-is-read-for-what-it-says-exim.eml");
     assert_eq!(
         reasons(exim),
         one("kim@example.org", BounceReason::Expired, "4.0.947")
@@ -506,20 +467,8 @@ While talking to smtp.example.edu:\r\n>>> RCPT To:<max@example.edu>\r\n<<< 550 <
 
 #[test]
 fn a_bounce_relayed_inside_a_gateways_notice_is_read_from_within() {
-    let raw = "From: Mail Delivery Subsystem <MAILER-DAEMON@gw.example>\r\nTo: ann@example.com\r\n\
-Subject: Returned mail\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\n\
---outer\r\nContent-Type: text/plain\r\n\r\n\
------ The following addresses had permanent delivery errors -----\r\n\r\n\
---outer\r\nContent-Type: message/rfc822\r\n\r\n\
-From: MAILER-DAEMON@mx.example\r\nTo: ann@example.com\r\nMessage-Id: <bounce1@mx.example>\r\n\
-Subject: Returned mail: User unknown\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=inner\r\n\r\n\
---inner\r\nContent-Type: text/plain\r\n\r\nkim@example.org\r\n\
---inner\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
-Final-Recipient: RFC822; kim@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n\
---inner\r\nContent-Type: message/rfc822\r\n\r\nFrom: ann@example.com\r\nTo: kim@example.org\r\n\
-Message-ID: <orig@example.com>\r\nSubject: hi\r\n\r\nhello\r\n--inner--\r\n\r\n--outer--\r\n";
+    let raw: &str =
+        &fixture("a-bounce-relayed-inside-a-gateways-notice-is-read-from-within-raw.eml");
     let Class::Bounce(b) = class_of(raw).class else {
         panic!("not a bounce")
     };
@@ -539,16 +488,11 @@ Message-ID: <orig@example.com>\r\nSubject: hi\r\n\r\nhello\r\n--inner--\r\n\r\n-
 #[test]
 fn report_readings_that_other_mtas_need() {
     // A multipart/report in which no boundary line occurs is read as text.
-    let unparted = "From: MAILER-DAEMON@mx.example\r\nSubject: Returned mail\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"never-used\"\r\n\r\n\
-   ----- The following addresses had permanent fatal errors -----\r\n<gone@example.net>\r\n\r\n\
-Final-Recipient: RFC822; <gone@example.net>\r\nAction: failed\r\nStatus: 5.5.0\r\n";
+    let unparted: &str = &fixture("report-readings-that-other-mtas-need-unparted.eml");
     assert_eq!(text_recipients(unparted)[0].0, "gone@example.net");
     // Lotus Notes' "Returned Message" ends the report (the Received lines
     // below it hold no status of the failure); "undeliverable to addr".
-    let notes = "From: Postmaster <postmaster@notes.example>\r\nSubject: DELIVERY FAILURE: User not listed\r\n\r\n\
-------- Failure Reasons  --------\r\n\r\nUser  not listed in public Name & Address Book\r\nann@example.com\r\n\r\n\r\n\
-------- Returned Message --------\r\nReceived: from mx (Lotus SMTP MTA v4.6.1)\r\n";
+    let notes: &str = &fixture("report-readings-that-other-mtas-need-notes.eml");
     assert_eq!(
         text_recipients(notes),
         [(
@@ -560,24 +504,14 @@ Final-Recipient: RFC822; <gone@example.net>\r\nAction: failed\r\nStatus: 5.5.0\r
     // MXLogic quotes the original's header after "Included is a copy of the
     // message header:"; its Received line's `mxl_mta-5.5.0-3` is no status,
     // its Message-ID and Errors-To no recipients.
-    let mxlogic = "From: Mail Delivery System <mailer-daemon@mxlogic.example>\r\nSubject: Mail delivery failed\r\n\r\n\
-A message that you have sent could not be delivered to one or more\r\nrecipients.  This is a permanent error.  The following address failed:\r\n\r\n\
-  <kim@example.co.jp>: 550 unknown user\r\n<kim@example.co.jp>\r\n\r\n\r\n\r\n\
-Included is a copy of the message header:\r\n-----------------------------------------\r\n\
-Received: from mx.example.org by 0.mxlogic.net (mxl_mta-5.5.0-3) with ESMTP id 1\r\n\
-Message-ID: <0000.1111@mx.example.org>\r\nErrors-To: ann@mx.example.org\r\nSubject: hi\r\n";
+    let mxlogic: &str = &fixture("report-readings-that-other-mtas-need-mxlogic.eml");
     only_recipient(mxlogic, "kim@example.co.jp", "5.0.9");
     // Quoted header lines name no recipient: a Message-Id is no address,
     // MailMarshal's "Original Sender:" is the sender.
-    let marshal = "From: MAILER-DAEMON@marshal.example\r\nSubject: Undeliverable Mail\r\n\r\n\
-Your message:\r\n   From:    ann@example.com\r\n\r\nCould not be delivered because of\r\n\r\n550 5.1.1 User unknown\r\n\r\n\
-The following recipients were affected: \r\n    kim@example.com\r\n\r\n\
-Additional Information\r\n======================\r\nOriginal Sender:    <ann@example.com>\r\n\
-Message-Id: <20080907124011.12ABCD8@mx.example.com>\r\n";
+    let marshal: &str = &fixture("report-readings-that-other-mtas-need-marshal.eml");
     let got: Vec<_> = text_recipients(marshal).into_iter().map(|r| r.0).collect();
     assert_eq!(got, ["kim@example.com"]);
-    let imail = "From: Postmaster <postmaster@imail.example>\r\nSubject: Undeliverable Mail\r\n\r\n\
-undeliverable to kijitora@example.jp\r\n";
+    let imail: &str = &fixture("report-readings-that-other-mtas-need-imail.eml");
     assert_eq!(text_recipients(imail)[0].0, "kijitora@example.jp");
     // A status code given away from the recipient's own lines brings its words:
     // "SMTP:RCPT ... No such user here" is an unknown recipient, not a system error.
@@ -594,11 +528,7 @@ Technical details:\r\n\r\nSMTP:RCPT host 192.0.2.8: 553 5.3.0 <gone@example.com>
     );
     // Zoho: `addr Invalid Address, …`; the quoted original's
     // `Message-ID:<…>` and `To:<…>` lines name no recipient.
-    let zoho = "From: mailer-daemon@mail.zoho.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
-This message was created automatically by mail delivery software.\r\n\
-gone@example.co.jp Invalid Address, ERROR_CODE :550, ERROR_CODE :5.2.1 <gone@example.co.jp>... User Unknown\r\n\
-full@example.co.jp Invalid Address, ERROR_CODE :550, ERROR_CODE :5.2.2 <full@example.co.jp>... Mailbox Full\r\n\
-Received:from mail.zoho.example by mx.zoho.example\r\nMessage-ID:<1.2@zoho.example>\r\nTo:<gone@example.co.jp>\r\n";
+    let zoho: &str = &fixture("report-readings-that-other-mtas-need-zoho.eml");
     let got: Vec<_> = text_recipients(zoho)
         .into_iter()
         .map(|(a, s, _)| (a, s))
@@ -612,19 +542,11 @@ Received:from mail.zoho.example by mx.zoho.example\r\nMessage-ID:<1.2@zoho.examp
     );
     // Zoho's temporary failure: `addr Error, ERROR_CODE :421, …` is the
     // recipient's line (its 421 makes the failure temporary).
-    let zoho = "From: mailer-daemon@mail.zoho.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
-This message was created automatically by mail delivery software.\r\n\
-kim@example.co.jp Error, ERROR_CODE :421, ERROR_CODE :, Host not reachable.\r\n\
-Received:from mail.zoho.example by mx.zoho.example\r\nTo:<kim@example.co.jp>\r\n";
+    let zoho: &str = &fixture("report-readings-that-other-mtas-need-zoho-2.eml");
     only_recipient(zoho, "kim@example.co.jp", "4.");
     // Exchange 2003 names the original's MTS-ID under each recipient;
     // that line does not start the quoted original.
-    let exchange = "From: postmaster@exchange.example\r\nSubject: Undeliverable: email bounce\r\n\r\n\
-did not reach the following recipient(s):\r\n\r\n\
-ann@example.co.jp on Thu, 29 Apr 2007 16:51:51 -0500\r\n    The recipient name is not recognized\r\n\
-\tThe MTS-ID of the original message is: c=jp;a= ;p=neko\r\n\
-bob@example.co.jp on Thu, 29 Apr 2007 16:51:51 -0500\r\n    The recipient name is not recognized\r\n\
-\tThe MTS-ID of the original message is: c=jp;a= ;p=neko\r\n";
+    let exchange: &str = &fixture("report-readings-that-other-mtas-need-exchange.eml");
     let got: Vec<_> = text_recipients(exchange)
         .into_iter()
         .map(|(a, _, hard)| (a, hard))
@@ -637,12 +559,7 @@ bob@example.co.jp on Thu, 29 Apr 2007 16:51:51 -0500\r\n    The recipient name i
         ]
     );
     // 5.1.8 refuses the sender's address: the recipient is not unknown.
-    let sender = "From: MAILER-DAEMON@mx.example\r\nSubject: Delivery Status Notification (Failure)\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\
-Content-Type: text/plain\r\n\r\nYour message wasn't delivered to ann@example.jp because the address couldn't be found.\r\n\
-The response from the remote server was:\r\n501 5.1.8 Sender address rejected\r\n--b\r\n\
-Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
-Final-Recipient: rfc822; ann@example.jp\r\nAction: failed\r\nStatus: 5.1.8\r\n--b--\r\n";
+    let sender: &str = &fixture("report-readings-that-other-mtas-need-sender.eml");
     let got = text_recipients(sender);
     assert_eq!(got[0].0, "ann@example.jp");
     assert!(!got[0].2, "a refused sender is no bad recipient: {got:?}");
@@ -710,10 +627,8 @@ Diagnostic-Code: smtp; 5.1.0 - Unknown address error 550-'5.2.2 <ann@example.jp>
 
 #[test]
 fn plain_text_bounces_name_each_recipient_with_its_own_status() {
-    let qmail = "From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\n\
-Hi. This is the qmail-send program.\r\n\r\n<gone@example.jp>:\r\nRemote host said: 550 5.1.1 <gone@example.jp>... User Unknown\r\n\r\n\
-<full@example.jp>:\r\nRemote host said: 552 5.2.2 Mailbox full\r\n\r\n--- Below this line is a copy of the message.\r\n\r\n\
-To: <quoted@example.jp>\r\n";
+    let qmail: &str =
+        &fixture("plain-text-bounces-name-each-recipient-with-its-own-status-qmail.eml");
     assert_eq!(
         text_recipients(qmail),
         [
@@ -729,9 +644,8 @@ To: <quoted@example.jp>\r\n";
             ),
         ]
     );
-    let exim = "From: Mail Delivery System <Mailer-Daemon@e1.example.org>\r\nSubject: Mail delivery failed\r\n\
-X-Failed-Recipients: kijitora@example.ed.jp\r\n\r\nThe following address(es) failed:\r\n\r\n  kijitora@example.ed.jp\r\n\
-host mx.example.jp: 550 5.7.0 <shironeko@example.jp>... Please use your ISP\r\n";
+    let exim: &str =
+        &fixture("plain-text-bounces-name-each-recipient-with-its-own-status-exim.eml");
     assert_eq!(
         text_recipients(exim),
         [(
@@ -741,9 +655,7 @@ host mx.example.jp: 550 5.7.0 <shironeko@example.jp>... Please use your ISP\r\n"
         )]
     );
     // A daemon whose From has no address, naming the recipient in a sentence.
-    let dma = "From: MAILER-DAEMON <>\r\nSubject: Mail delivery failed\r\n\r\n\
-There was an error delivering your mail to <who@google.example.com>.\r\n\
-550 5.1.1 The email account that you tried to reach does not exist.\r\n";
+    let dma: &str = &fixture("plain-text-bounces-name-each-recipient-with-its-own-status-dma.eml");
     for (line, want) in [
         ("   * kijitora@example.com", "kijitora@example.com"),
         (
@@ -771,8 +683,8 @@ There was an error delivering your mail to <who@google.example.com>.\r\n\
         assert_eq!(got.first().map(|r| r.0.as_str()), Some(want), "{line}");
     }
     // Quoted headers name no recipient.
-    let quoted = "From: MAILER-DAEMON@mx.example\r\nSubject: Undeliverable Mail\r\n\r\n\
-From: Someone <someone@example.org>\r\nReply-To: other@example.org\r\n";
+    let quoted: &str =
+        &fixture("plain-text-bounces-name-each-recipient-with-its-own-status-quoted.eml");
     assert!(text_recipients(quoted).is_empty());
     assert_eq!(
         text_recipients(dma),
@@ -802,7 +714,7 @@ fn exchange_suppress_header_alone_is_not_an_auto_reply() {
         class_of("From: a@b.c\r\nX-Auto-Response-Suppress: All\r\n\r\nx").class,
         Class::Normal
     );
-    let both = "From: a@b.c\r\nX-Auto-Response-Suppress: All\r\nX-MS-Exchange-Inbox-Rules-Loop: a@b.c\r\n\r\nx";
+    let both: &str = &fixture("exchange-suppress-header-alone-is-not-an-auto-reply-both.eml");
     assert_eq!(class_of(both).rule, "exchange-inbox-rules-loop");
 }
 
@@ -833,14 +745,8 @@ fn precedence_bulk_is_bulk_list_is_list() {
 
 #[test]
 fn rfc3464_report_yields_recipients_and_the_original_message_id() {
-    let raw = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Undelivered\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n\
---b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
-Final-Recipient: rfc822; gone@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n\
---b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: sales@localhost\r\nTo: gone@customer.example\r\n\
-Message-ID: <out-1@in.acme.example>\r\nSubject: Quote\r\n\r\n--b--\r\n";
+    let raw: &str =
+        &fixture("rfc3464-report-yields-recipients-and-the-original-message-id-raw.eml");
     let Classification {
         class: Class::Bounce(b),
         rule,
@@ -896,9 +802,9 @@ fn loop_header_wins() {
 
 #[test]
 fn words_alone_say_a_recipient_does_not_exist_and_the_status_is_marked_inferred() {
-    let raw = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Mail delivery failed\r\n\r\n\
-Sorry, we were unable to deliver your message to gone@example.org.\r\n\
-The user does not exist.\r\n";
+    let raw: &str = &fixture(
+        "words-alone-say-a-recipient-does-not-exist-and-the-status-is-marked-inferred-raw.eml",
+    );
     let got = bounce_recipients(raw);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].reason, BounceReason::UserUnknown);
@@ -923,10 +829,8 @@ Delivery to gone@example.org failed: no such mailbox.\r\n\r\nStatus: 5.1.2\r\n",
 
 #[test]
 fn a_bounce_quoting_the_originals_headers_inline_names_its_message_id() {
-    let raw = "From: MAILER-DAEMON@mx.example\r\nTo: sales@localhost\r\nSubject: Mail delivery failed\r\n\r\n\
-Sorry, we were unable to deliver your message to gone@example.org.\r\n\r\n\
---- Original message follows ---\r\nFrom: sales@localhost\r\nTo: gone@example.org\r\n\
-Message-ID: <q1@x> (sent by emailin)\r\nSubject: Quote\r\n\r\nHello\r\n";
+    let raw: &str =
+        &fixture("a-bounce-quoting-the-originals-headers-inline-names-its-message-id-raw.eml");
     let Class::Bounce(b) = class_of(raw).class else {
         panic!("a bounce")
     };
