@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -84,13 +84,15 @@ impl Health {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, PartStatus>) -> T) -> T {
-        // Every writer leaves the map whole, so a poisoned lock still holds a valid one.
-        let mut parts = match self.0.lock() {
-            Ok(parts) => parts,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut parts)
+        f(&mut lock(&self.0))
     }
+}
+
+/// Every writer here leaves its value whole, so a poisoned lock still holds a valid one.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Starts parts and watches them.
@@ -120,10 +122,7 @@ impl Supervisor {
 
     /// Why the service must stop, once a vital part died.
     pub fn failure(&self) -> Option<String> {
-        match self.failure.lock() {
-            Ok(f) => f.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        lock(&self.failure).clone()
     }
 
     /// Runs `make()` until `stop` fires, starting it again (after a backoff
@@ -196,16 +195,7 @@ impl Supervisor {
             };
             tracing::error!(part = %name, error = %why, "vital_part_died; stopping the service");
             this.health.set(&name, PartState::Failed, Some(why.clone()));
-            match this.failure.lock() {
-                Ok(mut f) => {
-                    f.get_or_insert(format!("{name}: {why}"));
-                }
-                Err(poisoned) => {
-                    poisoned
-                        .into_inner()
-                        .get_or_insert(format!("{name}: {why}"));
-                }
-            }
+            lock(&this.failure).get_or_insert(format!("{name}: {why}"));
             this.fatal.cancel();
         })
     }
@@ -217,13 +207,16 @@ pub fn why_ended(err: tokio::task::JoinError) -> String {
     if !err.is_panic() {
         return "cancelled".into();
     }
-    let payload = err.into_panic();
-    let message = payload
+    let message = panic_message(&*err.into_panic());
+    format!("panicked: {}", message.as_deref().unwrap_or("a panic"))
+}
+
+/// The message a panic was raised with, when it was a string.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
-    format!("panicked: {message}")
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -1,5 +1,6 @@
 //! The one struct every source hands to intake.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -103,10 +104,14 @@ impl Source {
 
     /// The stored columns `(client_ip, helo, tls)`: the SMTP session's,
     /// or for polled mail the mailbox as `helo` (`imap:ACCOUNT/FOLDER`).
-    pub fn columns(&self) -> (Option<&str>, Option<String>, bool) {
+    pub fn columns(&self) -> (Option<&str>, Option<Cow<'_, str>>, bool) {
         match self {
-            Source::Smtp(s) => (s.client_ip.as_deref(), s.helo.clone(), s.tls),
-            Source::Imap(mailbox) => (None, Some(mailbox.origin()), false),
+            Source::Smtp(s) => (
+                s.client_ip.as_deref(),
+                s.helo.as_deref().map(Cow::Borrowed),
+                s.tls,
+            ),
+            Source::Imap(mailbox) => (None, Some(Cow::Owned(mailbox.origin())), false),
             Source::Import | Source::Api => (None, None, false),
         }
     }
@@ -124,13 +129,17 @@ impl Source {
                 helo,
                 tls,
             }),
-            SourceKind::Imap => match helo.as_deref().and_then(ImapMailbox::from_origin) {
-                Some(mailbox) => Source::Imap(mailbox),
-                None => Source::Imap(ImapMailbox {
-                    account: String::new(),
-                    folder: String::new(),
-                }),
-            },
+            // A polled row whose mailbox cannot be read is still processed (as
+            // from no known account: no provider verdict is believed for it),
+            // never refused: refusing would hold up every message behind it.
+            SourceKind::Imap => Source::Imap(
+                helo.as_deref()
+                    .and_then(ImapMailbox::from_origin)
+                    .unwrap_or(ImapMailbox {
+                        account: String::new(),
+                        folder: String::new(),
+                    }),
+            ),
             SourceKind::Import => Source::Import,
             SourceKind::Api => Source::Api,
         }
@@ -237,7 +246,8 @@ mod tests {
         for source in sources {
             let (ip, helo, tls) = source.columns();
             let kind: SourceKind = source.kind().as_str().parse().unwrap();
-            let back = Source::from_columns(kind, ip.map(str::to_owned), helo, tls);
+            let back =
+                Source::from_columns(kind, ip.map(str::to_owned), helo.map(Cow::into_owned), tls);
             assert_eq!(back, source);
         }
         assert_eq!(ImapMailbox::from_origin("smtp-ish"), None);

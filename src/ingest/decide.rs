@@ -259,12 +259,6 @@ pub fn decide(facts: Facts<'_>, rules: Rules<'_>) -> Result<Decision, NoOpenStag
         ),
         (None, None) => (NEW_RECORD_RULE, None),
     };
-    let decision = |action| Decision {
-        action,
-        rule,
-        value: value.clone(),
-        refused,
-    };
     let action = match hit {
         None => match facts.class {
             Class::AutoReply => Action::Ignore(IgnoreReason::AutoReply),
@@ -288,7 +282,12 @@ pub fn decide(facts: Facts<'_>, rules: Rules<'_>) -> Result<Decision, NoOpenStag
             Action::Append { record, reopen_to }
         }
     };
-    Ok(decision(action))
+    Ok(Decision {
+        action,
+        rule,
+        value,
+        refused,
+    })
 }
 
 #[cfg(test)]

@@ -297,11 +297,7 @@ async fn process_guarded(
     {
         Ok(result) => result,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::supervise::panic_message(&*panic).unwrap_or_default();
             tracing::error!(inbound_id = %inbound.id, panic = %what, "processing panicked");
             Err(ProcessError::Panic(what))
         }

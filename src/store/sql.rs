@@ -1125,7 +1125,7 @@ macro_rules! sql_store {
                         .push_bind(m.source.kind().as_str())
                         .push_bind(m.envelope.mail_from.as_deref())
                         .push_bind(to_json(&m.envelope.rcpt_to))
-                        .push_bind(client_ip.map(str::to_owned))
+                        .push_bind(client_ip)
                         .push_bind(helo)
                         .push_bind(tls)
                         .push_bind(
