@@ -182,7 +182,7 @@ impl App {
             })
         });
 
-        let router = api::router(ApiState {
+        let state = ApiState {
             store: Arc::clone(&self.store),
             imap: imap_board,
             processor: Arc::clone(&stored),
@@ -192,13 +192,18 @@ impl App {
             settings: Arc::new(self.settings.clone()),
             intake: intake_health,
             parts: supervisor.health(),
-        });
+            shutdown: shutdown.clone(),
+        };
+        let router = api::router_with(state.clone(), crate::web::routes(&state));
         let http_stop = shutdown.clone();
         let http_task = supervisor.vital("http", shutdown.clone(), async move {
-            axum::serve(self.http, router)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
-                .map_err(|err| format!("HTTP server: {err}"))
+            axum::serve(
+                self.http,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+            .map_err(|err| format!("HTTP server: {err}"))
         });
 
         let fatal = supervisor.fatal();

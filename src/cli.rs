@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the people who log in to the web UI.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
     Ingest {
         /// Files: one message each, or mbox files with many.
@@ -83,6 +88,35 @@ pub enum TokenCommand {
     List,
     /// Revoke a token by name or id.
     Revoke { name_or_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (or give an existing one a password and role).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// admin (everything) or member (read and work records).
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Read the password from standard input (one line) so they can log in.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password from standard input (ends their sessions).
+    SetPassword {
+        #[arg(long)]
+        email: String,
+    },
+    /// End every web session of a user.
+    SignOut {
+        #[arg(long)]
+        email: String,
+    },
+    /// List users.
+    List,
 }
 
 /// Runs a parsed command line.
@@ -119,6 +153,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_counts(store.as_ref()).await
         }
         Command::Token { command } => token(&settings, command).await,
+        Command::User { command } => {
+            let store = open_store(&settings).await?;
+            user(store.as_ref(), command, &mut tokio::io::stdin()).await
+        }
         Command::Ingest { files, to } => {
             let store = open_store(&settings).await?;
             let report = ingest_files(&store, &settings, &files, &to).await?;
@@ -163,6 +201,115 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
                 bail!("no active token {name_or_id:?}");
             }
             println!("revoked {name_or_id}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `user` command; passwords are read from `input` (standard input).
+///
+/// # Errors
+/// An unknown role or user, a password the rules refuse, or a storage error.
+pub async fn user(
+    store: &dyn Store,
+    command: UserCommand,
+    input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+) -> anyhow::Result<()> {
+    async fn read_password(
+        input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+    ) -> anyhow::Result<String> {
+        let mut text = String::new();
+        input
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .await
+            .context("reading the password from standard input")?;
+        let line = text.lines().next().unwrap_or_default().to_string();
+        crate::api::auth::hash_password(&line).map_err(anyhow::Error::msg)
+    }
+    async fn find(store: &dyn Store, email: &str) -> anyhow::Result<crate::store::UserView> {
+        let found = store.login_user(email.trim()).await?;
+        found
+            .map(|(user, _)| user)
+            .with_context(|| format!("no user {email:?}"))
+    }
+    match command {
+        UserCommand::Create {
+            email,
+            name,
+            role,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("role {role:?}: use admin or member"))?;
+            let address =
+                EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("email {email:?}: {e}"))?;
+            let hash = match password_stdin {
+                true => Some(read_password(input).await?),
+                false => None,
+            };
+            let user = match store.create_user(address.as_str(), name.trim(), role).await {
+                Ok(user) => user,
+                Err(crate::store::StoreError::Conflict(_)) => {
+                    let existing = find(store, address.as_str()).await?;
+                    let change = crate::store::UserChange {
+                        name: (!name.trim().is_empty()).then(|| name.trim().to_string()),
+                        role: Some(role),
+                    };
+                    store.update_user(existing.id, &change).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(hash) = hash {
+                store.set_password(user.id, Some(&hash)).await?;
+            }
+            println!(
+                "user {} ({}){}",
+                user.email,
+                role.as_str(),
+                if password_stdin {
+                    " can log in"
+                } else {
+                    " has no password: they cannot log in yet"
+                }
+            );
+        }
+        UserCommand::SetPassword { email } => {
+            let user = find(store, &email).await?;
+            let hash = read_password(input).await?;
+            store.set_password(user.id, Some(&hash)).await?;
+            println!("password set for {}; their sessions are ended", user.email);
+        }
+        UserCommand::SignOut { email } => {
+            let user = find(store, &email).await?;
+            let n = store.revoke_user_sessions(user.id).await?;
+            println!("ended {n} session(s) of {}", user.email);
+        }
+        UserCommand::List => {
+            let mut cursor = None;
+            loop {
+                let page = store
+                    .list_users(&crate::store::ListRequest { cursor, limit: 500 })
+                    .await?;
+                for u in &page.items {
+                    let login = if u.can_log_in {
+                        "can log in"
+                    } else {
+                        "no password"
+                    };
+                    println!(
+                        "{}  {:<32} {:<6} {login}  {}",
+                        u.id,
+                        u.email,
+                        u.role.as_str(),
+                        u.name
+                    );
+                }
+                match page.items.last() {
+                    Some(last) if page.next_cursor.is_some() => cursor = Some(last.id),
+                    _ => break,
+                }
+            }
         }
     }
     Ok(())

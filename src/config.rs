@@ -80,6 +80,16 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Largest request body; a larger one gets `413`.
     pub max_body_bytes: usize,
+    /// Mark the web UI's session cookie `Secure` even on plain HTTP (behind a
+    /// TLS proxy that does not send `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+    /// How long a web UI login lasts, in hours.
+    pub session_hours: u64,
+    /// Failed logins allowed per address within `login_window_secs`.
+    pub login_failures_per_address: u32,
+    /// Failed logins allowed per client IP within `login_window_secs`.
+    pub login_failures_per_ip: u32,
+    pub login_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -413,6 +423,14 @@ impl Settings {
         }
         if !(512..=4096).contains(&self.smtp.max_line_bytes) {
             return invalid("smtp.max_line_bytes must be between 512 and 4096".into());
+        }
+        if self.http.session_hours == 0 || self.http.login_window_secs == 0 {
+            return invalid("http.session_hours and http.login_window_secs must be > 0".into());
+        }
+        if self.http.login_failures_per_address == 0 || self.http.login_failures_per_ip == 0 {
+            return invalid(
+                "http.login_failures_per_address and login_failures_per_ip must be > 0".into(),
+            );
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024".into());

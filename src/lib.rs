@@ -11,6 +11,9 @@
 //! - [`app`]: `App::build` constructs the parts; `run_until_stopped` runs
 //!   them under the [`supervise`] module's supervisor and stops them in order.
 //! - [`cli`]: the commands behind the `emailin` binary.
+//! - [`web`]: the team's web UI (axum + maud, embedded htmx): login,
+//!   board, record page, contacts, admin pages; it works records through
+//!   the same functions as the API.
 //! - [`api`]: the HTTP API (axum, OpenAPI): records, contacts, inbound, admin.
 //! - [`smtp`]: the SMTP listener (tokio + smtp-proto): session, DATA, replies.
 //! - [`imap`]: the IMAP poller (async-imap): team mailboxes, exactly once.
@@ -43,3 +46,4 @@ pub mod store;
 pub mod supervise;
 pub mod telemetry;
 pub mod tls;
+pub mod web;

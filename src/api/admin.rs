@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::auth::{self, Admin};
 use super::{
@@ -20,7 +21,8 @@ use super::{
 use crate::config::AliasConfig;
 use crate::domain::{BlockList, EmailAddress, StageKind, limits};
 use crate::store::{
-    BlockedSender, Page, PipelineView, Role, StageInput, StoreError, TokenView, UserView,
+    BlockedSender, Page, PipelineView, Role, StageInput, StoreError, TokenView, UserChange,
+    UserView,
 };
 
 /// API tokens (never the tokens themselves), oldest first.
@@ -62,8 +64,21 @@ pub async fn create_token(
     State(state): State<ApiState>,
     Body(body): Body<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
-    let name = check_name(&body.name)?;
-    let role = Role::parse(&body.role)
+    let (token, view) = new_token(&state, &body.name, &body.role).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "id": view.id, "name": view.name, "role": view.role })),
+    ))
+}
+
+/// Creates a token; returns it (to show once) and what is stored of it.
+pub(crate) async fn new_token(
+    state: &ApiState,
+    name: &str,
+    role: &str,
+) -> ApiResult<(String, TokenView)> {
+    let name = check_name(name)?;
+    let role = Role::parse(role)
         .ok_or_else(|| ApiError::Unprocessable("role: must be admin or member".into()))?;
     let token = auth::new_token();
     let view = state
@@ -76,10 +91,7 @@ pub async fn create_token(
             }
             other => other.into(),
         })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "token": token, "id": view.id, "name": view.name, "role": view.role })),
-    ))
+    Ok((token, view))
 }
 
 /// Revokes a token by id or name.
@@ -119,10 +131,14 @@ pub async fn list_users(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    email: String,
+    pub(crate) email: String,
     /// Shown as the sender of their replies.
     #[serde(default)]
-    name: String,
+    pub(crate) name: String,
+    /// `admin` or `member` (the default).
+    pub(crate) role: Option<Role>,
+    /// Lets the user log in to the web UI (at least 10 characters).
+    pub(crate) password: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses(
@@ -138,15 +154,37 @@ pub async fn create_user(
     State(state): State<ApiState>,
     Body(body): Body<NewUser>,
 ) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(new_user(&state, body).await?)))
+}
+
+/// Creates a user, with a password when one is given.
+pub(crate) async fn new_user(state: &ApiState, body: NewUser) -> ApiResult<UserView> {
     let email = EmailAddress::parse(&body.email)
         .map_err(|e| ApiError::Unprocessable(format!("email: {e}")))?;
     limits::check_chars("name", &body.name, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
+    let hash = body
+        .password
+        .as_deref()
+        .map(auth::hash_password)
+        .transpose()
+        .map_err(ApiError::Unprocessable)?;
     let user = state
         .store
-        .create_user(email.as_str(), body.name.trim())
+        .create_user(
+            email.as_str(),
+            body.name.trim(),
+            body.role.unwrap_or(Role::Member),
+        )
         .await
         .map_err(|e| store_error(e, "user not found"))?;
-    Ok((StatusCode::CREATED, Json(user)))
+    match hash {
+        Some(hash) => {
+            state.store.set_password(user.id, Some(&hash)).await?;
+            let user = state.store.get_user(user.id).await?;
+            user.ok_or(ApiError::NotFound("user not found"))
+        }
+        None => Ok(user),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", params(("id" = uuid::Uuid, Path)), responses(
@@ -167,10 +205,17 @@ pub async fn get_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
-    name: String,
+    pub(crate) name: Option<String>,
+    pub(crate) role: Option<Role>,
+    /// A new password (ends the user's web sessions); `null` leaves it.
+    pub(crate) password: Option<String>,
+    /// Ends every web session of the user.
+    #[serde(default)]
+    pub(crate) sign_out: bool,
 }
 
-/// Renames a user (their address is their identity).
+/// Renames a user, changes their role or password, or signs them out
+/// everywhere (their address is their identity).
 #[utoipa::path(patch, path = "/api/v1/users/{id}", params(("id" = uuid::Uuid, Path)), request_body = UserPatch, responses(
     (status = 200, body = UserView),
     docs::BadRequest,
@@ -185,14 +230,41 @@ pub async fn update_user(
     Path(id): Path<String>,
     Body(body): Body<UserPatch>,
 ) -> ApiResult<Json<UserView>> {
-    let id = path_id(&id)?;
-    limits::check_chars("name", &body.name, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
-    let user = state
+    Ok(Json(change_user(&state, path_id(&id)?, body).await?))
+}
+
+/// Changes a user's name, role or password, or ends their sessions.
+pub(crate) async fn change_user(
+    state: &ApiState,
+    id: Uuid,
+    body: UserPatch,
+) -> ApiResult<UserView> {
+    if let Some(name) = &body.name {
+        limits::check_chars("name", name, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
+    }
+    let hash = body
+        .password
+        .as_deref()
+        .map(auth::hash_password)
+        .transpose()
+        .map_err(ApiError::Unprocessable)?;
+    let change = UserChange {
+        name: body.name.map(|n| n.trim().to_string()),
+        role: body.role,
+    };
+    state
         .store
-        .update_user(id, body.name.trim())
+        .update_user(id, &change)
         .await
         .map_err(|e| store_error(e, "user not found"))?;
-    Ok(Json(user))
+    if let Some(hash) = hash {
+        state.store.set_password(id, Some(&hash)).await?;
+    }
+    if body.sign_out {
+        state.store.revoke_user_sessions(id).await?;
+    }
+    let user = state.store.get_user(id).await?;
+    user.ok_or(ApiError::NotFound("user not found"))
 }
 
 /// Deletes a user who owns nothing (409 otherwise: reassign first).
@@ -234,9 +306,9 @@ pub async fn list_pipelines(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPipeline {
-    name: String,
+    pub(crate) name: String,
     /// In order; at least one `open`.
-    stages: Vec<StageInput>,
+    pub(crate) stages: Vec<StageInput>,
 }
 
 /// Checks a stage list: names present and unique, kinds known, one open stage.
@@ -303,6 +375,11 @@ pub async fn create_pipeline(
     State(state): State<ApiState>,
     Body(body): Body<NewPipeline>,
 ) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(new_pipeline(&state, body).await?)))
+}
+
+/// Creates a pipeline with its stages.
+pub(crate) async fn new_pipeline(state: &ApiState, body: NewPipeline) -> ApiResult<PipelineView> {
     let name = check_name(&body.name)?;
     check_stages(&body.stages)?;
     let pipeline = state
@@ -310,8 +387,8 @@ pub async fn create_pipeline(
         .create_pipeline(name, &body.stages)
         .await
         .map_err(|e| store_error(e, "pipeline not found"))?;
-    reload_directory(&state).await?;
-    Ok((StatusCode::CREATED, Json(pipeline)))
+    reload_directory(state).await?;
+    Ok(pipeline)
 }
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{id}", params(("id" = uuid::Uuid, Path)), responses(
@@ -334,10 +411,10 @@ pub async fn get_pipeline(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelinePatch {
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The whole new stage list, in order: stages match by `id`, else by
     /// name; one left out is removed only if nothing refers to it.
-    stages: Option<Vec<StageInput>>,
+    pub(crate) stages: Option<Vec<StageInput>>,
 }
 
 /// Renames a pipeline or replaces its stages.
@@ -356,7 +433,15 @@ pub async fn update_pipeline(
     Path(id): Path<String>,
     Body(body): Body<PipelinePatch>,
 ) -> ApiResult<Json<PipelineView>> {
-    let id = path_id(&id)?;
+    Ok(Json(change_pipeline(&state, path_id(&id)?, body).await?))
+}
+
+/// Renames a pipeline or replaces its stages.
+pub(crate) async fn change_pipeline(
+    state: &ApiState,
+    id: Uuid,
+    body: PipelinePatch,
+) -> ApiResult<PipelineView> {
     let name = body.name.as_deref().map(check_name).transpose()?;
     if let Some(stages) = &body.stages {
         check_stages(stages)?;
@@ -366,8 +451,8 @@ pub async fn update_pipeline(
         .update_pipeline(id, name, body.stages.as_deref())
         .await
         .map_err(|e| store_error(e, "pipeline not found"))?;
-    reload_directory(&state).await?;
-    Ok(Json(pipeline))
+    reload_directory(state).await?;
+    Ok(pipeline)
 }
 
 /// Deletes a pipeline without records or aliases (409 otherwise).
@@ -383,13 +468,18 @@ pub async fn delete_pipeline(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    remove_pipeline(&state, path_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a pipeline without records or aliases.
+pub(crate) async fn remove_pipeline(state: &ApiState, id: Uuid) -> ApiResult<()> {
     state
         .store
-        .delete_pipeline(path_id(&id)?)
+        .delete_pipeline(id)
         .await
         .map_err(|e| store_error(e, "pipeline not found"))?;
-    reload_directory(&state).await?;
-    Ok(StatusCode::NO_CONTENT)
+    reload_directory(state).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -462,15 +552,20 @@ pub async fn save_alias(
             "address: must match the address in the path".into(),
         ));
     }
-    alias.check_lengths().map_err(ApiError::Unprocessable)?;
     alias.address = address;
-    match state.store.save_alias(&alias).await {
+    store_alias(&state, &alias).await?;
+    Ok(Json(alias))
+}
+
+/// Creates or updates an alias; routing uses it at once.
+pub(crate) async fn store_alias(state: &ApiState, alias: &AliasConfig) -> ApiResult<()> {
+    alias.check_lengths().map_err(ApiError::Unprocessable)?;
+    match state.store.save_alias(alias).await {
         Ok(()) => {}
         Err(StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
         Err(err) => return Err(err.into()),
     }
-    reload_directory(&state).await?;
-    Ok(Json(alias))
+    reload_directory(state).await
 }
 
 /// Blocked senders: the configuration file's and those added here, by entry.
@@ -486,6 +581,12 @@ pub async fn list_blocked(
     Params(q): Params<AliasQuery>,
 ) -> ApiResult<Json<Page<BlockedSender>>> {
     let limit = limit(q.limit)?;
+    let all = all_blocked(&state).await?;
+    Ok(Json(page_by_key(all, q.cursor, limit, |b| b.entry.clone())))
+}
+
+/// Every blocked sender: the configuration file's and those added since, by entry.
+pub(crate) async fn all_blocked(state: &ApiState) -> ApiResult<Vec<BlockedSender>> {
     let mut all: Vec<BlockedSender> = state
         .settings
         .blocked_senders
@@ -498,7 +599,7 @@ pub async fn list_blocked(
         .collect();
     all.extend(state.store.list_blocked_senders().await?);
     all.sort_by(|a, b| a.entry.cmp(&b.entry));
-    Ok(Json(page_by_key(all, q.cursor, limit, |b| b.entry.clone())))
+    Ok(all)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -539,7 +640,12 @@ pub async fn add_blocked(
     State(state): State<ApiState>,
     Body(body): Body<NewBlocked>,
 ) -> ApiResult<impl IntoResponse> {
-    let entry = BlockList::normalize(&body.entry);
+    Ok((StatusCode::CREATED, Json(block(&state, &body.entry).await?)))
+}
+
+/// Blocks an address or a domain; SMTP and processing use it at once.
+pub(crate) async fn block(state: &ApiState, entry: &str) -> ApiResult<BlockedSender> {
+    let entry = BlockList::normalize(entry);
     let probe = if entry.contains('@') {
         entry.clone()
     } else {
@@ -550,7 +656,7 @@ pub async fn add_blocked(
             "entry: must be an address or a domain".into(),
         ));
     }
-    if in_config(&state, &entry) {
+    if in_config(state, &entry) {
         return Err(ApiError::Conflict(
             "entry: it is blocked in the configuration file".into(),
         ));
@@ -560,8 +666,8 @@ pub async fn add_blocked(
         .add_blocked_sender(&entry)
         .await
         .map_err(|e| store_error(e, "blocked sender not found"))?;
-    reload_blocked(&state).await?;
-    Ok((StatusCode::CREATED, Json(added)))
+    reload_blocked(state).await?;
+    Ok(added)
 }
 
 /// Unblocks an entry added through the API.
@@ -577,8 +683,14 @@ pub async fn remove_blocked(
     State(state): State<ApiState>,
     Path(entry): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let entry = BlockList::normalize(&entry);
-    if in_config(&state, &entry) {
+    unblock(&state, &entry).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unblocks an entry added through the API or the UI.
+pub(crate) async fn unblock(state: &ApiState, entry: &str) -> ApiResult<()> {
+    let entry = BlockList::normalize(entry);
+    if in_config(state, &entry) {
         return Err(ApiError::Conflict(
             "the entry is set in the configuration file; remove it there".into(),
         ));
@@ -586,6 +698,5 @@ pub async fn remove_blocked(
     if !state.store.remove_blocked_sender(&entry).await? {
         return Err(ApiError::NotFound("blocked sender not found"));
     }
-    reload_blocked(&state).await?;
-    Ok(StatusCode::NO_CONTENT)
+    reload_blocked(state).await
 }

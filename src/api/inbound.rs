@@ -110,10 +110,7 @@ pub async fn release_inbound(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = path_id(&id)?;
-    if !state.store.release_inbound(id).await? {
-        return Err(quarantine_error(&state, id).await?);
-    }
-    state.processor.notify_one();
+    release(&state, id).await?;
     let row = state
         .store
         .get_inbound(id)
@@ -136,15 +133,30 @@ pub async fn drop_inbound(
     Path(id): Path<String>,
 ) -> ApiResult<Json<InboundView>> {
     let id = path_id(&id)?;
-    if !state.store.drop_inbound(id).await? {
-        return Err(quarantine_error(&state, id).await?);
-    }
+    drop_quarantined(&state, id).await?;
     let row = state
         .store
         .get_inbound(id)
         .await?
         .ok_or(ApiError::NotFound("inbound message not found"))?;
     Ok(Json(row))
+}
+
+/// Releases a quarantined message to processing and wakes the processor.
+pub(crate) async fn release(state: &ApiState, id: Uuid) -> ApiResult<()> {
+    if !state.store.release_inbound(id).await? {
+        return Err(quarantine_error(state, id).await?);
+    }
+    state.processor.notify_one();
+    Ok(())
+}
+
+/// Drops a quarantined message (its raw bytes stay stored).
+pub(crate) async fn drop_quarantined(state: &ApiState, id: Uuid) -> ApiResult<()> {
+    if !state.store.drop_inbound(id).await? {
+        return Err(quarantine_error(state, id).await?);
+    }
+    Ok(())
 }
 
 /// 404 for an unknown message, 409 for one that is not quarantined.

@@ -6,11 +6,11 @@
 //! Routes are registered only through utoipa's router, so the OpenAPI
 //! document served at `/api/v1/openapi.json` lists exactly what is served.
 
-mod admin;
+pub(crate) mod admin;
 pub mod auth;
 mod contacts;
-mod inbound;
-mod records;
+pub(crate) mod inbound;
+pub(crate) mod records;
 
 use std::sync::Arc;
 
@@ -51,6 +51,9 @@ pub struct ApiState {
     pub intake: crate::ingest::IntakeHealth,
     /// The running parts (intake, processor, pollers, outbox, servers).
     pub parts: crate::supervise::Health,
+    /// Fires when the service stops: long-lived responses (the live board's
+    /// event stream) end, so the server can shut down.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -126,8 +129,14 @@ fn open_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(metrics))
 }
 
-/// Builds the router.
+/// Builds the router of the API alone.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Builds the router: the API, the open routes and `pages` (the web UI),
+/// with one fallback and one body limit.
+pub fn router_with(state: ApiState, pages: Router<ApiState>) -> Router {
     let (api, _) = api_routes()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -139,6 +148,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(open)
         .merge(api)
+        .merge(pages)
         .fallback(|| async { ApiError::NotFound("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -169,9 +179,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
+impl ApiError {
+    /// The status, the error code and the message this error answers with.
+    pub fn parts(self) -> (StatusCode, &'static str, String) {
+        match self {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what.to_string()),
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "bad_request", msg),
             ApiError::Conflict(msg) => (StatusCode::CONFLICT, "conflict", msg),
@@ -204,7 +215,13 @@ impl IntoResponse for ApiError {
                     "storage is unavailable".to_string(),
                 )
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
         (
             status,
             Json(json!({"error": {"code": code, "message": message}})),

@@ -18,7 +18,8 @@ use super::{
 };
 use crate::domain::{EmailAddress, limits};
 use crate::outbound::{ComposeError, ReplyRequest, compose};
-use crate::store::{Page, RecordChange, RecordDetail, RecordFilter, RecordView};
+use crate::store::{Page, QueuedReply, RecordChange, RecordDetail, RecordFilter, RecordView};
+use uuid::Uuid;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -132,23 +133,66 @@ pub async fn update_record(
     Body(patch): Body<RecordPatch>,
 ) -> ApiResult<Json<RecordDetail>> {
     let id = path_id(&id)?;
-    if let Some(stage) = &patch.stage {
-        limits::check_chars("stage", stage, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
-    }
-    if let Some(tags) = &patch.tags {
-        limits::check_tags("tags", tags).map_err(ApiError::Unprocessable)?;
-    }
     let change = RecordChange {
         stage: patch.stage,
         owner: patch.owner,
         tags: patch.tags,
     };
-    match state.store.update_record(id, &change, &caller.0.name).await {
-        Ok(()) => {}
-        Err(crate::store::StoreError::Conflict(msg)) => return Err(ApiError::Unprocessable(msg)),
-        Err(err) => return Err(store_error(err, "record not found")),
-    }
+    change_record(&state, id, &change, &caller.0.name).await?;
     get_record(State(state), Path(id.to_string())).await
+}
+
+/// Checks and applies a change to a record (each change is an event by `actor`).
+///
+/// # Errors
+/// 422 for a stage, owner or tags the record cannot take; 404 for no record.
+pub(crate) async fn change_record(
+    state: &ApiState,
+    id: Uuid,
+    change: &RecordChange,
+    actor: &str,
+) -> ApiResult<()> {
+    if let Some(stage) = &change.stage {
+        limits::check_chars("stage", stage, limits::NAME_CHARS).map_err(ApiError::Unprocessable)?;
+    }
+    if let Some(tags) = &change.tags {
+        limits::check_tags("tags", tags).map_err(ApiError::Unprocessable)?;
+    }
+    match state.store.update_record(id, change, actor).await {
+        Ok(()) => Ok(()),
+        Err(crate::store::StoreError::Conflict(msg)) => Err(ApiError::Unprocessable(msg)),
+        Err(err) => Err(store_error(err, "record not found")),
+    }
+}
+
+/// Stores an internal comment by `actor`; returns its id and the existing
+/// users it mentions.
+///
+/// # Errors
+/// 422 for an empty or overlong text; 404 for no record.
+pub(crate) async fn comment(
+    state: &ApiState,
+    id: Uuid,
+    text: &str,
+    actor: &str,
+) -> ApiResult<(Uuid, Vec<String>)> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::Unprocessable("text: must not be empty".into()));
+    }
+    limits::check_chars("text", text, limits::TEXT_CHARS).map_err(ApiError::Unprocessable)?;
+    let named: Vec<String> = crate::domain::mentions(text)
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect();
+    let users = state.store.existing_users(&named).await?;
+    let mentions: Vec<String> = named.into_iter().filter(|m| users.contains(m)).collect();
+    let comment = state
+        .store
+        .add_comment(id, text, actor, &mentions)
+        .await
+        .map_err(|e| store_error(e, "record not found"))?;
+    Ok((comment, mentions))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -174,22 +218,7 @@ pub async fn add_comment(
     Body(body): Body<NewComment>,
 ) -> ApiResult<impl IntoResponse> {
     let id = path_id(&id)?;
-    let text = body.text.trim();
-    if text.is_empty() {
-        return Err(ApiError::Unprocessable("text: must not be empty".into()));
-    }
-    limits::check_chars("text", text, limits::TEXT_CHARS).map_err(ApiError::Unprocessable)?;
-    let named: Vec<String> = crate::domain::mentions(text)
-        .into_iter()
-        .map(|a| a.to_string())
-        .collect();
-    let users = state.store.existing_users(&named).await?;
-    let mentions: Vec<String> = named.into_iter().filter(|m| users.contains(m)).collect();
-    let comment = state
-        .store
-        .add_comment(id, text, &caller.0.name, &mentions)
-        .await
-        .map_err(|e| store_error(e, "record not found"))?;
+    let (comment, mentions) = comment(&state, id, &body.text, &caller.0.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": comment, "mentions": mentions })),
@@ -200,15 +229,15 @@ pub async fn add_comment(
 #[serde(deny_unknown_fields)]
 pub struct NewReply {
     /// The reply's text.
-    text: String,
+    pub(crate) text: String,
     /// An HTML alternative.
-    html: Option<String>,
+    pub(crate) html: Option<String>,
     /// Further recipients.
     #[serde(default)]
-    cc: Vec<String>,
+    pub(crate) cc: Vec<String>,
     /// Send even though the contact's address bounced or complained.
     #[serde(default)]
-    force: bool,
+    pub(crate) force: bool,
 }
 
 /// Replies to the record's contact through the outbound relay. The reply
@@ -230,6 +259,33 @@ pub async fn send_reply(
     Body(body): Body<NewReply>,
 ) -> ApiResult<impl IntoResponse> {
     let id = path_id(&id)?;
+    let reply = reply(&state, id, body, &caller.0.name).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": reply.id,
+            "message_id": reply.message_id,
+            "status": "queued",
+            "subject": reply.subject,
+            "from": reply.from,
+            "to": reply.to,
+            "cc": reply.cc,
+            "reply_to": reply.reply_to,
+        })),
+    ))
+}
+
+/// Composes a reply by `actor` to the record's contact and queues it.
+///
+/// # Errors
+/// 422 for an empty text or a refused cc; 409 without a relay or a contact,
+/// or when reply safety refuses the address; 404 for no record.
+pub(crate) async fn reply(
+    state: &ApiState,
+    id: Uuid,
+    body: NewReply,
+    actor: &str,
+) -> ApiResult<QueuedReply> {
     if body.text.trim().is_empty() {
         return Err(ApiError::Unprocessable("text: must not be empty".into()));
     }
@@ -262,7 +318,7 @@ pub async fn send_reply(
         text: body.text,
         html: body.html,
         cc,
-        actor: caller.0.name.clone(),
+        actor: actor.to_string(),
         force: body.force,
     };
     let reply = compose(
@@ -278,17 +334,5 @@ pub async fn send_reply(
     })?;
     state.store.queue_reply(&reply).await?;
     outbound.wake.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "id": reply.id,
-            "message_id": reply.message_id,
-            "status": "queued",
-            "subject": reply.subject,
-            "from": reply.from,
-            "to": reply.to,
-            "cc": reply.cc,
-            "reply_to": reply.reply_to,
-        })),
-    ))
+    Ok(reply)
 }

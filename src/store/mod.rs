@@ -9,6 +9,7 @@
 
 mod behind;
 mod postgres;
+pub(crate) mod sessions;
 mod sql;
 mod sqlite;
 mod team;
@@ -24,6 +25,7 @@ use crate::domain::Directory;
 use crate::domain::InboundMessage;
 
 pub use postgres::PgStore;
+pub use sessions::{NewSession, SessionStore, SessionUser};
 pub use sqlite::SqliteStore;
 pub use team::{TeamStore, now_ms};
 pub use types::*;
@@ -98,7 +100,7 @@ pub trait MailboxStore: Send + Sync {
 
 /// The service's view of the database.
 #[async_trait]
-pub trait Store: TeamStore + MailboxStore {
+pub trait Store: TeamStore + MailboxStore + SessionStore {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
 

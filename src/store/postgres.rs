@@ -10,8 +10,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
-use super::team::sql_team_store;
+use super::team::{sql_team_store, user_columns};
 use crate::config::DatabaseSettings;
 
 /// Key of the advisory lock that serialises processing across replicas.
@@ -73,3 +74,4 @@ sql_store!(
     intake_in_processing = false
 );
 sql_team_store!(PgStore, Postgres);
+sql_session_store!(PgStore, Postgres);

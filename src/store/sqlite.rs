@@ -16,8 +16,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
-use super::team::sql_team_store;
+use super::team::{sql_team_store, user_columns};
 use crate::config::DatabaseSettings;
 
 pub struct SqliteStore {
@@ -177,6 +178,7 @@ sql_store!(
     intake_in_processing = true
 );
 sql_team_store!(SqliteStore, Sqlite);
+sql_session_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
 mod tests {

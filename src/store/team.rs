@@ -12,8 +12,18 @@ use crate::config::AliasConfig;
 
 use super::{
     BlockedSender, ContactDetail, ContactFilter, ContactView, DeliveryResult, ListRequest,
-    OutboxItem, Page, PipelineView, QueuedReply, ReplyContext, StageInput, StoreResult, UserView,
+    OutboxItem, Page, PipelineView, QueuedReply, ReplyContext, Role, StageInput, StoreResult,
+    UserChange, UserView,
 };
+
+/// The columns a [`UserView`] is read from (a macro, so queries can
+/// `concat!` it into static SQL).
+macro_rules! user_columns {
+    () => {
+        "id, email, name, role, password_hash IS NOT NULL AS can_log_in, created_at"
+    };
+}
+pub(super) use user_columns;
 
 /// Users, pipelines, contacts, outbox and secrets.
 #[async_trait]
@@ -26,8 +36,9 @@ pub trait TeamStore: Send + Sync + 'static {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserView>>;
     /// # Errors
     /// [`super::StoreError::Conflict`] when the address is a user already.
-    async fn create_user(&self, email: &str, name: &str) -> StoreResult<UserView>;
-    async fn update_user(&self, id: Uuid, name: &str) -> StoreResult<UserView>;
+    async fn create_user(&self, email: &str, name: &str, role: Role) -> StoreResult<UserView>;
+    /// Renames a user and/or changes their role.
+    async fn update_user(&self, id: Uuid, change: &UserChange) -> StoreResult<UserView>;
     /// # Errors
     /// [`super::StoreError::Conflict`] while records or aliases are assigned to the user.
     async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
@@ -110,6 +121,11 @@ macro_rules! sql_team_store {
                 id: r.try_get("id")?,
                 email: r.try_get("email")?,
                 name: r.try_get("name")?,
+                role: {
+                    let role: String = r.try_get("role")?;
+                    Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?
+                },
+                can_log_in: r.try_get("can_log_in")?,
                 created_at: r.try_get("created_at")?,
             })
         }
@@ -273,7 +289,7 @@ macro_rules! sql_team_store {
 
             async fn list_users(&self, page: &ListRequest) -> StoreResult<Page<UserView>> {
                 let mut q: QueryBuilder<$db> =
-                    QueryBuilder::new("SELECT id, email, name, created_at FROM users WHERE 1 = 1");
+                    QueryBuilder::new(concat!("SELECT ", user_columns!(), " FROM users WHERE 1 = 1"));
                 if let Some(cursor) = page.cursor {
                     q.push(" AND id > ").push_bind(cursor);
                 }
@@ -285,7 +301,7 @@ macro_rules! sql_team_store {
             }
 
             async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserView>> {
-                sqlx::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
+                sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(self.read_pool())
                     .await?
@@ -294,15 +310,17 @@ macro_rules! sql_team_store {
                     .transpose()
             }
 
-            async fn create_user(&self, email: &str, name: &str) -> StoreResult<UserView> {
+            async fn create_user(&self, email: &str, name: &str, role: Role) -> StoreResult<UserView> {
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query(
-                    "INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (email) DO NOTHING RETURNING id, email, name, created_at",
-                )
+                let row = sqlx::query(concat!(
+                    "INSERT INTO users (id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (email) DO NOTHING RETURNING ",
+                    user_columns!()
+                ))
                 .bind(Uuid::now_v7())
                 .bind(email.to_lowercase())
                 .bind(name)
+                .bind(role.as_str())
                 .bind(Utc::now())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -311,12 +329,15 @@ macro_rules! sql_team_store {
                 user_view(&row)
             }
 
-            async fn update_user(&self, id: Uuid, name: &str) -> StoreResult<UserView> {
+            async fn update_user(&self, id: Uuid, change: &UserChange) -> StoreResult<UserView> {
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query(
-                    "UPDATE users SET name = $1 WHERE id = $2 RETURNING id, email, name, created_at",
-                )
-                .bind(name)
+                let row = sqlx::query(concat!(
+                    "UPDATE users SET name = COALESCE($1, name), role = COALESCE($2, role) \
+                     WHERE id = $3 RETURNING ",
+                    user_columns!()
+                ))
+                .bind(change.name.as_deref())
+                .bind(change.role.map(Role::as_str))
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -336,6 +357,9 @@ macro_rules! sql_team_store {
                             "the user owns records or aliases; assign them to someone else first".into(),
                         ));
                     }
+                }
+                for sql in ["DELETE FROM web_sessions WHERE user_id = $1", "DELETE FROM record_reads WHERE user_id = $1"] {
+                    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
                 }
                 let n = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 if n.rows_affected() == 0 {

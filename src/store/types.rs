@@ -348,7 +348,18 @@ pub struct UserView {
     pub id: Uuid,
     pub email: String,
     pub name: String,
+    /// `admin` manages the service; `member` works records.
+    pub role: Role,
+    /// Whether a password is set, so the user can log in to the web UI.
+    pub can_log_in: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// What an update changes of a user (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub name: Option<String>,
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -19,3 +19,4 @@ mod sender_auth;
 mod smtp;
 mod smtp_protocol;
 mod team;
+mod web;
