@@ -110,6 +110,11 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Print a one-time link for a user to set their password.
+    Invite {
+        #[arg(long)]
+        email: String,
+    },
     /// End every web session of a user.
     SignOut {
         #[arg(long)]
@@ -155,7 +160,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token(&settings, command).await,
         Command::User { command } => {
             let store = open_store(&settings).await?;
-            user(store.as_ref(), command, &mut tokio::io::stdin()).await
+            let base = settings.http.public_url.trim().trim_end_matches('/');
+            user(store.as_ref(), base, command, &mut tokio::io::stdin()).await
         }
         Command::Ingest { files, to } => {
             let store = open_store(&settings).await?;
@@ -212,6 +218,7 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
 /// An unknown role or user, a password the rules refuse, or a storage error.
 pub async fn user(
     store: &dyn Store,
+    public_url: &str,
     command: UserCommand,
     input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
 ) -> anyhow::Result<()> {
@@ -279,6 +286,16 @@ pub async fn user(
             let hash = read_password(input).await?;
             store.set_password(user.id, Some(&hash)).await?;
             println!("password set for {}; their sessions are ended", user.email);
+        }
+        UserCommand::Invite { email } => {
+            let user = find(store, &email).await?;
+            let link = crate::web::invite::make_link(store, public_url, &user).await?;
+            println!("{link}");
+            eprintln!(
+                "the link lets {} set a password once, within {} hours",
+                user.email,
+                crate::web::invite::LINK_HOURS
+            );
         }
         UserCommand::SignOut { email } => {
             let user = find(store, &email).await?;

@@ -90,6 +90,9 @@ pub struct HttpSettings {
     /// Failed logins allowed per client IP within `login_window_secs`.
     pub login_failures_per_ip: u32,
     pub login_window_secs: u64,
+    /// The address people open the UI at (`https://crm.acme.example`), for
+    /// links in mail; empty: links are given as paths.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +143,9 @@ pub struct OutboundSettings {
     pub password: Secret,
     /// Domain of reply Message-IDs; empty: `smtp.hostname`.
     pub domain: String,
+    /// The sender of the service's own mail (invitations); empty:
+    /// `emailin@` the outbound domain.
+    pub system_from: String,
     pub timeout_secs: u64,
     pub max_attempts: u32,
     pub retry_initial_secs: u64,

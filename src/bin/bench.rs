@@ -12,7 +12,10 @@
 //! `EMAILIN__*` variables give. `bench idle`: holds many idle SMTP sessions
 //! open and reports the server's RSS. `bench count`: inbound rows per status.
 //! `bench wal`: which tables and indexes a SQLite load wrote, in WAL frames
-//! (pages) per message.
+//! (pages) per message. `bench board`: the web UI board's render time.
+
+#[path = "bench/board.rs"]
+mod board;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,6 +95,16 @@ enum Command {
         watch_secs: u64,
         #[arg(long, default_value = "sales@localhost")]
         to: String,
+    },
+    /// Time the web UI's board of PIPELINE on a database (seed it first).
+    Board {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value = "Sales")]
+        pipeline: String,
+        /// Loads after the first one.
+        #[arg(long, default_value_t = 50)]
+        loads: usize,
     },
     /// Print inbound rows per status.
     Count {
@@ -176,6 +189,11 @@ async fn main() -> anyhow::Result<()> {
             };
             others_while(&addr, raw, &what, watch_secs, &to).await
         }
+        Command::Board {
+            database_url,
+            pipeline,
+            loads,
+        } => board::run(&database_url, &pipeline, loads).await,
         Command::Count { database_url } => {
             let store = open(&database_url).await?;
             for (status, n) in store.inbound_counts().await? {

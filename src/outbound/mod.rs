@@ -28,6 +28,11 @@ pub struct Outbound {
     pub key: ReplyKey,
     /// Wakes the sender when a reply was queued.
     pub wake: Arc<Notify>,
+    /// The relay, for mail sent at once (invitations); `None` without one.
+    pub relay: Option<sender::Relay>,
+    /// The sender of the service's own mail (`[outbound] system_from`, by
+    /// default `emailin@` the outbound domain).
+    pub system_from: String,
 }
 
 impl Outbound {
@@ -36,8 +41,17 @@ impl Outbound {
             "" => settings.smtp.hostname.clone(),
             d => d.to_string(),
         };
+        let enabled = settings.outbound.enabled();
+        let system_from = match settings.outbound.system_from.trim() {
+            "" => format!("emailin@{domain}"),
+            from => from.to_string(),
+        };
         Self {
-            enabled: settings.outbound.enabled(),
+            enabled,
+            relay: enabled.then(|| {
+                sender::Relay::new(settings.outbound.clone(), settings.smtp.hostname.clone())
+            }),
+            system_from,
             domain,
             key,
             wake: Arc::new(Notify::new()),

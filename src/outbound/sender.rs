@@ -32,10 +32,56 @@ const MIN_IDLE: Duration = Duration::from_millis(250);
 pub struct Sender {
     store: Arc<dyn Store>,
     settings: OutboundSettings,
-    helo: String,
     wake: Arc<Notify>,
+    relay: Relay,
+}
+
+/// The configured relay: one SMTP transaction per message.
+#[derive(Clone)]
+pub struct Relay {
+    settings: OutboundSettings,
+    helo: String,
     /// Built once: loading the system roots reads many files.
     tls: Result<TlsConnector, String>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("host", &self.settings.host)
+            .field("port", &self.settings.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    pub fn new(settings: OutboundSettings, helo: String) -> Self {
+        let tls = crate::tls::client_config(None)
+            .map(|config| TlsConnector::from(Arc::new(config)))
+            .map_err(|e| format!("TLS setup: {e}"));
+        Relay {
+            settings,
+            helo,
+            tls,
+        }
+    }
+
+    /// Hands one message to the relay now: the relay's answer when it took
+    /// it, otherwise what went wrong (no retries).
+    ///
+    /// # Errors
+    /// The refusal or the connection error, as text for people.
+    pub async fn send_now(
+        &self,
+        mail_from: &str,
+        rcpt_to: &[String],
+        raw: &[u8],
+    ) -> Result<String, String> {
+        match self.attempt(mail_from, rcpt_to, raw).await {
+            Attempt::Accepted(answer) => Ok(answer),
+            Attempt::Permanent(e) | Attempt::Transient(e) => Err(e),
+        }
+    }
 }
 
 /// How one attempt went, before retry policy.
@@ -53,15 +99,11 @@ impl Sender {
         helo: String,
         wake: Arc<Notify>,
     ) -> Self {
-        let tls = crate::tls::client_config(None)
-            .map(|config| TlsConnector::from(Arc::new(config)))
-            .map_err(|e| format!("TLS setup: {e}"));
         Self {
             store,
+            relay: Relay::new(settings.clone(), helo),
             settings,
-            helo,
             wake,
-            tls,
         }
     }
 
@@ -111,10 +153,14 @@ impl Sender {
     /// One attempt, turned into what the outbox records.
     async fn deliver(&self, item: &OutboxItem) -> DeliveryResult {
         // A panic in the SMTP client must not end the sender: it is one failed attempt.
-        let attempt = AssertUnwindSafe(self.attempt(item))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Attempt::Transient("the SMTP client panicked".into()));
+        let attempt = AssertUnwindSafe(self.relay.attempt(
+            &item.mail_from,
+            &item.rcpt_to,
+            &item.raw,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Attempt::Transient("the SMTP client panicked".into()));
         let attempts = u32::try_from(item.attempts).unwrap_or(u32::MAX);
         match attempt {
             Attempt::Accepted(reply) => {
@@ -141,8 +187,10 @@ impl Sender {
             }
         }
     }
+}
 
-    async fn attempt(&self, item: &OutboxItem) -> Attempt {
+impl Relay {
+    async fn attempt(&self, mail_from: &str, rcpt_to: &[String], raw: &[u8]) -> Attempt {
         let s = &self.settings;
         let connector = match &self.tls {
             Ok(connector) => connector.clone(),
@@ -156,11 +204,7 @@ impl Sender {
         if !s.username.is_empty() {
             builder = builder.credentials((s.username.clone(), s.password.expose().to_string()));
         }
-        let message = Message::new(
-            item.mail_from.as_str(),
-            item.rcpt_to.iter().map(String::as_str),
-            item.raw.as_slice(),
-        );
+        let message = Message::new(mail_from, rcpt_to.iter().map(String::as_str), raw);
         let sent = match s.tls {
             RelayTls::None => match builder.connect_plain().await {
                 Ok(mut client) => {

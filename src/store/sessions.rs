@@ -56,6 +56,27 @@ pub trait SessionStore: Send + Sync {
         user: Uuid,
         records: &[Uuid],
     ) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>>;
+    /// Stores a one-time set-password link for a user.
+    async fn create_password_link(
+        &self,
+        token_hash: &str,
+        user: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The user of a live link (unused, not expired), without using it.
+    async fn password_link_user(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserView>>;
+    /// Uses a live link: sets the user's password (ending their sessions)
+    /// and marks the link used, at once. `None` when it was not live.
+    async fn use_password_link(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
     /// The id of the record with this number.
     async fn record_id(&self, number: i64) -> StoreResult<Option<Uuid>>;
     /// Changes whenever a record is created or changed, or gets a message:
@@ -95,6 +116,21 @@ pub(super) const REVOKE_SESSION: &str = "
 pub(super) const MARK_READ: &str = "
     INSERT INTO record_reads (user_id, record_id, read_at) VALUES ($1, $2, $3)
     ON CONFLICT (user_id, record_id) DO UPDATE SET read_at = excluded.read_at";
+
+pub(super) const CREATE_PASSWORD_LINK: &str = "
+    INSERT INTO password_links (token_hash, user_id, created_at, expires_at)
+    VALUES ($1, $2, $3, $4)";
+
+pub(super) const PASSWORD_LINK_USER: &str = "
+    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in, u.created_at
+    FROM password_links l
+    JOIN users u ON u.id = l.user_id
+    WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > $2";
+
+pub(super) const USE_PASSWORD_LINK: &str = "
+    UPDATE password_links SET used_at = $2
+    WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+    RETURNING user_id";
 
 pub(super) const RECORD_ID: &str = "SELECT id FROM records WHERE number = $1";
 
@@ -234,6 +270,68 @@ macro_rules! sql_session_store {
                     .iter()
                     .map(|r| Ok((r.try_get("record_id")?, r.try_get("read_at")?)))
                     .collect()
+            }
+
+            async fn create_password_link(
+                &self,
+                token_hash: &str,
+                user: Uuid,
+                expires_at: ::chrono::DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query($crate::store::sessions::CREATE_PASSWORD_LINK)
+                    .bind(token_hash)
+                    .bind(user)
+                    .bind(Utc::now())
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn password_link_user(
+                &self,
+                token_hash: &str,
+                now: ::chrono::DateTime<Utc>,
+            ) -> StoreResult<Option<UserView>> {
+                let row = sqlx::query($crate::store::sessions::PASSWORD_LINK_USER)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                row.as_ref().map(user_view).transpose()
+            }
+
+            async fn use_password_link(
+                &self,
+                token_hash: &str,
+                password_hash: &str,
+                now: ::chrono::DateTime<Utc>,
+            ) -> StoreResult<Option<Uuid>> {
+                use $crate::store::sessions as q;
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(q::USE_PASSWORD_LINK)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let user: Uuid = row.try_get("user_id")?;
+                sqlx::query(q::SET_PASSWORD)
+                    .bind(password_hash)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(q::REVOKE_USER_SESSIONS)
+                    .bind(now)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(user))
             }
 
             async fn record_id(&self, number: i64) -> StoreResult<Option<Uuid>> {

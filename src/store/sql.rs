@@ -839,13 +839,17 @@ macro_rules! sql_store {
                 .await?
                 {
                     let message_uuid: Uuid = r.try_get("id")?;
+                    let from_name: Option<String> = r.try_get("from_name")?;
+                    let direction: String = r.try_get("direction")?;
+                    let author = (direction == "comment").then(|| from_name.clone()).flatten();
                     let from = match r.try_get::<Option<String>, _>("from_addr")? {
-                        Some(address) => Some(Mailbox { address, name: r.try_get("from_name")? }),
+                        Some(address) => Some(Mailbox { address, name: from_name }),
                         None => None,
                     };
                     conversation.push(ConversationItem::Message(Box::new(MessageView {
                         id: message_uuid,
-                        direction: r.try_get("direction")?,
+                        author,
+                        direction,
                         message_id: r.try_get("message_id")?,
                         in_reply_to: r.try_get("in_reply_to")?,
                         references: string_list(&r.try_get::<String, _>("refs")?)?,

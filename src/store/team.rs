@@ -358,7 +358,11 @@ macro_rules! sql_team_store {
                         ));
                     }
                 }
-                for sql in ["DELETE FROM web_sessions WHERE user_id = $1", "DELETE FROM record_reads WHERE user_id = $1"] {
+                for sql in [
+                    "DELETE FROM web_sessions WHERE user_id = $1",
+                    "DELETE FROM record_reads WHERE user_id = $1",
+                    "DELETE FROM password_links WHERE user_id = $1",
+                ] {
                     sqlx::query(sql).bind(id).execute(&mut *tx).await?;
                 }
                 let n = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;

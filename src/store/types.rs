@@ -205,6 +205,9 @@ pub struct MessageView {
     pub class: String,
     /// Users a comment mentions.
     pub mentions: Vec<String>,
+    /// Who wrote a comment: a user's address, or an API token's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// For a reply sent from the record: where its delivery stands.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryView>,

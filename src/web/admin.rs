@@ -35,6 +35,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/admin/users", get(users).post(create_user))
         .route("/admin/users/{id}", post(update_user))
         .route("/admin/users/{id}/delete", post(delete_user))
+        .route("/admin/users/{id}/invite", post(invite_user))
         .route("/admin/tokens", get(tokens).post(create_token))
         .route("/admin/tokens/{id}/revoke", post(revoke_token))
         .route("/admin/blocked", get(blocked).post(add_blocked))
@@ -50,6 +51,8 @@ pub fn routes() -> Router<ApiState> {
 struct Notice {
     error: Option<String>,
     done: Option<String>,
+    /// A link to copy (a set-password link that was not mailed).
+    link: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,8 +75,8 @@ impl DoneQuery {
             _ => return Notice::default(),
         };
         Notice {
-            error: None,
             done: Some(done.to_string()),
+            ..Notice::default()
         }
     }
 }
@@ -91,7 +94,7 @@ where
             let (status, _, message) = err.parts();
             let notice = Notice {
                 error: Some(message),
-                done: None,
+                ..Notice::default()
             };
             let status = if status == StatusCode::NOT_FOUND {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -104,7 +107,12 @@ where
 }
 
 fn notice(n: &Notice) -> Markup {
-    layout::notice(n.error.as_deref(), n.done.as_deref())
+    html! {
+        (layout::notice(n.error.as_deref(), n.done.as_deref()))
+        @if let Some(link) = &n.link {
+            p { code #invite-link { (link) } }
+        }
+    }
 }
 
 // ---- inbound ----
@@ -265,7 +273,7 @@ async fn users_page(state: &ApiState, viewer: &Viewer, n: Notice) -> PageResult<
         p.muted { "Members work records; admins also manage this service. A user without a password cannot log in." }
         (notice(&n))
         table.list {
-            thead { tr { th { "Name" } th { "Address" } th { "Role, name and password" } th { "Sessions" } th { "Delete" } } }
+            thead { tr { th { "Name" } th { "Address" } th { "Role, name and password" } th { "Access" } th { "Delete" } } }
             tbody {
                 @for u in &users {
                     tr {
@@ -284,6 +292,12 @@ async fn users_page(state: &ApiState, viewer: &Viewer, n: Notice) -> PageResult<
                             }
                         }
                         td {
+                            form method="post" action=(format!("/admin/users/{}/invite", u.id)) {
+                                (csrf(viewer))
+                                button type="submit" {
+                                    @if u.can_log_in { "Reset link" } @else { "Invite" }
+                                }
+                            }
                             form method="post" action=(format!("/admin/users/{}", u.id)) {
                                 (csrf(viewer))
                                 input type="hidden" name="sign_out" value="1";
@@ -391,6 +405,46 @@ async fn update_user(
     .await
 }
 
+async fn invite_user(
+    State(state): State<ApiState>,
+    AdminViewer(viewer): AdminViewer,
+    Path(id): Path<String>,
+) -> PageResult {
+    let missing = || PageError::NotFound("There is no such user.");
+    let id = Uuid::parse_str(&id).map_err(|_| missing())?;
+    let user = state.store.get_user(id).await?.ok_or_else(missing)?;
+    let invite = super::invite::issue(&state, &user).await?;
+    let hours = super::invite::LINK_HOURS;
+    let n = match invite.mailed {
+        Some(Ok(answer)) => Notice {
+            done: Some(format!(
+                "A set-password link was mailed to {} (the relay answered {answer}).",
+                user.email
+            )),
+            ..Notice::default()
+        },
+        Some(Err(why)) => Notice {
+            error: Some(format!(
+                "The link could not be mailed to {} ({why}). Give them this link instead; \
+                 it works once, for {hours} hours:",
+                user.email
+            )),
+            link: Some(invite.link),
+            ..Notice::default()
+        },
+        None => Notice {
+            done: Some(format!(
+                "Give {} this link to set their password; it works once, for {hours} hours. \
+                 (It is mailed when [outbound] host and [http] public_url are set.)",
+                user.email
+            )),
+            link: Some(invite.link),
+            ..Notice::default()
+        },
+    };
+    Ok(users_page(&state, &viewer, n).await?.into_response())
+}
+
 async fn delete_user(
     State(state): State<ApiState>,
     AdminViewer(viewer): AdminViewer,
@@ -495,7 +549,7 @@ async fn create_token(
             let (status, _, message) = err.parts();
             let n = Notice {
                 error: Some(message),
-                done: None,
+                ..Notice::default()
             };
             Ok((status, tokens_page(&state, &viewer, n, None).await?).into_response())
         }

@@ -27,6 +27,8 @@ use crate::store::NewSession;
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
+    /// Set after a password was set through a link.
+    set: Option<String>,
 }
 
 /// Only a path of this site is a place to go after logging in.
@@ -41,7 +43,13 @@ fn secure(state: &ApiState, headers: &HeaderMap) -> bool {
     state.settings.http.secure_cookies || over_tls(headers)
 }
 
-fn login_page(token: &str, email: &str, next: &str, error: Option<&str>) -> Markup {
+fn login_page(
+    token: &str,
+    email: &str,
+    next: &str,
+    error: Option<&str>,
+    done: Option<&str>,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -57,6 +65,9 @@ fn login_page(token: &str, email: &str, next: &str, error: Option<&str>) -> Mark
                     p.muted { "Log in to work your team's records." }
                     @if let Some(error) = error {
                         p.notice.error role="alert" #login-error { (error) }
+                    }
+                    @if let Some(done) = done {
+                        p.notice.done role="status" { (done) }
                     }
                     form method="post" action="/login" {
                         input type="hidden" name=(CSRF_FIELD) value=(token);
@@ -81,6 +92,7 @@ fn form_response(
     email: &str,
     next: &str,
     error: Option<&str>,
+    done: Option<&str>,
 ) -> Response {
     let token = random_token();
     let cookie = set_cookie(LOGIN_COOKIE, &token, 3600, secure(state, headers));
@@ -90,7 +102,7 @@ fn form_response(
             (header::SET_COOKIE, cookie),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
-        login_page(&token, email, next, error),
+        login_page(&token, email, next, error, done),
     )
         .into_response()
 }
@@ -108,6 +120,9 @@ pub async fn form(
         "",
         safe_next(q.next.as_deref()),
         None,
+        q.set
+            .is_some()
+            .then_some("Your password is set. Log in with it."),
     )
 }
 
@@ -148,6 +163,7 @@ pub async fn submit(
             &email,
             &next,
             Some(&msg),
+            None,
         ));
     }
     let found = state.store.login_user(&email).await?;
@@ -170,6 +186,7 @@ pub async fn submit(
             &email,
             &next,
             Some("That email and password do not match."),
+            None,
         ));
     };
     limiter.succeeded(&email);

@@ -11,6 +11,7 @@ mod admin;
 pub mod assets;
 mod board;
 mod contacts;
+pub mod invite;
 mod layout;
 mod login;
 mod record;
@@ -46,6 +47,7 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         ));
     Router::new()
         .route("/login", get(login::form).post(login::submit))
+        .route("/set-password", get(invite::form).post(invite::submit))
         .route("/assets/{name}", get(assets::serve))
         .merge(pages)
         .layer(Extension(limiter))
@@ -71,6 +73,8 @@ pub enum PageError {
     /// A state-changing request without the session's CSRF token.
     Csrf,
     NotFound(&'static str),
+    /// A link that was used or expired.
+    Gone(&'static str),
     TooLarge,
     Api(ApiError),
 }
@@ -105,6 +109,11 @@ impl IntoResponse for PageError {
                     .to_string(),
             ),
             PageError::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", what.to_string()),
+            PageError::Gone(what) => (
+                StatusCode::GONE,
+                "This link no longer works",
+                what.to_string(),
+            ),
             PageError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Too large",

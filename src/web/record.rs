@@ -365,7 +365,7 @@ fn conversation_item(item: &ConversationItem) -> Markup {
         ConversationItem::Message(m) if m.direction == "comment" => html! {
             li.item.comment id=(format!("m-{}", m.id)) {
                 div.item-head {
-                    span.who { (m.from.as_ref().map_or("someone", |f| f.name.as_deref().unwrap_or(&f.address))) }
+                    span.who { (m.author.as_deref().unwrap_or("someone")) }
                     " commented · " (when(m.created_at))
                 }
                 (layout::text_block(m.text.as_deref().unwrap_or_default()))
@@ -425,10 +425,7 @@ fn message(m: &MessageView) -> Markup {
             _ => f.address.clone(),
         })
         .unwrap_or_else(|| "(no sender)".to_string());
-    let threading = match &m.thread.value {
-        Some(value) => format!("Threaded by {}: {value}", m.thread.rule),
-        None => format!("Threaded by {}", m.thread.rule),
-    };
+    let threading = threading(&m.thread);
     html! {
         li.item.message.in[inbound].out[!inbound] id=(format!("m-{}", m.id)) {
             div.item-head title=(threading) {
@@ -460,6 +457,25 @@ fn message(m: &MessageView) -> Markup {
             }
             p.thread-rule.muted { (threading) }
         }
+    }
+}
+
+/// Why a message is on this record, in words, with the key that decided it.
+fn threading(t: &crate::store::ThreadDecision) -> String {
+    let why = match t.rule.as_str() {
+        "new" => "Started this record",
+        "reply" => "Sent from this record",
+        "reply-token" => "Joined by the reply address",
+        "in-reply-to" => "Joined by In-Reply-To",
+        "references" => "Joined by References",
+        "subject-tag" => "Joined by the [#n] tag in the subject",
+        "related" => "Started a related record",
+        "comment" => "Comment",
+        other => other,
+    };
+    match &t.value {
+        Some(value) => format!("Threading: {why} ({value})"),
+        None => format!("Threading: {why}"),
     }
 }
 

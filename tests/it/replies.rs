@@ -24,7 +24,7 @@ const CUSTOMER: &str = "ann@customer.example";
 const COLLEAGUE: &str = "boss@customer.example";
 
 /// Polls `check` until it yields a value, for at most 20 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -41,7 +41,7 @@ where
 
 /// A second emailin acting as the relay: it accepts mail for the customer's
 /// addresses and keeps the raw bytes. `port` 0 picks a free one.
-async fn spawn_relay(port: u16, accepts: &[&str]) -> TestApp {
+pub async fn spawn_relay(port: u16, accepts: &[&str]) -> TestApp {
     let accepts: Vec<String> = accepts.iter().map(|a| a.to_string()).collect();
     spawn_app_with(Backend::Sqlite, move |s| {
         s.smtp.listen = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -58,7 +58,7 @@ async fn spawn_relay(port: u16, accepts: &[&str]) -> TestApp {
 }
 
 /// The service under test, sending through the relay on `relay_port`.
-async fn spawn_sender(backend: Backend, relay_port: u16) -> TestApp {
+pub async fn spawn_sender(backend: Backend, relay_port: u16) -> TestApp {
     spawn_app_with(backend, move |s| {
         s.outbound.host = "127.0.0.1".into();
         s.outbound.port = relay_port;
@@ -109,7 +109,7 @@ async fn delivery(app: &TestApp, record: &Value, message_id: &str) -> Value {
 }
 
 /// The raw messages the relay stored, oldest first.
-async fn captured(relay: &TestApp) -> Vec<Vec<u8>> {
+pub async fn captured(relay: &TestApp) -> Vec<Vec<u8>> {
     let mut raws = Vec::new();
     for row in relay.inbound(None).await.iter().rev() {
         let (status, raw) = relay

@@ -16,6 +16,7 @@ on_both_backends!(
     every_form_needs_its_csrf_token_and_admin_pages_need_an_admin,
     sessions_survive_a_restart_and_end_at_logout_or_password_change,
     a_person_works_a_record_through_the_forms,
+    an_invited_user_sets_a_password_once_through_the_link,
 );
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -496,7 +497,7 @@ async fn a_person_works_a_record_through_the_forms(backend: Backend) {
     assert!(board.contains(r#"class="card unread""#));
     let (status, page, _) = web.get("/records/1").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("山田 太郎") && page.contains("Threaded by"));
+    assert!(page.contains("山田 太郎") && page.contains("Threading: Started this record"));
     let (_, board, _) = web.get("/?pipeline=Sales").await;
     assert!(
         !board.contains(r#"class="card unread""#),
@@ -561,5 +562,161 @@ async fn a_person_works_a_record_through_the_forms(backend: Backend) {
     assert!(html.contains("お見積もりです"), "the typed text is kept");
     let (status, _, _) = web.get("/records/999").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+async fn an_invited_user_sets_a_password_once_through_the_link(backend: Backend) {
+    // A relay that takes mail for the invitee, and a service that uses it.
+    let relay = crate::replies::spawn_relay(0, &["newcomer@acme.test"]).await;
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.outbound.host = "127.0.0.1".into();
+        s.outbound.port = relay.smtp_addr.port();
+        s.outbound.tls = emailin::config::RelayTls::None;
+        s.outbound.domain = "mail.acme.test".into();
+        s.http.public_url = "https://crm.acme.test/".into();
+    })
+    .await;
+    user(&app, "root@acme.test", "Root", Role::Admin).await;
+    let newcomer = app
+        .store
+        .create_user("newcomer@acme.test", "新しい 人", Role::Member)
+        .await
+        .expect("user");
+    assert!(!newcomer.can_log_in);
+    let mut admin = Web::new(&app);
+    admin.login("root@acme.test", PASSWORD).await;
+
+    // Invite: mailed through the relay, as machine mail, with the link.
+    let (status, html, _) = admin
+        .post(
+            "/admin/users",
+            &format!("/admin/users/{}/invite", newcomer.id),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("A set-password link was mailed to newcomer@acme.test"),
+        "{html}"
+    );
+    let raw = crate::replies::eventually("the invitation at the relay", || async {
+        crate::replies::captured(&relay).await.into_iter().next()
+    })
+    .await;
+    let mail = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("parses");
+    assert_eq!(
+        mail.header("Auto-Submitted").and_then(|h| h.as_text()),
+        Some("auto-generated")
+    );
+    assert_eq!(
+        mail.from()
+            .and_then(|f| f.first())
+            .and_then(|a| a.address()),
+        Some("emailin@mail.acme.test")
+    );
+    let text = mail.body_text(0).expect("text").to_string();
+    let at = text
+        .find("https://crm.acme.test/set-password?token=")
+        .expect("the link");
+    let link = text[at..].split_whitespace().next().expect("link");
+    let path = link.trim_start_matches("https://crm.acme.test");
+
+    // The link: a form; too short a password or two different ones are refused.
+    let mut web = Web::new(&app);
+    let (status, html, _) = web.get(path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("newcomer@acme.test"));
+    let token = path.split("token=").nth(1).expect("token");
+    let csrf = csrf_of(&html);
+    let resp = web
+        .post_raw(
+            "/set-password",
+            &[
+                ("csrf", &csrf),
+                ("token", token),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        resp.text()
+            .await
+            .expect("body")
+            .contains("at least 10 characters")
+    );
+    let (_, html, _) = web.get(path).await;
+    let csrf = csrf_of(&html);
+    let resp = web
+        .post_raw(
+            "/set-password",
+            &[
+                ("csrf", &csrf),
+                ("token", token),
+                ("password", "パスワードは十分に長い"),
+                ("confirm", "パスワードは十分に長い"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/login?set=1");
+    let resp = web
+        .login("newcomer@acme.test", "パスワードは十分に長い")
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+
+    // Once only.
+    let (status, html, _) = Web::new(&app).get(path).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(html.contains("used or has expired"));
+
+    // When the relay cannot be reached the admin is given the link to hand over.
+    relay.stop().await;
+    let (status, html, _) = admin
+        .post(
+            "/admin/users",
+            &format!("/admin/users/{}/invite", newcomer.id),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("could not be mailed to newcomer@acme.test"),
+        "{html}"
+    );
+    assert!(html.contains("https://crm.acme.test/set-password?token="));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_create_reads_the_password_from_standard_input() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let command = emailin::cli::UserCommand::Create {
+        email: "Ops@Acme.test".into(),
+        name: "Ops".into(),
+        role: "admin".into(),
+        password_stdin: true,
+    };
+    let mut input: &[u8] = b"correct horse battery\n";
+    emailin::cli::user(app.store.as_ref(), "", command, &mut input)
+        .await
+        .expect("created");
+    // A short password is refused with the rule, and nothing changes.
+    let short = emailin::cli::UserCommand::SetPassword {
+        email: "ops@acme.test".into(),
+    };
+    let mut input: &[u8] = b"short\n";
+    let err = emailin::cli::user(app.store.as_ref(), "", short, &mut input)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("at least 10 characters"), "{err}");
+    let mut web = Web::new(&app);
+    let resp = web.login("ops@acme.test", PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (status, _, _) = web.get("/admin/users").await;
+    assert_eq!(status, StatusCode::OK, "an admin");
     app.stop().await;
 }
