@@ -32,6 +32,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/admin/inbound/replay", post(replay))
         .route("/admin/inbound/{id}/release", post(release_one))
         .route("/admin/inbound/{id}/drop", post(drop_one))
+        .route("/admin/inbound/{id}/raw", get(raw_one))
         .route("/admin/users", get(users).post(create_user))
         .route("/admin/users/{id}", post(update_user))
         .route("/admin/users/{id}/delete", post(delete_user))
@@ -161,6 +162,7 @@ async fn inbound_page(
         .await?;
     let counts = state.store.inbound_counts().await?;
     let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    let mailboxes = state.imap.snapshot();
     let body = html! {
         h1 { "Inbound mail" }
         p.muted { "Every message the service accepted is stored here first. Quarantined mail waits for you; failed mail can be processed again." }
@@ -189,7 +191,7 @@ async fn inbound_page(
                             td { (when(m.received_at)) }
                             td.mono { (m.mail_from.as_deref().unwrap_or("<>")) }
                             td.mono { (m.rcpt_to.join(", ")) }
-                            td { (m.source) }
+                            td { (m.source) br; a href=(format!("/admin/inbound/{}/raw", m.id)) download { "raw .eml" } }
                             td {
                                 (m.outcome.as_deref().unwrap_or(""))
                                 @if let Some(e) = &m.error { br; span.muted { (e) } }
@@ -204,6 +206,27 @@ async fn inbound_page(
                                     }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let body = html! {
+        (body)
+        @if !mailboxes.is_empty() {
+            h2 { "Polled mailboxes (IMAP)" }
+            table.list {
+                thead { tr { th { "Mailbox" } th { "State" } th { "Last UID" } th { "Stored" } th { "Last error" } th { "Updated" } } }
+                tbody {
+                    @for m in &mailboxes {
+                        tr {
+                            td.mono { (m.account) "/" (m.folder) }
+                            td { (serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                            td { (m.last_uid.map(|u| u.to_string()).unwrap_or_default()) }
+                            td { (m.messages_stored) }
+                            td { @if let Some(e) = &m.last_error { span.badge.warn { (e) } } }
+                            td { (when(m.updated_at)) }
                         }
                     }
                 }
@@ -239,6 +262,34 @@ async fn drop_one(
         inbound_page(&state, &viewer, "quarantined", n)
     })
     .await
+}
+
+/// The stored bytes of a message, as received, to download.
+async fn raw_one(
+    State(state): State<ApiState>,
+    _: AdminViewer,
+    Path(id): Path<String>,
+) -> PageResult {
+    let id = inbound_id(&id)?;
+    let raw = state
+        .store
+        .inbound_raw(id)
+        .await?
+        .ok_or(PageError::NotFound("There is no such message."))?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "message/rfc822".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.eml\""),
+            ),
+        ],
+        raw,
+    )
+        .into_response())
 }
 
 async fn replay(State(state): State<ApiState>, _: AdminViewer) -> PageResult {

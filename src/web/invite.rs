@@ -43,7 +43,11 @@ pub async fn issue(state: &ApiState, user: &UserView) -> Result<Invite, ApiError
         (Some(relay), false) => {
             let raw = invitation(state, user, &link);
             let from = state.outbound.system_from.clone();
-            Some(relay.send_now(&from, std::slice::from_ref(&user.email), &raw).await)
+            Some(
+                relay
+                    .send_now(&from, std::slice::from_ref(&user.email), &raw)
+                    .await,
+            )
         }
         _ => None,
     };

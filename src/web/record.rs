@@ -411,7 +411,12 @@ fn event_text(e: &crate::store::EventView) -> String {
             "Tags set to {}",
             e.detail.as_deref().unwrap_or("[]")
         )),
-        other => by(other.replace('_', " ")),
+        other => {
+            let words = other.replace('_', " ");
+            let mut chars = words.chars();
+            let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
+            by(format!("{}{}", first.unwrap_or_default(), chars.as_str()))
+        }
     }
 }
 

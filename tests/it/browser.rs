@@ -395,6 +395,21 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
         2
     );
 
+    // The admin pages, as an admin sees them.
+    for (page, name) in [
+        ("/admin/inbound?status=processed", "06-admin-inbound"),
+        (
+            "/admin/aliases?edit=service%40localhost",
+            "07-admin-aliases",
+        ),
+        ("/admin/pipelines", "08-admin-pipelines"),
+        ("/admin/users", "09-admin-users"),
+        ("/contacts", "10-contacts"),
+    ] {
+        browser.goto(&format!("{base}{page}")).await.expect("goto");
+        wait_for(&browser, "main h1").await;
+        screenshot(&browser, name).await;
+    }
     let _ = browser.close().await;
     app.stop().await;
     relay.stop().await;

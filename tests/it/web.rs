@@ -362,6 +362,15 @@ async fn every_form_needs_its_csrf_token_and_admin_pages_need_an_admin(backend: 
     // Admins: every page, and the action works.
     let mut admin = Web::new(&app);
     admin.login("root@acme.test", PASSWORD).await;
+    let stored = app.inbound(None).await;
+    let raw_path = format!(
+        "/admin/inbound/{}/raw",
+        stored[0]["id"].as_str().expect("id")
+    );
+    let (status, raw, _) = admin.get(&raw_path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(raw.contains("Message-ID: <q1@customer.test>"), "{raw}");
+    assert_eq!(member.get(&raw_path).await.0, StatusCode::FORBIDDEN);
     for page in [
         "/admin/inbound",
         "/admin/users",

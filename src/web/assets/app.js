@@ -43,7 +43,26 @@
     box.selectionStart = box.selectionEnd = at + add.length;
   }
 
+  // Times are written in UTC; show them in the reader's own time zone
+  // (the UTC time stays in the tooltip).
+  function localTimes(root) {
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    var els = (root || document).querySelectorAll("time[datetime]");
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i];
+      if (el.getAttribute("data-local")) continue;
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d.getTime())) continue;
+      el.title = el.textContent;
+      el.textContent = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
+        " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
+      el.setAttribute("data-local", "1");
+    }
+  }
+
   document.addEventListener("change", autosubmit);
+  document.addEventListener("DOMContentLoaded", function () { localTimes(); });
+  document.addEventListener("htmx:afterSettle", function (e) { localTimes(e.target); });
   document.addEventListener("click", mention);
   document.addEventListener("DOMContentLoaded", listen);
 })();
