@@ -182,6 +182,22 @@ impl App {
             })
         });
 
+        let webhooks_wake = Arc::new(Notify::new());
+        let webhooks = crate::webhooks::Webhooks::new(
+            Arc::clone(&self.store),
+            self.settings.webhook_delivery.clone(),
+            self.settings.webhooks.clone(),
+            Arc::clone(&webhooks_wake),
+        );
+        let webhooks_stop = CancellationToken::new();
+        let webhooks_task = {
+            let stop = webhooks_stop.clone();
+            let worker = webhooks.clone();
+            supervisor.restartable("webhooks", webhooks_stop.clone(), move || {
+                worker.clone().run(stop.clone())
+            })
+        };
+
         let state = ApiState {
             store: Arc::clone(&self.store),
             imap: imap_board,
@@ -193,6 +209,7 @@ impl App {
             intake: intake_health,
             parts: supervisor.health(),
             shutdown: shutdown.clone(),
+            webhooks,
         };
         let router = api::router_with(state.clone(), crate::web::routes(&state));
         let http_stop = shutdown.clone();
@@ -227,6 +244,8 @@ impl App {
         if let Some(task) = sender_task {
             let _ = task.await;
         }
+        webhooks_stop.cancel();
+        let _ = webhooks_task.await;
         let _ = http_task.await;
         // Closed whatever the parts' end: everything else has stopped.
         self.store.close().await;

@@ -36,6 +36,11 @@ pub struct Settings {
     pub aliases: Vec<AliasConfig>,
     #[serde(default)]
     pub imap: Vec<ImapAccountConfig>,
+    /// How webhook deliveries are retried.
+    pub webhook_delivery: WebhookDeliverySettings,
+    /// Systems told about events (signed as Standard Webhooks).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
     /// Senders refused at MAIL FROM (SMTP) or quarantined (other sources):
     /// addresses, or domains (with their subdomains).
     #[serde(default)]
@@ -93,6 +98,32 @@ pub struct HttpSettings {
     /// The address people open the UI at (`https://crm.acme.example`), for
     /// links in mail; empty: links are given as paths.
     pub public_url: String,
+}
+
+/// A webhook of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://…`, or `http://` to a loopback address.
+    pub url: String,
+    /// `whsec_` and the base64 of 24 to 64 random bytes.
+    pub secret: Secret,
+    /// The events it gets; empty: all of them.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDeliverySettings {
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: u32,
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    /// Longest one attempt may take (connect, send, answer).
+    pub timeout_secs: u64,
+    /// How often the event log is looked at, in milliseconds.
+    pub poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -429,6 +460,17 @@ impl Settings {
         }
         if !(512..=4096).contains(&self.smtp.max_line_bytes) {
             return invalid("smtp.max_line_bytes must be between 512 and 4096".into());
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            crate::webhooks::check_webhook(&w.url, w.secret.expose(), &w.events)
+                .map_err(|e| ConfigError::Invalid(format!("webhooks[{i}]: {e}")))?;
+        }
+        let d = &self.webhook_delivery;
+        if d.max_attempts == 0 || d.timeout_secs == 0 || d.poll_interval_ms == 0 {
+            return invalid(
+                "webhook_delivery.max_attempts, timeout_secs and poll_interval_ms must be > 0"
+                    .into(),
+            );
         }
         if self.http.session_hours == 0 || self.http.login_window_secs == 0 {
             return invalid("http.session_hours and http.login_window_secs must be > 0".into());

@@ -18,6 +18,8 @@
 //! - [`smtp`]: the SMTP listener (tokio + smtp-proto): session, DATA, replies.
 //! - [`imap`]: the IMAP poller (async-imap): team mailboxes, exactly once.
 //! - [`outbound`]: replies from records: compose, outbox sender.
+//! - [`webhooks`]: events to other systems (Standard Webhooks): the event
+//!   log the database triggers fill, fan-out, signed deliveries with retries.
 //! - [`auth`]: SPF, DKIM and DMARC checks of received mail (mail-auth).
 //! - [`ingest`]: THE path: `intake` (group commit: durable, then the 250),
 //!   then `process` (batches, savepoints): `plan` (route by envelope),
@@ -47,3 +49,4 @@ pub mod supervise;
 pub mod telemetry;
 pub mod tls;
 pub mod web;
+pub mod webhooks;

@@ -11,6 +11,7 @@ pub mod auth;
 mod contacts;
 pub(crate) mod inbound;
 pub(crate) mod records;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -54,6 +55,8 @@ pub struct ApiState {
     /// Fires when the service stops: long-lived responses (the live board's
     /// event stream) end, so the server can shut down.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The webhook worker (its list of webhooks, its wake-up).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 #[derive(OpenApi)]
@@ -109,6 +112,10 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(admin::get_alias, admin::save_alias))
         .routes(routes!(admin::list_blocked, admin::add_blocked))
         .routes(routes!(admin::remove_blocked))
+        .routes(routes!(webhooks::list_webhooks, webhooks::add_webhook))
+        .routes(routes!(webhooks::remove_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_deliveries))
         .routes(routes!(openapi_json))
 }
 

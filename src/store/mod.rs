@@ -14,6 +14,7 @@ mod sql;
 mod sqlite;
 mod team;
 mod types;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -29,6 +30,10 @@ pub use sessions::{NewSession, SessionStore, SessionUser};
 pub use sqlite::SqliteStore;
 pub use team::{TeamStore, now_ms};
 pub use types::*;
+pub use webhooks::{
+    AttemptResult, ClaimedDelivery, DeliveryRow, LoggedEvent, NewDelivery, StoredWebhook,
+    WebhookStore,
+};
 
 /// What can go wrong below the service.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +105,7 @@ pub trait MailboxStore: Send + Sync {
 
 /// The service's view of the database.
 #[async_trait]
-pub trait Store: TeamStore + MailboxStore + SessionStore {
+pub trait Store: TeamStore + MailboxStore + SessionStore + WebhookStore {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
 

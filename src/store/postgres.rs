@@ -13,6 +13,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
+use super::webhooks::sql_webhook_store;
 use crate::config::DatabaseSettings;
 
 /// Key of the advisory lock that serialises processing across replicas.
@@ -75,3 +76,4 @@ sql_store!(
 );
 sql_team_store!(PgStore, Postgres);
 sql_session_store!(PgStore, Postgres);
+sql_webhook_store!(PgStore, Postgres);

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
+use super::webhooks::sql_webhook_store;
 use crate::config::DatabaseSettings;
 
 pub struct SqliteStore {
@@ -179,6 +180,7 @@ sql_store!(
 );
 sql_team_store!(SqliteStore, Sqlite);
 sql_session_store!(SqliteStore, Sqlite);
+sql_webhook_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
 mod tests {

@@ -21,3 +21,4 @@ mod smtp;
 mod smtp_protocol;
 mod team;
 mod web;
+mod webhooks;

@@ -184,7 +184,8 @@ async fn healthz_lists_every_running_part(backend: Backend) {
             running("intake"),
             running("outbox"),
             running("processor"),
-            running("smtp")
+            running("smtp"),
+            running("webhooks")
         ]
     );
 }
