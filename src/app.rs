@@ -188,6 +188,19 @@ impl App {
             self.settings.webhook_delivery.clone(),
             self.settings.webhooks.clone(),
             Arc::clone(&webhooks_wake),
+            outbound.enabled.then(|| crate::webhooks::Notifier {
+                settings: self.settings.notifications.clone(),
+                from: outbound.system_from.clone(),
+                domain: outbound.domain.clone(),
+                base_url: self
+                    .settings
+                    .http
+                    .public_url
+                    .trim()
+                    .trim_end_matches('/')
+                    .to_string(),
+                wake: Arc::clone(&outbound.wake),
+            }),
         );
         let webhooks_stop = CancellationToken::new();
         let webhooks_task = {

@@ -262,6 +262,7 @@ pub async fn user(
                     let change = crate::store::UserChange {
                         name: (!name.trim().is_empty()).then(|| name.trim().to_string()),
                         role: Some(role),
+                        notify: None,
                     };
                     store.update_user(existing.id, &change).await?
                 }

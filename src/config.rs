@@ -36,6 +36,8 @@ pub struct Settings {
     pub aliases: Vec<AliasConfig>,
     #[serde(default)]
     pub imap: Vec<ImapAccountConfig>,
+    /// Mail to people about new work (needs `[outbound]`).
+    pub notifications: NotificationSettings,
     /// How webhook deliveries are retried.
     pub webhook_delivery: WebhookDeliverySettings,
     /// Systems told about events (signed as Standard Webhooks).
@@ -98,6 +100,20 @@ pub struct HttpSettings {
     /// The address people open the UI at (`https://crm.acme.example`), for
     /// links in mail; empty: links are given as paths.
     pub public_url: String,
+}
+
+/// Which events mail the people concerned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// The record's owner, when a record is created for them.
+    pub record_created: bool,
+    /// The record's owner, when one of theirs is reopened.
+    pub record_reopened: bool,
+    /// A user a comment mentions.
+    pub mentions: bool,
+    /// Lines of the message quoted in the mail.
+    pub quote_lines: usize,
 }
 
 /// A webhook of the configuration file.
@@ -460,6 +476,17 @@ impl Settings {
         }
         if !(512..=4096).contains(&self.smtp.max_line_bytes) {
             return invalid("smtp.max_line_bytes must be between 512 and 4096".into());
+        }
+        let from = self.outbound.system_from.trim().to_ascii_lowercase();
+        if !from.is_empty()
+            && self.aliases.iter().any(|a| {
+                a.address.eq_ignore_ascii_case(&from)
+                    || a.also.iter().any(|x| x.eq_ignore_ascii_case(&from))
+            })
+        {
+            return invalid(format!(
+                "outbound.system_from {from:?} is an alias: replies to notifications would become records"
+            ));
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             crate::webhooks::check_webhook(&w.url, w.secret.expose(), &w.events)

@@ -212,6 +212,8 @@ pub struct UserPatch {
     /// Ends every web session of the user.
     #[serde(default)]
     pub(crate) sign_out: bool,
+    /// Mail about their records and mentions (on by default).
+    pub(crate) notify: Option<bool>,
 }
 
 /// Renames a user, changes their role or password, or signs them out
@@ -251,6 +253,7 @@ pub(crate) async fn change_user(
     let change = UserChange {
         name: body.name.map(|n| n.trim().to_string()),
         role: body.role,
+        notify: body.notify,
     };
     state
         .store

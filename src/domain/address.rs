@@ -160,9 +160,48 @@ pub fn is_role_address(address: &str) -> bool {
         || local.starts_with("noreply")
 }
 
+/// Shared team mailboxes (`info@`, `support@`, `sales@` …) and role
+/// addresses: no person reads mail there as theirs, so nothing is sent to
+/// them on someone's behalf (notifications). They still become contacts
+/// when customers write from them.
+pub fn is_shared_mailbox(address: &str) -> bool {
+    let local = address
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    is_role_address(address)
+        || matches!(
+            local.as_str(),
+            "info"
+                | "support"
+                | "sales"
+                | "admin"
+                | "office"
+                | "team"
+                | "hello"
+                | "contact"
+                | "help"
+                | "abuse"
+                | "webmaster"
+                | "hostmaster"
+                | "security"
+                | "billing"
+                | "root"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_mailboxes_include_role_addresses() {
+        assert!(is_shared_mailbox("Info@acme.test"));
+        assert!(is_shared_mailbox("noreply@acme.test"));
+        assert!(!is_shared_mailbox("ana@acme.test"));
+        assert!(!is_role_address("info@acme.test"), "still a contact");
+    }
 
     #[test]
     fn mentions_are_found_trimmed_and_deduplicated() {

@@ -14,7 +14,9 @@ mod message_id;
 mod pipeline;
 mod reply_token;
 
-pub use address::{AddressError, EmailAddress, is_role_address, mentions, quoted_for_sending};
+pub use address::{
+    AddressError, EmailAddress, is_role_address, is_shared_mailbox, mentions, quoted_for_sending,
+};
 pub use auth_results::{Dmarc, dmarc_verdict, trusted_header_verdict};
 pub use blocklist::{BlockList, BlockListHandle};
 pub use cidr::Cidr;

@@ -6,6 +6,7 @@
 //! mail-send, retrying with backoff, and records the relay's answer.
 
 pub mod compose;
+pub mod notify;
 pub mod sender;
 
 use std::sync::Arc;

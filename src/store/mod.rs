@@ -54,6 +54,26 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Every user, read page by page.
+///
+/// # Errors
+/// Storage errors.
+pub async fn all_users(store: &dyn Store) -> StoreResult<Vec<UserView>> {
+    let mut users = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_users(&ListRequest { cursor, limit: 500 })
+            .await?;
+        let last = page.items.last().map(|u| u.id);
+        users.extend(page.items);
+        match (page.next_cursor, last) {
+            (Some(_), Some(last)) => cursor = Some(last),
+            _ => return Ok(users),
+        }
+    }
+}
+
 /// Opens the database named by `settings.url` (without migrating it).
 ///
 /// # Errors

@@ -91,8 +91,8 @@ pub(super) const REVOKE_USER_SESSIONS: &str = "
     WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1";
 
 pub(super) const LOGIN_USER: &str = "
-    SELECT id, email, name, role, password_hash IS NOT NULL AS can_log_in, created_at,
-           password_hash
+    SELECT id, email, name, role, password_hash IS NOT NULL AS can_log_in, notify,
+           created_at, password_hash
     FROM users
     WHERE email = $1";
 
@@ -102,7 +102,7 @@ pub(super) const CREATE_SESSION: &str = "
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 pub(super) const SESSION: &str = "
-    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in,
+    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in, u.notify,
            u.created_at, s.csrf, s.expires_at
     FROM web_sessions s
     JOIN users u ON u.id = s.user_id
@@ -122,7 +122,8 @@ pub(super) const CREATE_PASSWORD_LINK: &str = "
     VALUES ($1, $2, $3, $4)";
 
 pub(super) const PASSWORD_LINK_USER: &str = "
-    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in, u.created_at
+    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in, u.notify,
+           u.created_at
     FROM password_links l
     JOIN users u ON u.id = l.user_id
     WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > $2";

@@ -20,7 +20,7 @@ use super::{
 /// `concat!` it into static SQL).
 macro_rules! user_columns {
     () => {
-        "id, email, name, role, password_hash IS NOT NULL AS can_log_in, created_at"
+        "id, email, name, role, password_hash IS NOT NULL AS can_log_in, notify, created_at"
     };
 }
 pub(super) use user_columns;
@@ -126,6 +126,7 @@ macro_rules! sql_team_store {
                     Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?
                 },
                 can_log_in: r.try_get("can_log_in")?,
+                notify: r.try_get("notify")?,
                 created_at: r.try_get("created_at")?,
             })
         }
@@ -332,12 +333,13 @@ macro_rules! sql_team_store {
             async fn update_user(&self, id: Uuid, change: &UserChange) -> StoreResult<UserView> {
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(concat!(
-                    "UPDATE users SET name = COALESCE($1, name), role = COALESCE($2, role) \
-                     WHERE id = $3 RETURNING ",
+                    "UPDATE users SET name = COALESCE($1, name), role = COALESCE($2, role), \
+                     notify = COALESCE($3, notify) WHERE id = $4 RETURNING ",
                     user_columns!()
                 ))
                 .bind(change.name.as_deref())
                 .bind(change.role.map(Role::as_str))
+                .bind(change.notify)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -760,16 +762,28 @@ macro_rules! sql_team_store {
             async fn finish_outbox(&self, id: Uuid, result: &DeliveryResult) -> StoreResult<()> {
                 let now = Utc::now();
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query("SELECT record_id, actor FROM outbox WHERE id = $1")
+                let row = sqlx::query("SELECT record_id, actor, kind, rcpt_to FROM outbox WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or(StoreError::NotFound)?;
                 let (record, actor): (Uuid, String) = (row.try_get("record_id")?, row.try_get("actor")?);
-                let (status, reply, next, event) = match result {
-                    DeliveryResult::Sent { reply } => ("sent", reply, 0, Some("reply_sent")),
-                    DeliveryResult::Retry { error, next_attempt_at_ms } => ("queued", error, *next_attempt_at_ms, None),
-                    DeliveryResult::Failed { error } => ("failed", error, 0, Some("reply_failed")),
+                let kind: String = row.try_get("kind")?;
+                let notification = kind == "notification";
+                let (status, reply, next, event) = match (result, notification) {
+                    (DeliveryResult::Sent { reply }, false) => ("sent", reply, 0, Some("reply_sent")),
+                    (DeliveryResult::Sent { reply }, true) => ("sent", reply, 0, Some("notified")),
+                    (DeliveryResult::Retry { error, next_attempt_at_ms }, _) => ("queued", error, *next_attempt_at_ms, None),
+                    (DeliveryResult::Failed { error }, false) => ("failed", error, 0, Some("reply_failed")),
+                    (DeliveryResult::Failed { error }, true) => ("failed", error, 0, Some("notify_failed")),
+                };
+                // A notification is no message of the record: its event names the recipient.
+                let (message_id, detail) = if notification {
+                    let rcpt: String = row.try_get("rcpt_to")?;
+                    let to: Vec<String> = serde_json::from_str(&rcpt).unwrap_or_default();
+                    (None, format!("{}: {reply}", to.join(", ")))
+                } else {
+                    (Some(id), reply.clone())
                 };
                 sqlx::query(
                     "UPDATE outbox SET status = $1, last_reply = $2, next_attempt_at = $3, locked_until = 0, \
@@ -790,9 +804,9 @@ macro_rules! sql_team_store {
                     .bind(Uuid::now_v7())
                     .bind(record)
                     .bind(kind)
-                    .bind(id)
+                    .bind(message_id)
                     .bind(actor)
-                    .bind(reply.as_str())
+                    .bind(detail)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

@@ -355,6 +355,8 @@ pub struct UserView {
     pub role: Role,
     /// Whether a password is set, so the user can log in to the web UI.
     pub can_log_in: bool,
+    /// Whether they get mail about their records and mentions.
+    pub notify: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -363,6 +365,7 @@ pub struct UserView {
 pub struct UserChange {
     pub name: Option<String>,
     pub role: Option<Role>,
+    pub notify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -429,6 +432,16 @@ pub struct ReplyContext {
     pub last_message: Option<(String, Vec<String>)>,
     /// Senders on this record that only ever sent automatic replies.
     pub auto_responders: Vec<String>,
+}
+
+/// A notification ready for the outbox (no message of the record).
+#[derive(Debug, Clone)]
+pub struct QueuedNotification {
+    pub id: Uuid,
+    pub record_id: Uuid,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub raw: Vec<u8>,
 }
 
 /// A reply ready for the outbox: its message row and its wire form.

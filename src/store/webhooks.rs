@@ -92,8 +92,14 @@ pub trait WebhookStore: Send + Sync {
     async fn remove_webhook(&self, id: Uuid) -> StoreResult<bool>;
     /// The oldest events not yet fanned out.
     async fn pending_events(&self, limit: i64) -> StoreResult<Vec<LoggedEvent>>;
-    /// Stores the deliveries of `events` and removes them from the log, at once.
-    async fn fan_out(&self, events: &[i64], deliveries: &[NewDelivery]) -> StoreResult<()>;
+    /// Stores the deliveries and notifications of `events` and removes them
+    /// from the log, at once.
+    async fn fan_out(
+        &self,
+        events: &[i64],
+        deliveries: &[NewDelivery],
+        notifications: &[super::QueuedNotification],
+    ) -> StoreResult<()>;
     /// Claims due deliveries (each until `lease_until`), oldest first, none
     /// while an older delivery of the same record to the same webhook waits.
     async fn claim_deliveries(
@@ -128,6 +134,10 @@ pub(super) const INSERT_DELIVERY: &str = "
         (id, webhook_id, event_seq, kind, record_id, body, next_attempt_at, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (id) DO NOTHING";
+
+pub(super) const QUEUE_NOTIFICATION: &str = "
+    INSERT INTO outbox (id, record_id, kind, actor, mail_from, rcpt_to, raw, next_attempt_at, created_at)
+    VALUES ($1, $2, 'notification', 'emailin', $3, $4, $5, $6, $7)";
 
 pub(super) const DELETE_EVENT: &str = "DELETE FROM event_log WHERE seq = $1";
 
@@ -245,10 +255,23 @@ macro_rules! sql_webhook_store {
                 &self,
                 events: &[i64],
                 deliveries: &[$crate::store::NewDelivery],
+                notifications: &[$crate::store::QueuedNotification],
             ) -> StoreResult<()> {
                 use $crate::store::webhooks as q;
                 let now = Utc::now();
                 let mut tx = self.begin_write().await?;
+                for n in notifications {
+                    sqlx::query(q::QUEUE_NOTIFICATION)
+                        .bind(n.id)
+                        .bind(n.record_id)
+                        .bind(&n.mail_from)
+                        .bind(serde_json::to_string(&n.rcpt_to).unwrap_or_default())
+                        .bind(n.raw.as_slice())
+                        .bind(now.timestamp_millis())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for d in deliveries {
                     sqlx::query(q::INSERT_DELIVERY)
                         .bind(&d.id)

@@ -445,6 +445,7 @@ async fn update_user(
             role,
             password: nonempty(form.password),
             sign_out,
+            notify: None,
         };
         change_user(&state, id, body).await.map(|_| ())
     }

@@ -77,20 +77,7 @@ pub async fn all_pipelines(state: &ApiState) -> crate::store::StoreResult<Vec<Pi
 }
 
 pub async fn all_users(state: &ApiState) -> crate::store::StoreResult<Vec<UserView>> {
-    let mut users = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = state
-            .store
-            .list_users(&ListRequest { cursor, limit: 500 })
-            .await?;
-        let last = page.items.last().map(|u| u.id);
-        users.extend(page.items);
-        match (page.next_cursor, last) {
-            (Some(_), Some(last)) => cursor = Some(last),
-            _ => return Ok(users),
-        }
-    }
+    crate::store::all_users(state.store.as_ref()).await
 }
 
 /// What a board shows.

@@ -18,6 +18,8 @@ pub enum Nav {
     Users,
     Tokens,
     Blocked,
+    Webhooks,
+    Me,
 }
 
 const MEMBER_NAV: [(Nav, &str, &str); 2] = [
@@ -25,13 +27,14 @@ const MEMBER_NAV: [(Nav, &str, &str); 2] = [
     (Nav::Contacts, "/contacts", "Contacts"),
 ];
 
-const ADMIN_NAV: [(Nav, &str, &str); 6] = [
+const ADMIN_NAV: [(Nav, &str, &str); 7] = [
     (Nav::Inbound, "/admin/inbound", "Inbound"),
     (Nav::Aliases, "/admin/aliases", "Aliases"),
     (Nav::Pipelines, "/admin/pipelines", "Pipelines"),
     (Nav::Users, "/admin/users", "Users"),
     (Nav::Tokens, "/admin/tokens", "API tokens"),
     (Nav::Blocked, "/admin/blocked", "Blocked senders"),
+    (Nav::Webhooks, "/admin/webhooks", "Webhooks"),
 ];
 
 fn head(title: &str) -> Markup {
@@ -69,7 +72,9 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
                         }
                     }
                     div.me {
-                        span title=(viewer.user.email) { (display_name(&viewer.user.name, &viewer.user.email)) }
+                        a href="/me" title=(viewer.user.email) aria-current=[(nav == Nav::Me).then_some("page")] {
+                            (display_name(&viewer.user.name, &viewer.user.email))
+                        }
                         form method="post" action="/logout" {
                             (csrf(viewer))
                             button.link type="submit" { "Log out" }

@@ -14,8 +14,10 @@ mod contacts;
 pub mod invite;
 mod layout;
 mod login;
+mod me;
 mod record;
 pub mod session;
+mod webhooks;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,9 +40,13 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/records/{number}/tags", post(record::set_tags))
         .route("/records/{number}/reply", post(record::reply))
         .route("/records/{number}/comment", post(record::comment))
+        .route("/me", get(me::page))
+        .route("/me/notify", post(me::set_notify))
+        .route("/me/password", post(me::set_password))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{id}", get(contacts::page))
         .merge(admin::routes())
+        .merge(webhooks::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             session::guard,

@@ -411,6 +411,11 @@ fn event_text(e: &crate::store::EventView) -> String {
             "Tags set to {}",
             e.detail.as_deref().unwrap_or("[]")
         )),
+        "notified" => format!("Notified by mail: {}", e.detail.as_deref().unwrap_or("")),
+        "notify_failed" => format!(
+            "A notification could not be sent: {}",
+            e.detail.as_deref().unwrap_or("")
+        ),
         other => {
             let words = other.replace('_', " ");
             let mut chars = words.chars();

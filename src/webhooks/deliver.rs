@@ -34,6 +34,8 @@ pub struct Webhooks {
     holder: String,
     wake: Arc<Notify>,
     tls: Result<TlsConnector, String>,
+    /// Mails people about events; `None` without a relay.
+    notifier: Option<super::Notifier>,
 }
 
 impl Webhooks {
@@ -42,6 +44,7 @@ impl Webhooks {
         settings: WebhookDeliverySettings,
         configured: Vec<WebhookConfig>,
         wake: Arc<Notify>,
+        notifier: Option<super::Notifier>,
     ) -> Self {
         Webhooks {
             store,
@@ -50,6 +53,7 @@ impl Webhooks {
             holder: format!("webhooks-{}", Uuid::new_v4().simple()),
             wake,
             tls: super::target::tls_connector(),
+            notifier,
         }
     }
 
@@ -70,17 +74,22 @@ impl Webhooks {
         let lease = Duration::from_millis(self.settings.poll_interval_ms.max(1000) * 10);
         while !stop.is_cancelled() {
             let mut busy = false;
-            match self
-                .store
-                .try_lease(DISPATCH_LEASE, &self.holder, lease)
-                .await
-            {
-                Ok(true) => match self.dispatch().await {
-                    Ok(n) => busy |= n > 0,
-                    Err(e) => tracing::warn!(error = %e, "webhooks: fanning out events"),
+            // A read first: the lease (a write) is taken only when there is work.
+            match self.store.pending_events(1).await.map(|e| !e.is_empty()) {
+                Ok(true) => match self
+                    .store
+                    .try_lease(DISPATCH_LEASE, &self.holder, lease)
+                    .await
+                {
+                    Ok(true) => match self.dispatch().await {
+                        Ok(n) => busy |= n > 0,
+                        Err(e) => tracing::warn!(error = %e, "webhooks: fanning out events"),
+                    },
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "webhooks: lease"),
                 },
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "webhooks: lease"),
+                Err(e) => tracing::warn!(error = %e, "webhooks: event log"),
             }
             match self.deliver_due().await {
                 Ok(n) => busy |= n > 0,
@@ -106,7 +115,27 @@ impl Webhooks {
         }
         let hooks = self.all().await?;
         let mut deliveries = Vec::new();
+        let mut notifications = Vec::new();
+        let mut users: Option<Vec<crate::store::UserView>> = None;
         for event in &events {
+            if let (Some(notifier), Some(record)) = (&self.notifier, event.record_id)
+                && matches!(
+                    event.kind.as_str(),
+                    "record.created" | "record.reopened" | "comment.created"
+                )
+                && let Some(detail) = self.store.get_record(record).await?
+            {
+                if users.is_none() {
+                    users = Some(crate::store::all_users(self.store.as_ref()).await?);
+                }
+                let known = users.as_deref().unwrap_or_default();
+                notifications.extend(notifier.notices(
+                    &event.kind,
+                    event.subject_id,
+                    &detail,
+                    known,
+                ));
+            }
             let wanting: Vec<&Webhook> = hooks.iter().filter(|h| h.wants(&event.kind)).collect();
             if wanting.is_empty() {
                 continue;
@@ -129,9 +158,14 @@ impl Webhooks {
             }
         }
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        self.store.fan_out(&seqs, &deliveries).await?;
+        self.store
+            .fan_out(&seqs, &deliveries, &notifications)
+            .await?;
         if !deliveries.is_empty() {
             self.wake.notify_one();
+        }
+        if let (Some(notifier), false) = (&self.notifier, notifications.is_empty()) {
+            notifier.wake.notify_one();
         }
         Ok(events.len())
     }

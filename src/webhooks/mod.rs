@@ -1,4 +1,5 @@
-//! Webhooks: events to other systems, signed as Standard Webhooks.
+//! Webhooks: events to other systems, signed as Standard Webhooks, and the
+//! notification mails the same events cause (see [`Notifier`]).
 //!
 //! Database triggers write every event into `event_log` in the transaction
 //! that made the change. The dispatcher, run by one replica at a time (a
@@ -14,6 +15,7 @@
 //! every address is checked, and the connection goes to a checked address.
 
 mod deliver;
+mod notify;
 mod target;
 
 use base64::Engine;
@@ -23,6 +25,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 pub use deliver::Webhooks;
+pub use notify::Notifier;
 pub use target::Target;
 
 /// Every event a webhook can get.

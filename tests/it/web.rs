@@ -17,6 +17,7 @@ on_both_backends!(
     sessions_survive_a_restart_and_end_at_logout_or_password_change,
     a_person_works_a_record_through_the_forms,
     an_invited_user_sets_a_password_once_through_the_link,
+    webhooks_and_own_settings_are_managed_on_their_pages,
 );
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -727,5 +728,74 @@ async fn user_create_reads_the_password_from_standard_input() {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let (status, _, _) = web.get("/admin/users").await;
     assert_eq!(status, StatusCode::OK, "an admin");
+    app.stop().await;
+}
+
+async fn webhooks_and_own_settings_are_managed_on_their_pages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ana = user(&app, "ana@acme.test", "Ana", Role::Member).await;
+    user(&app, "root@acme.test", "Root", Role::Admin).await;
+    let mut member = Web::new(&app);
+    member.login("ana@acme.test", PASSWORD).await;
+    assert_eq!(member.get("/admin/webhooks").await.0, StatusCode::FORBIDDEN);
+
+    // Her own page: mail off, then a new password (the old one is needed).
+    let (status, _, _) = member.post("/me", "/me/notify", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let stored = app.store.get_user(ana.id).await.expect("db").expect("ana");
+    assert!(!stored.notify, "unticked: no mail");
+    let (status, html, _) = member
+        .post(
+            "/me",
+            "/me/password",
+            &[("current", "wrong"), ("password", "a brand new password")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("The current password is not right."));
+    let (status, _, location) = member
+        .post(
+            "/me",
+            "/me/password",
+            &[("current", PASSWORD), ("password", "a brand new password")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/login?set=1"));
+    let mut again = Web::new(&app);
+    let resp = again.login("ana@acme.test", "a brand new password").await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+
+    // An admin adds a webhook on the page: the secret is shown once.
+    let mut admin = Web::new(&app);
+    admin.login("root@acme.test", PASSWORD).await;
+    let (status, html, _) = admin
+        .post(
+            "/admin/webhooks",
+            "/admin/webhooks",
+            &[
+                ("url", "http://127.0.0.1:9/hook"),
+                ("events", "record.created"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{html}");
+    assert!(html.contains("whsec_"), "the secret is shown");
+    let hooks = app.store.list_webhooks().await.expect("list");
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].events, ["record.created"]);
+    let (status, html, _) = admin
+        .post(
+            "/admin/webhooks",
+            "/admin/webhooks",
+            &[("url", "http://example.com/hook")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("http:// is only for loopback"), "{html}");
+    let path = format!("/admin/webhooks/{}/remove", hooks[0].id);
+    let (status, _, _) = admin.post("/admin/webhooks", &path, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(app.store.list_webhooks().await.expect("list").is_empty());
     app.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Webhooks against real local receivers: an HTTP server in the test that
 //! checks each signature with the Standard Webhooks algorithm (written here
 //! from the specification, not the service's code), answers as told, and
-//! keeps what it got.
+//! keeps what it got; and notification mail caught by a local relay.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use crate::replies::eventually;
 on_both_backends!(
     events_arrive_signed_in_order_and_a_failing_receiver_gets_the_same_id_again,
     webhooks_added_through_the_api_filter_events_fail_and_replay,
+    owners_and_mentioned_users_are_mailed_and_nobody_else,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -343,4 +344,177 @@ async fn two_replicas_deliver_each_event_once() {
     assert_eq!(ids.len(), 20, "each delivery once");
     second.stop().await;
     first.stop().await;
+}
+
+/// The service under test with a relay for its mail and Sales owned by Ana.
+async fn with_relay(backend: Backend, relay: &TestApp) -> TestApp {
+    let port = relay.smtp_addr.port();
+    spawn_app_with(backend, move |s| {
+        fast(s);
+        s.outbound.host = "127.0.0.1".into();
+        s.outbound.port = port;
+        s.outbound.tls = emailin::config::RelayTls::None;
+        s.outbound.domain = "mail.acme.test".into();
+        s.outbound.retry_initial_secs = 1;
+        s.outbound.retry_max_secs = 1;
+        s.http.public_url = "https://crm.acme.test".into();
+        s.aliases[0].owner = Some("ana@acme.test".into());
+        s.aliases[0].reopen_on_reply = true;
+        s.aliases[0].reopen = vec![emailin::config::ReopenRuleConfig {
+            from: "Won".into(),
+            to: "New".into(),
+        }];
+    })
+    .await
+}
+
+fn parsed(raw: &[u8]) -> (String, String, Option<String>, String) {
+    let mail = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("parses");
+    let to = mail
+        .to()
+        .and_then(|t| t.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_string();
+    let auto = mail
+        .header("Auto-Submitted")
+        .and_then(|h| h.as_text())
+        .map(str::to_string);
+    (
+        to,
+        mail.subject().unwrap_or_default().to_string(),
+        auto,
+        mail.body_text(0).unwrap_or_default().to_string(),
+    )
+}
+
+async fn owners_and_mentioned_users_are_mailed_and_nobody_else(backend: Backend) {
+    let relay = crate::replies::spawn_relay(
+        0,
+        &[
+            "ana@acme.test",
+            "ben@acme.test",
+            "cat@acme.test",
+            "info@acme.test",
+        ],
+    )
+    .await;
+    let app = with_relay(backend, &relay).await;
+    let store = &app.store;
+    for (email, name) in [
+        ("ben@acme.test", "Ben"),
+        ("cat@acme.test", "Cat"),
+        ("info@acme.test", "Info desk"),
+    ] {
+        store
+            .create_user(email, name, emailin::store::Role::Member)
+            .await
+            .expect("user");
+    }
+    // Ana exists as the alias owner; Cat turns notifications off.
+    let cat = store
+        .login_user("cat@acme.test")
+        .await
+        .expect("db")
+        .expect("cat")
+        .0;
+    let off = emailin::store::UserChange {
+        notify: Some(false),
+        ..Default::default()
+    };
+    store.update_user(cat.id, &off).await.expect("off");
+
+    // A new record for Ana: she is told, with the first lines and a link.
+    app.post(
+        "Carla <carla@customer.test>",
+        "sales@localhost",
+        "Quote for 20 desks",
+        "q1@customer.test",
+        &[],
+    )
+    .await;
+    let first = eventually("Ana's notification", || async {
+        crate::replies::captured(&relay).await.into_iter().next()
+    })
+    .await;
+    let (to, subject, auto, text) = parsed(&first);
+    assert_eq!(to, "ana@acme.test", "{subject} {text}");
+    assert_eq!(subject, "New record #1: Quote for 20 desks");
+    assert_eq!(auto.as_deref(), Some("auto-generated"));
+    assert!(text.contains("https://crm.acme.test/records/1"), "{text}");
+    assert!(text.contains("> "), "quotes the message: {text}");
+    assert!(
+        !String::from_utf8_lossy(&first).contains("+r-"),
+        "no reply token"
+    );
+
+    // A comment mentioning Ben, Cat (off) and a role address: only Ben.
+    let record = &app.records("Sales").await[0];
+    let id = record["id"].as_str().expect("id");
+    let (status, _) = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/v1/records/{id}/comments"),
+            &app.admin_token,
+            json!({"text": "@ben@acme.test @cat@acme.test @info@acme.test please look"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let second = eventually("Ben's notification", || async {
+        crate::replies::captured(&relay).await.into_iter().nth(1)
+    })
+    .await;
+    let (to, subject, _, text) = parsed(&second);
+    assert_eq!(to, "ben@acme.test");
+    assert!(subject.contains("mentioned you on #1"), "{subject}");
+    assert!(text.contains("please look"), "{text}");
+
+    // Closed, then the customer writes again: reopened, Ana is told.
+    app.move_to_stage(record, "Won").await;
+    app.post(
+        "Carla <carla@customer.test>",
+        "sales@localhost",
+        "Re: Quote for 20 desks",
+        "q2@customer.test",
+        &[("In-Reply-To", "<q1@customer.test>")],
+    )
+    .await;
+    let third = eventually("the reopened notification", || async {
+        crate::replies::captured(&relay).await.into_iter().nth(2)
+    })
+    .await;
+    let (to, subject, _, _) = parsed(&third);
+    assert_eq!(to, "ana@acme.test");
+    assert_eq!(subject, "Reopened #1: Quote for 20 desks");
+
+    // An out-of-office answer to the thread tells no one.
+    app.post(
+        "Carla <carla@customer.test>",
+        "sales@localhost",
+        "Automatic reply: Quote",
+        "ooo@customer.test",
+        &[
+            ("Auto-Submitted", "auto-replied"),
+            ("In-Reply-To", "<q1@customer.test>"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = crate::replies::captured(&relay).await;
+    assert_eq!(
+        all.len(),
+        3,
+        "Cat, the role address and the auto-reply got nothing"
+    );
+    // The record notes each notification.
+    let detail = app.record(id).await;
+    let notified = crate::helpers::events(&detail)
+        .iter()
+        .filter(|e| e["kind"] == "notified")
+        .count();
+    assert_eq!(notified, 3);
+    app.stop().await;
+    relay.stop().await;
 }
