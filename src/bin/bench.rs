@@ -13,9 +13,13 @@
 //! open and reports the server's RSS. `bench count`: inbound rows per status.
 //! `bench wal`: which tables and indexes a SQLite load wrote, in WAL frames
 //! (pages) per message. `bench board`: the web UI board's render time.
+//! `bench webhooks`: webhook deliveries per second; `bench receiver`: a
+//! local webhook receiver.
 
 #[path = "bench/board.rs"]
 mod board;
+#[path = "bench/webhooks.rs"]
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +110,19 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         loads: usize,
     },
+    /// Webhook deliveries per second: seed MESSAGES, then deliver their
+    /// events to two webhooks of a local receiver.
+    Webhooks {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+    },
+    /// Answer 204 to every webhook post on LISTEN (for a server under load).
+    Receiver {
+        #[arg(long, default_value = "127.0.0.1:9300")]
+        listen: String,
+    },
     /// Print inbound rows per status.
     Count {
         #[arg(long)]
@@ -194,6 +211,11 @@ async fn main() -> anyhow::Result<()> {
             pipeline,
             loads,
         } => board::run(&database_url, &pipeline, loads).await,
+        Command::Webhooks {
+            database_url,
+            messages,
+        } => webhooks::run(&database_url, messages).await,
+        Command::Receiver { listen } => webhooks::serve_receiver(&listen).await,
         Command::Count { database_url } => {
             let store = open(&database_url).await?;
             for (status, n) in store.inbound_counts().await? {

@@ -67,12 +67,27 @@ impl SqliteStore {
         }
         // One writer connection that never goes away: checking it before
         // every transaction would cost a round trip to the driver's thread.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
+        // Another process migrating a fresh file holds its lock for a while
+        // (switching it to WAL needs the lock too): wait for it, a few times.
+        let mut attempt = 0u64;
+        let writer = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .test_before_acquire(false)
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("5") && attempt < 10 =>
+                {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "database locked while opening; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                other => break other?,
+            }
+        };
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .connect_with(options)
