@@ -139,7 +139,7 @@ pub(super) const QUEUE_NOTIFICATION: &str = "
     INSERT INTO outbox (id, record_id, kind, actor, mail_from, rcpt_to, raw, next_attempt_at, created_at)
     VALUES ($1, $2, 'notification', 'emailin', $3, $4, $5, $6, $7)";
 
-pub(super) const DELETE_EVENT: &str = "DELETE FROM event_log WHERE seq = $1";
+pub(super) const DELETE_EVENTS: &str = "DELETE FROM event_log WHERE seq IN (";
 
 pub(super) const DUE_DELIVERIES: &str = "
     SELECT d.id, d.webhook_id, d.body, d.attempts
@@ -285,11 +285,14 @@ macro_rules! sql_webhook_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for seq in events {
-                    sqlx::query(q::DELETE_EVENT)
-                        .bind(*seq)
-                        .execute(&mut *tx)
-                        .await?;
+                if !events.is_empty() {
+                    let mut del: QueryBuilder<$db> = QueryBuilder::new(q::DELETE_EVENTS);
+                    let mut list = del.separated(", ");
+                    for seq in events {
+                        list.push_bind(*seq);
+                    }
+                    del.push(")");
+                    del.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -308,16 +311,20 @@ macro_rules! sql_webhook_store {
                     .fetch_all(self.read_pool())
                     .await?;
                 let mut claimed = Vec::new();
+                if rows.is_empty() {
+                    return Ok(claimed);
+                }
+                // One transaction claims them all; a row another replica took
+                // first is skipped.
+                let mut tx = self.begin_write().await?;
                 for r in &rows {
                     let id: String = r.try_get("id")?;
-                    let mut tx = self.begin_write().await?;
                     let done = sqlx::query(q::CLAIM_DELIVERY)
                         .bind(lease_until)
                         .bind(&id)
                         .bind(now_ms)
                         .execute(&mut *tx)
                         .await?;
-                    tx.commit().await?;
                     if done.rows_affected() == 1 {
                         claimed.push($crate::store::ClaimedDelivery {
                             id,
@@ -327,6 +334,7 @@ macro_rules! sql_webhook_store {
                         });
                     }
                 }
+                tx.commit().await?;
                 Ok(claimed)
             }
 

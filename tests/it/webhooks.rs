@@ -24,6 +24,7 @@ on_both_backends!(
     events_arrive_signed_in_order_and_a_failing_receiver_gets_the_same_id_again,
     webhooks_added_through_the_api_filter_events_fail_and_replay,
     owners_and_mentioned_users_are_mailed_and_nobody_else,
+    a_reopening_and_a_comment_are_events_in_the_records_order,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -517,4 +518,62 @@ async fn owners_and_mentioned_users_are_mailed_and_nobody_else(backend: Backend)
     assert_eq!(notified, 3);
     app.stop().await;
     relay.stop().await;
+}
+
+async fn a_reopening_and_a_comment_are_events_in_the_records_order(backend: Backend) {
+    let hook = receiver(0).await;
+    let url = hook.url();
+    let app = spawn_app_with(backend, |s| {
+        fast(s);
+        s.webhooks = vec![emailin::config::WebhookConfig {
+            url,
+            secret: emailin::config::Secret::new(SECRET),
+            events: vec![],
+        }];
+    })
+    .await;
+    app.post(
+        "Ann <ann@customer.test>",
+        "service@localhost",
+        "Printer offline",
+        "p1@customer.test",
+        &[],
+    )
+    .await;
+    let record = &app.records("Service").await[0];
+    let id = record["id"].as_str().expect("id").to_string();
+    app.move_to_stage(record, "Resolved").await;
+    app.post(
+        "Ann <ann@customer.test>",
+        "service@localhost",
+        "Re: Printer offline",
+        "p2@customer.test",
+        &[("In-Reply-To", "<p1@customer.test>")],
+    )
+    .await;
+    let (status, _) = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/v1/records/{id}/comments"),
+            &app.admin_token,
+            json!({"text": "Looking at it"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let ok = hook.delivered(6).await;
+    let kinds: Vec<&str> = ok.iter().map(|g| g.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "record.created",
+            "message.received",
+            "record.stage_changed",
+            "message.received",
+            "record.reopened",
+            "comment.created"
+        ]
+    );
+    assert_eq!(ok[4].body["data"]["record"]["stage"], "Reopened");
+    assert_eq!(ok[5].body["data"]["message"]["text"], "Looking at it");
+    app.stop().await;
 }
