@@ -201,7 +201,8 @@ impl App {
                     .to_string(),
                 wake: Arc::clone(&outbound.wake),
             }),
-        );
+        )
+        .yielding_to(intake_health.clone());
         let webhooks_stop = CancellationToken::new();
         let webhooks_task = {
             let stop = webhooks_stop.clone();

@@ -58,9 +58,13 @@ pub struct Intake {
     deadline: Duration,
 }
 
-/// Whether intake's last commit got through: readiness reads it.
+/// Whether intake's last commit got through (readiness reads it), and how
+/// many commits there were (background work yields while the count moves).
 #[derive(Clone, Default)]
-pub struct IntakeHealth(Arc<std::sync::Mutex<Option<CommitFailure>>>);
+pub struct IntakeHealth {
+    failure: Arc<std::sync::Mutex<Option<CommitFailure>>>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
+}
 
 /// The last intake commit failed, and nothing has committed since.
 #[derive(Debug, Clone)]
@@ -74,18 +78,25 @@ pub struct CommitFailure {
 impl IntakeHealth {
     /// `Some` while intake cannot commit.
     pub fn failure(&self) -> Option<CommitFailure> {
-        self.0.lock().ok().and_then(|f| f.clone())
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// A commit (or a probe of the failed size) got through.
     pub fn committed(&self) {
-        if let Ok(mut failure) = self.0.lock() {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut failure) = self.failure.lock() {
             failure.take();
         }
     }
 
+    /// Commits so far in this process.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn failed(&self, error: &str, bytes: usize) {
-        if let Ok(mut failure) = self.0.lock() {
+        if let Ok(mut failure) = self.failure.lock() {
             *failure = Some(CommitFailure {
                 error: error.to_string(),
                 bytes,

@@ -108,7 +108,8 @@ pub trait WebhookStore: Send + Sync {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    async fn finish_delivery(&self, id: &str, result: &AttemptResult) -> StoreResult<()>;
+    /// Records how attempts went, all in one transaction.
+    async fn finish_deliveries(&self, results: &[(String, AttemptResult)]) -> StoreResult<()>;
     /// The soonest `next_attempt_at` of a queued delivery.
     async fn next_delivery_due(&self) -> StoreResult<Option<i64>>;
     /// A webhook's deliveries, newest first.
@@ -338,21 +339,23 @@ macro_rules! sql_webhook_store {
                 Ok(claimed)
             }
 
-            async fn finish_delivery(
+            async fn finish_deliveries(
                 &self,
-                id: &str,
-                result: &$crate::store::AttemptResult,
+                results: &[(String, $crate::store::AttemptResult)],
             ) -> StoreResult<()> {
+                let now = Utc::now();
                 let mut tx = self.begin_write().await?;
-                sqlx::query($crate::store::webhooks::FINISH_DELIVERY)
-                    .bind(result.status)
-                    .bind(result.next_attempt_at)
-                    .bind(result.http_status.map(i32::from))
-                    .bind(&result.response)
-                    .bind(Utc::now())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                for (id, result) in results {
+                    sqlx::query($crate::store::webhooks::FINISH_DELIVERY)
+                        .bind(result.status)
+                        .bind(result.next_attempt_at)
+                        .bind(result.http_status.map(i32::from))
+                        .bind(&result.response)
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

@@ -21,9 +21,11 @@ use crate::store::{
 /// The lease the dispatcher holds.
 const DISPATCH_LEASE: &str = "webhooks-dispatch";
 /// Events fanned out per transaction.
-const EVENTS_PER_ROUND: i64 = 200;
-/// Deliveries claimed per round.
-const DELIVERIES_PER_ROUND: i64 = 20;
+const EVENTS_PER_ROUND: i64 = 1000;
+/// Deliveries claimed per round (sent at once, recorded in one transaction).
+const DELIVERIES_PER_ROUND: i64 = 50;
+/// Longest the worker holds back while intake is busy; then it catches up.
+const MAX_DEFER: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Webhooks {
@@ -36,6 +38,8 @@ pub struct Webhooks {
     tls: Result<TlsConnector, String>,
     /// Mails people about events; `None` without a relay.
     notifier: Option<super::Notifier>,
+    /// Intake's commits: while they move, this worker yields.
+    intake: Option<crate::ingest::IntakeHealth>,
 }
 
 impl Webhooks {
@@ -54,7 +58,15 @@ impl Webhooks {
             wake,
             tls: super::target::tls_connector(),
             notifier,
+            intake: None,
         }
+    }
+
+    /// Yields to intake: while mail is being taken in, work in small,
+    /// paced batches, for at most [`MAX_DEFER`] at a stretch.
+    pub fn yielding_to(mut self, intake: crate::ingest::IntakeHealth) -> Self {
+        self.intake = Some(intake);
+        self
     }
 
     /// The webhooks of the file and of the API; an API one whose secret no
@@ -68,34 +80,91 @@ impl Webhooks {
         self.wake.notify_one();
     }
 
-    /// Works until `stop` fires.
+    /// Works until `stop` fires. Under load it works in batches at most
+    /// every poll interval (unless a batch was full), so its writes stay few
+    /// beside intake's.
     pub async fn run(self, stop: CancellationToken) {
         let every = Duration::from_millis(self.settings.poll_interval_ms);
         let lease = Duration::from_millis(self.settings.poll_interval_ms.max(1000) * 10);
+        // When this worker last took the lease; it is renewed at half its time.
+        let mut leased_at: Option<std::time::Instant> = None;
+        let mut commits = self.intake.as_ref().map(|i| i.commits());
+        let mut deferring_since: Option<std::time::Instant> = None;
         while !stop.is_cancelled() {
-            let mut busy = false;
+            // Intake committed since the last round: mail is arriving. Then
+            // work one small round per interval (the backlog waits), unless
+            // that has gone on for MAX_DEFER.
+            let now_commits = self.intake.as_ref().map(|i| i.commits());
+            let busy_intake = now_commits != commits;
+            commits = now_commits;
+            let defer = match (busy_intake, deferring_since) {
+                (false, _) => {
+                    deferring_since = None;
+                    false
+                }
+                (true, None) => {
+                    deferring_since = Some(std::time::Instant::now());
+                    true
+                }
+                (true, Some(since)) => since.elapsed() < MAX_DEFER,
+            };
+            let mut full = false;
             // A read first: the lease (a write) is taken only when there is work.
             match self.store.pending_events(1).await.map(|e| !e.is_empty()) {
-                Ok(true) => match self
-                    .store
-                    .try_lease(DISPATCH_LEASE, &self.holder, lease)
-                    .await
-                {
-                    Ok(true) => match self.dispatch().await {
-                        Ok(n) => busy |= n > 0,
-                        Err(e) => tracing::warn!(error = %e, "webhooks: fanning out events"),
-                    },
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "webhooks: lease"),
-                },
+                Ok(true) => {
+                    let held = leased_at.is_some_and(|at| at.elapsed() < lease / 2);
+                    let ours = held
+                        || match self
+                            .store
+                            .try_lease(DISPATCH_LEASE, &self.holder, lease)
+                            .await
+                        {
+                            Ok(true) => {
+                                leased_at = Some(std::time::Instant::now());
+                                true
+                            }
+                            Ok(false) => {
+                                leased_at = None;
+                                false
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "webhooks: lease");
+                                false
+                            }
+                        };
+                    if ours {
+                        let limit = if defer {
+                            EVENTS_PER_ROUND / 10
+                        } else {
+                            EVENTS_PER_ROUND
+                        };
+                        match self.dispatch(limit).await {
+                            Ok(n) => full |= n as i64 >= EVENTS_PER_ROUND,
+                            Err(e) => tracing::warn!(error = %e, "webhooks: fanning out events"),
+                        }
+                    }
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "webhooks: event log"),
             }
-            match self.deliver_due().await {
-                Ok(n) => busy |= n > 0,
+            let limit = if defer {
+                DELIVERIES_PER_ROUND / 5
+            } else {
+                DELIVERIES_PER_ROUND
+            };
+            match self.deliver_due(limit).await {
+                Ok(n) => full |= n as i64 >= DELIVERIES_PER_ROUND,
                 Err(e) => tracing::warn!(error = %e, "webhooks: delivering"),
             }
-            if busy {
+            if full && !defer {
+                continue;
+            }
+            if defer {
+                // Paced: a wake-up (new deliveries, a replay) waits its turn.
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(every) => {}
+                }
                 continue;
             }
             tokio::select! {
@@ -108,8 +177,8 @@ impl Webhooks {
     }
 
     /// Turns the oldest logged events into deliveries; how many events.
-    pub async fn dispatch(&self) -> StoreResult<usize> {
-        let events = self.store.pending_events(EVENTS_PER_ROUND).await?;
+    pub async fn dispatch(&self, limit: i64) -> StoreResult<usize> {
+        let events = self.store.pending_events(limit).await?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -117,13 +186,14 @@ impl Webhooks {
         let mut deliveries = Vec::new();
         let mut notifications = Vec::new();
         let mut users: Option<Vec<crate::store::UserView>> = None;
+        let mut records = RecordCache::default();
         for event in &events {
             if let (Some(notifier), Some(record)) = (&self.notifier, event.record_id)
                 && matches!(
                     event.kind.as_str(),
                     "record.created" | "record.reopened" | "comment.created"
                 )
-                && let Some(detail) = self.store.get_record(record).await?
+                && let Some(detail) = records.get(self.store.as_ref(), record).await?
             {
                 if users.is_none() {
                     users = Some(crate::store::all_users(self.store.as_ref()).await?);
@@ -132,7 +202,7 @@ impl Webhooks {
                 notifications.extend(notifier.notices(
                     &event.kind,
                     event.subject_id,
-                    &detail,
+                    detail,
                     known,
                 ));
             }
@@ -143,7 +213,7 @@ impl Webhooks {
             let body = json!({
                 "type": event.kind,
                 "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "data": self.data(event).await?,
+                "data": self.data(event, &mut records).await?,
             })
             .to_string();
             for hook in wanting {
@@ -171,16 +241,16 @@ impl Webhooks {
     }
 
     /// The API's view of what an event is about (`null` if it is gone).
-    async fn data(&self, event: &LoggedEvent) -> StoreResult<Value> {
+    async fn data(&self, event: &LoggedEvent, records: &mut RecordCache) -> StoreResult<Value> {
         let store = &self.store;
         let value = match event.kind.split('.').next() {
-            Some("record") => store
-                .get_record(event.subject_id)
+            Some("record") => records
+                .get(store.as_ref(), event.subject_id)
                 .await?
                 .map(|d| json!({ "record": d.record })),
             Some("message" | "comment") => match event.record_id {
-                Some(record) => store.get_record(record).await?.map(|d| {
-                    let message = d.conversation.into_iter().find_map(|item| match item {
+                Some(record) => records.get(store.as_ref(), record).await?.map(|d| {
+                    let message = d.conversation.iter().find_map(|item| match item {
                         ConversationItem::Message(m) if m.id == event.subject_id => Some(m),
                         _ => None,
                     });
@@ -202,19 +272,18 @@ impl Webhooks {
     }
 
     /// Delivers what is due; how many were tried.
-    pub async fn deliver_due(&self) -> StoreResult<usize> {
+    pub async fn deliver_due(&self, limit: i64) -> StoreResult<usize> {
         let now = now_ms();
         let timeout = Duration::from_secs(self.settings.timeout_secs);
         let lease_until = now + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX) + 5_000;
-        let claimed = self
-            .store
-            .claim_deliveries(now, lease_until, DELIVERIES_PER_ROUND)
-            .await?;
+        let claimed = self.store.claim_deliveries(now, lease_until, limit).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
         let hooks = self.all().await?;
-        for delivery in &claimed {
+        // A batch never holds two deliveries of one record to one webhook
+        // (the later one waits), so they can go out side by side.
+        let attempts = claimed.iter().map(|delivery| async {
             let result = match hooks.iter().find(|h| h.id == delivery.webhook_id) {
                 Some(hook) => self.attempt(hook, delivery, timeout).await,
                 None => AttemptResult {
@@ -224,8 +293,10 @@ impl Webhooks {
                     response: "the webhook was removed".into(),
                 },
             };
-            self.store.finish_delivery(&delivery.id, &result).await?;
-        }
+            (delivery.id.clone(), result)
+        });
+        let results = futures::future::join_all(attempts).await;
+        self.store.finish_deliveries(&results).await?;
         Ok(claimed.len())
     }
 
@@ -269,6 +340,24 @@ impl Webhooks {
             http_status,
             response,
         }
+    }
+}
+
+/// The records one dispatch round has read: a new record's `created` and
+/// its first message need one read, not two.
+#[derive(Default)]
+struct RecordCache(std::collections::HashMap<Uuid, Option<crate::store::RecordDetail>>);
+
+impl RecordCache {
+    async fn get(
+        &mut self,
+        store: &dyn Store,
+        id: Uuid,
+    ) -> StoreResult<Option<&crate::store::RecordDetail>> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(id) {
+            slot.insert(store.get_record(id).await?);
+        }
+        Ok(self.0.get(&id).and_then(Option::as_ref))
     }
 }
 
