@@ -63,7 +63,7 @@ impl Webhooks {
     }
 
     /// Yields to intake: while mail is being taken in, work in small,
-    /// paced batches, for at most [`MAX_DEFER`] at a stretch.
+    /// paced batches, for at most 30 s at a stretch.
     pub fn yielding_to(mut self, intake: crate::ingest::IntakeHealth) -> Self {
         self.intake = Some(intake);
         self
