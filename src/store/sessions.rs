@@ -90,24 +90,30 @@ pub(super) const REVOKE_USER_SESSIONS: &str = "
     UPDATE web_sessions SET revoked_at = $1
     WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1";
 
-pub(super) const LOGIN_USER: &str = "
-    SELECT id, email, name, role, password_hash IS NOT NULL AS can_log_in, notify,
-           created_at, password_hash
-    FROM users
-    WHERE email = $1";
+// The user queries read the columns a `UserView` is made of (`user_columns!`);
+// what they join is a subquery that names no column of `users`.
+use super::team::user_columns;
+
+pub(super) const LOGIN_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", password_hash FROM users WHERE email = $1"
+);
 
 pub(super) const CREATE_SESSION: &str = "
     INSERT INTO web_sessions
         (id_hash, user_id, csrf, client_ip, user_agent, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub(super) const SESSION: &str = "
-    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in, u.notify,
-           u.created_at, s.csrf, s.expires_at
-    FROM web_sessions s
-    JOIN users u ON u.id = s.user_id
-    WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
-      AND u.password_hash IS NOT NULL";
+pub(super) const SESSION: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", s.csrf, s.expires_at FROM users JOIN (
+        SELECT user_id, csrf, expires_at FROM web_sessions
+        WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > $2
+    ) s ON s.user_id = users.id
+    WHERE password_hash IS NOT NULL"
+);
 
 pub(super) const REVOKE_SESSION: &str = "
     UPDATE web_sessions SET revoked_at = $1
@@ -121,12 +127,14 @@ pub(super) const CREATE_PASSWORD_LINK: &str = "
     INSERT INTO password_links (token_hash, user_id, created_at, expires_at)
     VALUES ($1, $2, $3, $4)";
 
-pub(super) const PASSWORD_LINK_USER: &str = "
-    SELECT u.id, u.email, u.name, u.role, u.password_hash IS NOT NULL AS can_log_in, u.notify,
-           u.created_at
-    FROM password_links l
-    JOIN users u ON u.id = l.user_id
-    WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > $2";
+pub(super) const PASSWORD_LINK_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE id = (
+        SELECT user_id FROM password_links
+        WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+    )"
+);
 
 pub(super) const USE_PASSWORD_LINK: &str = "
     UPDATE password_links SET used_at = $2

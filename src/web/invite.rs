@@ -6,15 +6,15 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use maud::{DOCTYPE, Markup, html};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::session::{
-    CSRF_FIELD, LOGIN_COOKIE, cookie, over_tls, random_token, same_token, session_hash, set_cookie,
+    CSRF_FIELD, LOGIN_COOKIE, cookie, pre_session_form, random_token, same_token, session_hash,
 };
-use super::{PageError, PageResult, assets, see_other};
+use super::{PageError, PageResult, layout, see_other};
 use crate::api::auth::hash_password;
 use crate::api::{ApiError, ApiState};
 use crate::outbound::compose::LOOP_HEADER;
@@ -102,35 +102,25 @@ fn invitation(state: &ApiState, user: &UserView, link: &str) -> Vec<u8> {
 }
 
 fn page(token: &str, csrf: &str, user: &UserView, error: Option<&str>) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Set your password · emailin" }
-                link rel="stylesheet" href=(assets::url("app.css"));
+    layout::card(
+        "Set your password",
+        html! {
+            h1 { "Set your password" }
+            p.muted { "For " (user.email) ". At least 10 characters." }
+            @if let Some(error) = error {
+                p.notice.error role="alert" { (error) }
             }
-            body.bare {
-                main #main .login {
-                    h1 { "Set your password" }
-                    p.muted { "For " (user.email) ". At least 10 characters." }
-                    @if let Some(error) = error {
-                        p.notice.error role="alert" { (error) }
-                    }
-                    form method="post" action="/set-password" {
-                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                        input type="hidden" name="token" value=(token);
-                        label for="password" { "New password" }
-                        input #password type="password" name="password" autocomplete="new-password" required autofocus;
-                        label for="confirm" { "The same again" }
-                        input #confirm type="password" name="confirm" autocomplete="new-password" required;
-                        button.primary type="submit" { "Set password" }
-                    }
-                }
+            form method="post" action="/set-password" {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                input type="hidden" name="token" value=(token);
+                label for="password" { "New password" }
+                input #password type="password" name="password" autocomplete="new-password" required autofocus;
+                label for="confirm" { "The same again" }
+                input #confirm type="password" name="confirm" autocomplete="new-password" required;
+                button.primary type="submit" { "Set password" }
             }
-        }
-    }
+        },
+    )
 }
 
 fn form_response(
@@ -141,21 +131,9 @@ fn form_response(
     user: &UserView,
     error: Option<&str>,
 ) -> Response {
-    let csrf = random_token();
-    let secure = state.settings.http.secure_cookies || over_tls(headers);
-    (
-        status,
-        [
-            (
-                header::SET_COOKIE,
-                set_cookie(LOGIN_COOKIE, &csrf, 3600, secure),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-            (header::REFERRER_POLICY, "no-referrer".to_string()),
-        ],
-        page(token, &csrf, user, error),
-    )
-        .into_response()
+    pre_session_form(&state.settings.http, headers, status, |csrf| {
+        page(token, csrf, user, error)
+    })
 }
 
 fn dead_link() -> PageError {

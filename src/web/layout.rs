@@ -104,6 +104,24 @@ pub fn bare(title: &str, message: &str) -> Markup {
     }
 }
 
+/// A small page in a card, without a user or scripts (login, set-password).
+pub fn card(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · emailin" }
+                link rel="stylesheet" href=(assets::url("app.css"));
+            }
+            body.bare {
+                main #main .login { (body) }
+            }
+        }
+    }
+}
+
 /// The hidden CSRF field of a form.
 pub fn csrf(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(viewer.csrf); }

@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequest, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Form};
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::session::{
-    self, CSRF_FIELD, LOGIN_COOKIE, LoginLimiter, SESSION_COOKIE, Viewer, cookie, over_tls,
-    random_token, same_token, session_hash, set_cookie,
+    self, CSRF_FIELD, LOGIN_COOKIE, LoginLimiter, SESSION_COOKIE, Viewer, cookie, pre_session_form,
+    random_token, same_token, secure_cookies, session_hash, set_cookie,
 };
-use super::{PageError, PageResult, assets, see_other};
+use super::{PageError, PageResult, layout, see_other};
 use crate::api::ApiState;
 use crate::api::auth::{decoy_hash, verify_password};
 use crate::store::NewSession;
@@ -40,7 +40,7 @@ fn safe_next(next: Option<&str>) -> &str {
 }
 
 fn secure(state: &ApiState, headers: &HeaderMap) -> bool {
-    state.settings.http.secure_cookies || over_tls(headers)
+    secure_cookies(&state.settings.http, headers)
 }
 
 fn login_page(
@@ -50,38 +50,28 @@ fn login_page(
     error: Option<&str>,
     done: Option<&str>,
 ) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Log in · emailin" }
-                link rel="stylesheet" href=(assets::url("app.css"));
+    layout::card(
+        "Log in",
+        html! {
+            h1 { "emailin" }
+            p.muted { "Log in to work your team's records." }
+            @if let Some(error) = error {
+                p.notice.error role="alert" #login-error { (error) }
             }
-            body.bare {
-                main #main .login {
-                    h1 { "emailin" }
-                    p.muted { "Log in to work your team's records." }
-                    @if let Some(error) = error {
-                        p.notice.error role="alert" #login-error { (error) }
-                    }
-                    @if let Some(done) = done {
-                        p.notice.done role="status" { (done) }
-                    }
-                    form method="post" action="/login" {
-                        input type="hidden" name=(CSRF_FIELD) value=(token);
-                        input type="hidden" name="next" value=(next);
-                        label for="email" { "Email" }
-                        input #email type="email" name="email" value=(email) autocomplete="username" required autofocus[email.is_empty()];
-                        label for="password" { "Password" }
-                        input #password type="password" name="password" autocomplete="current-password" required autofocus[!email.is_empty()];
-                        button.primary type="submit" { "Log in" }
-                    }
-                }
+            @if let Some(done) = done {
+                p.notice.done role="status" { (done) }
             }
-        }
-    }
+            form method="post" action="/login" {
+                input type="hidden" name=(CSRF_FIELD) value=(token);
+                input type="hidden" name="next" value=(next);
+                label for="email" { "Email" }
+                input #email type="email" name="email" value=(email) autocomplete="username" required autofocus[email.is_empty()];
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required autofocus[!email.is_empty()];
+                button.primary type="submit" { "Log in" }
+            }
+        },
+    )
 }
 
 /// The login form with a fresh double-submit token.
@@ -94,17 +84,9 @@ fn form_response(
     error: Option<&str>,
     done: Option<&str>,
 ) -> Response {
-    let token = random_token();
-    let cookie = set_cookie(LOGIN_COOKIE, &token, 3600, secure(state, headers));
-    (
-        status,
-        [
-            (header::SET_COOKIE, cookie),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        login_page(&token, email, next, error, done),
-    )
-        .into_response()
+    pre_session_form(&state.settings.http, headers, status, |token| {
+        login_page(token, email, next, error, done)
+    })
 }
 
 /// `GET /login`.

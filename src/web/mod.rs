@@ -75,7 +75,7 @@ pub enum PageError {
     /// No session: to the login page.
     Login,
     /// An admin page, asked by a member.
-    Forbidden(Box<session::Viewer>),
+    Forbidden,
     /// A state-changing request without the session's CSRF token.
     Csrf,
     NotFound(&'static str),
@@ -101,7 +101,7 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, title, message) = match self {
             PageError::Login => return see_other("/login"),
-            PageError::Forbidden(_) => (
+            PageError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Admins only",
                 "This page is for admins. Ask an admin if you need something changed here."

@@ -63,6 +63,40 @@ pub fn over_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
+/// Whether cookies are marked `Secure`: `[http] secure_cookies`, or the
+/// request came over TLS.
+pub fn secure_cookies(settings: &crate::config::HttpSettings, headers: &HeaderMap) -> bool {
+    settings.secure_cookies || over_tls(headers)
+}
+
+/// A form shown before there is a session (login, set-password): a fresh
+/// double-submit token, set as the `emailin_login` cookie and given to
+/// `page` for its hidden field; never cached, never sent as a referrer.
+pub fn pre_session_form(
+    settings: &crate::config::HttpSettings,
+    headers: &HeaderMap,
+    status: axum::http::StatusCode,
+    page: impl FnOnce(&str) -> maud::Markup,
+) -> Response {
+    let token = random_token();
+    let cookie = set_cookie(
+        LOGIN_COOKIE,
+        &token,
+        3600,
+        secure_cookies(settings, headers),
+    );
+    (
+        status,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::REFERRER_POLICY, "no-referrer".to_string()),
+        ],
+        page(&token),
+    )
+        .into_response()
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path `/`, and Secure when
 /// `secure`. `max_age` 0 deletes it.
 pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
@@ -123,7 +157,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminViewer {
         if viewer.is_admin() {
             Ok(AdminViewer(viewer))
         } else {
-            Err(PageError::Forbidden(Box::new(viewer)))
+            Err(PageError::Forbidden)
         }
     }
 }

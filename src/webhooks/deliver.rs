@@ -2,7 +2,7 @@
 //! a time, under a lease) and delivers due ones (any replica, each claimed).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
@@ -87,93 +87,74 @@ impl Webhooks {
         let every = Duration::from_millis(self.settings.poll_interval_ms);
         let lease = Duration::from_millis(self.settings.poll_interval_ms.max(1000) * 10);
         // When this worker last took the lease; it is renewed at half its time.
-        let mut leased_at: Option<std::time::Instant> = None;
-        let mut commits = self.intake.as_ref().map(|i| i.commits());
-        let mut deferring_since: Option<std::time::Instant> = None;
+        let mut leased_at: Option<Instant> = None;
+        let mut pacing = Pacing::new(self.intake.clone());
         while !stop.is_cancelled() {
-            // Intake committed since the last round: mail is arriving. Then
-            // work one small round per interval (the backlog waits), unless
-            // that has gone on for MAX_DEFER.
-            let now_commits = self.intake.as_ref().map(|i| i.commits());
-            let busy_intake = now_commits != commits;
-            commits = now_commits;
-            let defer = match (busy_intake, deferring_since) {
-                (false, _) => {
-                    deferring_since = None;
-                    false
-                }
-                (true, None) => {
-                    deferring_since = Some(std::time::Instant::now());
-                    true
-                }
-                (true, Some(since)) => since.elapsed() < MAX_DEFER,
+            let defer = pacing.defer();
+            let (events, deliveries) = if defer {
+                (EVENTS_PER_ROUND / 10, DELIVERIES_PER_ROUND / 5)
+            } else {
+                (EVENTS_PER_ROUND, DELIVERIES_PER_ROUND)
             };
             let mut full = false;
             // A read first: the lease (a write) is taken only when there is work.
             match self.store.pending_events(1).await.map(|e| !e.is_empty()) {
-                Ok(true) => {
-                    let held = leased_at.is_some_and(|at| at.elapsed() < lease / 2);
-                    let ours = held
-                        || match self
-                            .store
-                            .try_lease(DISPATCH_LEASE, &self.holder, lease)
-                            .await
-                        {
-                            Ok(true) => {
-                                leased_at = Some(std::time::Instant::now());
-                                true
-                            }
-                            Ok(false) => {
-                                leased_at = None;
-                                false
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "webhooks: lease");
-                                false
-                            }
-                        };
-                    if ours {
-                        let limit = if defer {
-                            EVENTS_PER_ROUND / 10
-                        } else {
-                            EVENTS_PER_ROUND
-                        };
-                        match self.dispatch(limit).await {
-                            Ok(n) => full |= n as i64 >= EVENTS_PER_ROUND,
-                            Err(e) => tracing::warn!(error = %e, "webhooks: fanning out events"),
-                        }
+                Ok(true) if self.hold_lease(&mut leased_at, lease).await => {
+                    match self.dispatch(events).await {
+                        Ok(n) => full |= n as i64 >= events,
+                        Err(e) => tracing::warn!(error = %e, "webhooks: fanning out events"),
                     }
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "webhooks: event log"),
             }
-            let limit = if defer {
-                DELIVERIES_PER_ROUND / 5
-            } else {
-                DELIVERIES_PER_ROUND
-            };
-            match self.deliver_due(limit).await {
-                Ok(n) => full |= n as i64 >= DELIVERIES_PER_ROUND,
+            match self.deliver_due(deliveries).await {
+                Ok(n) => full |= n as i64 >= deliveries,
                 Err(e) => tracing::warn!(error = %e, "webhooks: delivering"),
             }
             if full && !defer {
                 continue;
             }
-            if defer {
-                // Paced: a wake-up (new deliveries, a replay) waits its turn.
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(every) => {}
+            // Paced, a wake-up (new deliveries, a replay) waits its turn.
+            let woken = async {
+                match defer {
+                    true => std::future::pending().await,
+                    false => self.wake.notified().await,
                 }
-                continue;
-            }
+            };
             tokio::select! {
                 () = stop.cancelled() => {}
-                () = self.wake.notified() => {}
+                () = woken => {}
                 () = tokio::time::sleep(every) => {}
             }
         }
         let _ = self.store.release_lease(DISPATCH_LEASE, &self.holder).await;
+    }
+
+    /// Whether this worker holds the dispatch lease, taking or renewing it
+    /// when half of it has passed.
+    async fn hold_lease(&self, leased_at: &mut Option<Instant>, lease: Duration) -> bool {
+        if leased_at.is_some_and(|at| at.elapsed() < lease / 2) {
+            return true;
+        }
+        match self
+            .store
+            .try_lease(DISPATCH_LEASE, &self.holder, lease)
+            .await
+        {
+            Ok(true) => {
+                *leased_at = Some(Instant::now());
+                true
+            }
+            Ok(false) => {
+                *leased_at = None;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: lease");
+                false
+            }
+        }
     }
 
     /// Turns the oldest logged events into deliveries; how many events.
@@ -340,6 +321,35 @@ impl Webhooks {
             http_status,
             response,
         }
+    }
+}
+
+/// Whether the worker holds back: intake committed since the last round
+/// (mail is arriving), and that has not gone on for [`MAX_DEFER`] yet.
+struct Pacing {
+    intake: Option<crate::ingest::IntakeHealth>,
+    commits: Option<u64>,
+    since: Option<Instant>,
+}
+
+impl Pacing {
+    fn new(intake: Option<crate::ingest::IntakeHealth>) -> Self {
+        let commits = intake.as_ref().map(|i| i.commits());
+        Pacing {
+            intake,
+            commits,
+            since: None,
+        }
+    }
+
+    fn defer(&mut self) -> bool {
+        let now = self.intake.as_ref().map(|i| i.commits());
+        let busy = std::mem::replace(&mut self.commits, now) != now;
+        if !busy {
+            self.since = None;
+            return false;
+        }
+        self.since.get_or_insert_with(Instant::now).elapsed() < MAX_DEFER
     }
 }
 

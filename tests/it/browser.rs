@@ -118,6 +118,38 @@ async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element 
         .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
 }
 
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .expect("type");
+}
+
+async fn click(browser: &Client, what: Locator<'_>) {
+    browser
+        .find(what)
+        .await
+        .unwrap_or_else(|e| panic!("{what:?}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Waits until the page's event stream is connected (`app.js` marks it).
+async fn live(browser: &Client) {
+    eventually("the event stream to connect", || async {
+        let live = browser
+            .execute("return document.body.getAttribute('data-live');", vec![])
+            .await
+            .ok()?;
+        (live.as_str() == Some("on")).then_some(())
+    })
+    .await;
+}
+
 /// The stage column a record's card is in, read from the page.
 async fn column_of(browser: &Client, number: i64) -> Option<String> {
     let script = format!(
@@ -156,27 +188,9 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
             .starts_with("/login")
     );
     screenshot(&browser, "01-login").await;
-    browser
-        .find(Locator::Css("#email"))
-        .await
-        .expect("email")
-        .send_keys("ana@acme.test")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("#password"))
-        .await
-        .expect("password")
-        .send_keys(PASSWORD)
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("main.login button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    type_into(&browser, "#email", "ana@acme.test").await;
+    type_into(&browser, "#password", PASSWORD).await;
+    click(&browser, Locator::Css("main.login button[type=submit]")).await;
     wait_for(&browser, "header.top").await;
 
     // The Service board, live: mark the page so a reload would show.
@@ -189,14 +203,7 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
         .execute("window.__sameDocument = true; return true;", vec![])
         .await
         .expect("mark");
-    eventually("the event stream to connect", || async {
-        let live = browser
-            .execute("return document.body.getAttribute('data-live');", vec![])
-            .await
-            .ok()?;
-        (live.as_str() == Some("on")).then_some(())
-    })
-    .await;
+    live(&browser).await;
 
     let first = mail(
         &format!("山田 太郎 <{CUSTOMER}>"),
@@ -219,13 +226,7 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
     screenshot(&browser, "02-board-new-card").await;
 
     // Open it.
-    browser
-        .find(Locator::Css("li.card[data-record='1'] a.title"))
-        .await
-        .expect("card")
-        .click()
-        .await
-        .expect("click");
+    click(&browser, Locator::Css("li.card[data-record='1'] a.title")).await;
     wait_for(&browser, "ol.conversation li.message").await;
     let text = browser
         .find(Locator::Css("ol.conversation"))
@@ -256,20 +257,12 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
     wait_for(&browser, "ol.conversation li.event").await;
 
     // Reply from the box; the relay gets it.
-    browser
-        .find(Locator::Css("#reply-text"))
-        .await
-        .expect("reply box")
-        .send_keys("山田様\n\nご連絡ありがとうございます。ファームウェア 2.1 で修正済みです。\n\nサポート 佐藤")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::XPath("//button[normalize-space()='Send reply']"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    type_into(&browser, "#reply-text", "山田様\n\nご連絡ありがとうございます。ファームウェア 2.1 で修正済みです。\n\nサポート 佐藤").await;
+    click(
+        &browser,
+        Locator::XPath("//button[normalize-space()='Send reply']"),
+    )
+    .await;
     wait_for(&browser, "ol.conversation li.message.out").await;
     let raw = eventually("the reply at the relay", || async {
         captured(&relay).await.into_iter().next()
@@ -286,27 +279,17 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
     let reply_id = sent.message_id().expect("a Message-ID").to_string();
 
     // Comment with a mention chip.
-    browser
-        .find(Locator::Css("button.chip[data-mention='ben@acme.test']"))
-        .await
-        .expect("mention chip")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .find(Locator::Css("#comment-text"))
-        .await
-        .expect("comment box")
-        .send_keys("修正版の案内をお願いします")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::XPath("//button[normalize-space()='Add comment']"))
-        .await
-        .expect("add")
-        .click()
-        .await
-        .expect("click");
+    click(
+        &browser,
+        Locator::Css("button.chip[data-mention='ben@acme.test']"),
+    )
+    .await;
+    type_into(&browser, "#comment-text", "修正版の案内をお願いします").await;
+    click(
+        &browser,
+        Locator::XPath("//button[normalize-space()='Add comment']"),
+    )
+    .await;
     let comment = wait_for(&browser, "ol.conversation li.comment").await;
     let comment = comment.text().await.expect("text");
     assert!(
@@ -356,14 +339,7 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
             .expect("250");
     }
     wait_for(&browser, "li.card[data-record='4']").await;
-    eventually("the event stream to connect", || async {
-        let live = browser
-            .execute("return document.body.getAttribute('data-live');", vec![])
-            .await
-            .ok()?;
-        (live.as_str() == Some("on")).then_some(())
-    })
-    .await;
+    live(&browser).await;
     let answer = mail(
         &format!("山田 太郎 <{CUSTOMER}>"),
         "service@localhost",
@@ -405,6 +381,8 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
         ("/admin/pipelines", "08-admin-pipelines"),
         ("/admin/users", "09-admin-users"),
         ("/contacts", "10-contacts"),
+        ("/admin/webhooks", "11-admin-webhooks"),
+        ("/me", "12-me"),
     ] {
         browser.goto(&format!("{base}{page}")).await.expect("goto");
         wait_for(&browser, "main h1").await;
