@@ -7,6 +7,7 @@
 //! document served at `/api/v1/openapi.json` lists exactly what is served.
 
 pub(crate) mod admin;
+pub(crate) mod attachments;
 pub mod auth;
 mod contacts;
 pub(crate) mod inbound;
@@ -87,6 +88,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(records::get_record, records::update_record))
         .routes(routes!(records::add_comment))
         .routes(routes!(records::send_reply))
+        .routes(routes!(attachments::get_attachment))
         .routes(routes!(contacts::list_contacts))
         .routes(routes!(contacts::get_contact))
         .routes(routes!(inbound::list_inbound))

@@ -101,10 +101,21 @@ pub async fn get_record(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RecordDetail>> {
-    let record = state.store.get_record(path_id(&id)?).await?;
-    record
-        .map(Json)
-        .ok_or(ApiError::NotFound("record not found"))
+    let mut record = state
+        .store
+        .get_record(path_id(&id)?)
+        .await?
+        .ok_or(ApiError::NotFound("record not found"))?;
+    // Inline images: `cid:` URLs point at their attachments' route.
+    for item in &mut record.conversation {
+        if let crate::store::ConversationItem::Message(m) = item
+            && let Some(html) = &m.html
+        {
+            let html = super::attachments::rewrite_cids(html, &m.attachments, |a| a.url.clone());
+            m.html = Some(html);
+        }
+    }
+    Ok(Json(record))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

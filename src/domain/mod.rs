@@ -12,6 +12,7 @@ mod inbound;
 pub mod limits;
 mod message_id;
 mod pipeline;
+mod reply;
 mod reply_token;
 
 pub use address::{
@@ -29,4 +30,5 @@ pub use pipeline::{
     AliasConfig, AuthPolicy, PipelineConfig, ReopenRuleConfig, StageConfig, StageKind,
     reopen_target,
 };
+pub use reply::{html_new_part, normalized, reply_text};
 pub use reply_token::{REPLY_TOKEN_TAG, ReplyKey, subject_tag};

@@ -156,6 +156,7 @@ pub(super) async fn apply(
         sent_at: mail.date,
         text_body: mail.text.as_deref(),
         html_body: mail.html.as_deref(),
+        reply_text: mail.reply_text.as_deref(),
         thread_rule: rule,
         thread_value: value,
         class: class.as_str(),

@@ -208,6 +208,9 @@ pub struct ParsedMail {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
+    /// The new part of the text, without quoted history and signature
+    /// (`domain::reply_text`); `None` when that is the whole text.
+    pub reply_text: Option<String>,
     /// Recipient addresses a forwarded copy carries, by header, most telling
     /// first: Delivered-To, X-Original-To, X-Forwarded-To, Envelope-To, To, Cc.
     pub forward_targets: Vec<Vec<String>>,
@@ -407,6 +410,10 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .and_then(|p| p.text_contents())
         .map(str::to_string);
     let text_id = msg.text_body.first().copied();
+    let text_from_html = text_id
+        .and_then(|id| msg.part(id))
+        .is_some_and(MessagePart::is_text_html);
+    let reply_text = new_part(text.as_deref(), html.as_deref(), text_from_html);
     let signals = signals(&msg);
     let mut attachments = take_attachments(&mut msg);
     attachments.extend(leftover_parts(&msg, text_id, html_id));
@@ -419,6 +426,7 @@ fn parse_inner(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         from_ambiguous,
         in_reply_to_all,
         forward_targets,
+        reply_text,
         from,
         to: msg.to().map(mailboxes).unwrap_or_default(),
         cc: msg.cc().map(mailboxes).unwrap_or_default(),
@@ -566,6 +574,8 @@ fn leftover_parts(
                 content_type: content_type.to_string(),
                 sha256: hex::encode(Sha256::digest(&bytes)),
                 bytes,
+                content_id: None,
+                inline: false,
             })
         })
         .collect()
@@ -602,6 +612,19 @@ fn content_hash(
     hex::encode(h.finalize())
 }
 
+/// The new part of a message's text, when it is not the whole text. A
+/// text made from HTML (there was no plain part) is cut where the HTML's
+/// quoted history begins, which its text form may no longer show.
+fn new_part(text: Option<&str>, html: Option<&str>, text_from_html: bool) -> Option<String> {
+    let text = text?;
+    let cut_html = html
+        .filter(|_| text_from_html)
+        .and_then(crate::domain::html_new_part)
+        .map(mail_parser::decoders::html::html_to_text);
+    let new = crate::domain::reply_text(cut_html.as_deref().unwrap_or(text));
+    (new != crate::domain::normalized(text)).then_some(new)
+}
+
 /// Moves the attachments' decoded bytes out of the parsed message instead of
 /// copying them: a 25 MB attachment is held once, not twice.
 fn take_attachments(msg: &mut Message<'_>) -> Vec<NewAttachment> {
@@ -624,11 +647,25 @@ fn take_attachments(msg: &mut Message<'_>) -> Vec<NewAttachment> {
                 PartType::Message(m) => m.raw_message.into_owned(),
                 PartType::Multipart(_) => Vec::new(),
             };
+            let content_id = part
+                .content_id()
+                .map(|id| {
+                    id.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+                .filter(|id| !id.is_empty());
+            let inline = part
+                .content_disposition()
+                .is_some_and(|d| d.ctype().eq_ignore_ascii_case("inline"));
             Some(NewAttachment {
                 name,
                 content_type,
                 sha256: hex::encode(Sha256::digest(&bytes)),
                 bytes,
+                content_id,
+                inline,
             })
         })
         .collect()
@@ -757,5 +794,23 @@ References: <m0@example.com> <m1@example.com>\r\nSubject: Re: Quote\r\n\r\nHello
     #[test]
     fn empty_input_is_not_mail() {
         assert_eq!(parse(b"").unwrap_err(), ParseError::NotMail);
+    }
+
+    #[test]
+    fn the_new_part_of_html_only_and_outlook_replies() {
+        let gmail =
+            b"From: a@b.c\r\nSubject: Re: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+            <div dir=\"ltr\">Tuesday works.</div><br><div class=\"gmail_quote\">\
+            <div class=\"gmail_attr\">On Mon, Dec 7, 2026 at 9:00 AM Ann &lt;a@b.c&gt; wrote:</div>\
+            <blockquote class=\"gmail_quote\">When?</blockquote></div>\r\n";
+        let m = parse(gmail).unwrap();
+        assert_eq!(m.reply_text.as_deref(), Some("Tuesday works."));
+        let outlook = b"From: a@b.c\r\nSubject: RE: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+            <p>\xe5\xa4\xa7\xe4\xb8\x88\xe5\xa4\xab\xe3\x81\xa7\xe3\x81\x99\xe3\x80\x82</p>\
+            <div id=\"divRplyFwdMsg\"><b>\xe5\xb7\xae\xe5\x87\xba\xe4\xba\xba:</b> Ann</div><p>old</p>\r\n";
+        let m = parse(outlook).unwrap();
+        assert_eq!(m.reply_text.as_deref(), Some("大丈夫です。"));
+        let plain = parse(b"From: a@b.c\r\nSubject: x\r\n\r\nNothing quoted.\r\n").unwrap();
+        assert_eq!(plain.reply_text, None, "the whole text is new");
     }
 }

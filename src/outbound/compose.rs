@@ -83,14 +83,11 @@ pub fn check_recipient(contact: &ContactView, force: bool) -> Result<(), Compose
     Ok(())
 }
 
-/// `Re: <title> [#<number>]`, without stacking `Re:` or a second tag.
-pub fn reply_subject(title: &str, number: i64) -> String {
-    let mut base = title.trim();
-    while let Some(rest) = base
-        .get(..3)
-        .filter(|p| p.eq_ignore_ascii_case("re:"))
-        .map(|_| base[3..].trim_start())
-    {
+/// `Re: <subject> [#<number>]`, without stacking reply prefixes (`Re:`,
+/// `RE:`, `AW:`, `SV:`, `回复:` …) or a second tag.
+pub fn reply_subject(subject: &str, number: i64) -> String {
+    let mut base = subject.trim();
+    while let Some(rest) = strip_reply_prefix(base) {
         base = rest;
     }
     if subject_tag(base) == Some(number) {
@@ -100,6 +97,23 @@ pub fn reply_subject(title: &str, number: i64) -> String {
     } else {
         format!("Re: {base} [#{number}]")
     }
+}
+
+/// `subject` without one leading reply prefix, if it has one.
+fn strip_reply_prefix(subject: &str) -> Option<&str> {
+    const PREFIXES: &[&str] = &[
+        "re", "aw", "sv", "vs", "antw", "odp", "ynt", "回复", "答复", "回覆",
+    ];
+    let colon = subject.find([':', '：'])?;
+    let word = subject[..colon].trim();
+    PREFIXES
+        .iter()
+        .any(|p| word.eq_ignore_ascii_case(p))
+        .then(|| {
+            subject[colon..]
+                .trim_start_matches([':', '：'])
+                .trim_start()
+        })
 }
 
 /// Builds the reply to `ctx`'s contact.
@@ -169,7 +183,10 @@ pub fn compose(
             name: None,
         })
         .collect();
-    let subject = reply_subject(&ctx.title, ctx.number);
+    let subject = reply_subject(
+        ctx.latest_subject.as_deref().unwrap_or(&ctx.title),
+        ctx.number,
+    );
     let id = Uuid::now_v7();
     let message_id = format!("{}@{domain}", id.simple());
     let (in_reply_to, references) = match &ctx.last_message {
@@ -267,6 +284,7 @@ mod tests {
             }),
             contact: Some(contact("ann@customer.example")),
             last_message: Some(("m2@customer.example".into(), vec!["m1@acme.example".into()])),
+            latest_subject: None,
             auto_responders: vec!["ooo@customer.example".into()],
         }
     }
@@ -369,6 +387,11 @@ mod tests {
         assert_eq!(reply_subject("RE: re: Quote", 7), "Re: Quote [#7]");
         assert_eq!(reply_subject("Re: Quote [#7]", 7), "Re: Quote [#7]");
         assert_eq!(reply_subject("", 7), "Re: [#7]");
+        assert_eq!(reply_subject("AW: 回复：Quote", 7), "Re: Quote [#7]");
+        assert_eq!(
+            reply_subject("Reply needed: Quote", 7),
+            "Re: Reply needed: Quote [#7]"
+        );
     }
 
     #[test]

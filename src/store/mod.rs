@@ -8,6 +8,7 @@
 //! joins, or whether a stage reopens, is decided in `ingest`.
 
 mod behind;
+pub(crate) mod conversations;
 mod postgres;
 pub(crate) mod sessions;
 mod sql;
@@ -25,6 +26,7 @@ use crate::config::{AliasConfig, DatabaseSettings, PipelineConfig};
 use crate::domain::Directory;
 use crate::domain::InboundMessage;
 
+pub use conversations::{ConversationStore, MessageHtml, StoredAttachment};
 pub use postgres::PgStore;
 pub use sessions::{NewSession, SessionStore, SessionUser};
 pub use sqlite::SqliteStore;
@@ -125,7 +127,9 @@ pub trait MailboxStore: Send + Sync {
 
 /// The service's view of the database.
 #[async_trait]
-pub trait Store: TeamStore + MailboxStore + SessionStore + WebhookStore {
+pub trait Store:
+    TeamStore + MailboxStore + SessionStore + WebhookStore + ConversationStore
+{
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::conversations::sql_conversation_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
@@ -77,3 +78,4 @@ sql_store!(
 sql_team_store!(PgStore, Postgres);
 sql_session_store!(PgStore, Postgres);
 sql_webhook_store!(PgStore, Postgres);
+sql_conversation_store!(PgStore, Postgres);

@@ -11,14 +11,15 @@ use crate::domain::{AliasEntry, Directory, PipelineEntry, StageEntry, StageKind}
 use crate::store::{ConversationItem, Mailbox, StoreError, StoreResult};
 
 /// One message insert, as `bind_message` binds it: `$1`..`$19` are the
-/// message, `$20` the pipeline, `$21` an event id, `$22` the message's class
+/// message, `$20` the pipeline, `$21` an event id, `$22` the message's class,
+/// `$23` its reply text
 /// (processing writes its messages in batches instead, see `behind.rs`).
 macro_rules! insert_message_sql {
     () => {
         "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
          from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
-         thread_rule, thread_value, created_at, class) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $22)"
+         thread_rule, thread_value, created_at, class, reply_text) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $22, $23)"
     };
 }
 
@@ -807,27 +808,25 @@ macro_rules! sql_store {
 
                 let mut attachments: std::collections::HashMap<Uuid, Vec<AttachmentView>> = Default::default();
                 for r in sqlx::query(
-                    "SELECT a.id, a.message_id, a.name, a.content_type, a.size, a.sha256 FROM attachments a \
+                    "SELECT a.id, a.message_id, a.name, a.content_type, a.size, a.sha256, a.content_id, a.inline \
+                     FROM attachments a \
                      JOIN messages m ON m.id = a.message_id WHERE m.record_id = $1 ORDER BY a.id",
                 )
                 .bind(id)
                 .fetch_all(pool)
                 .await?
                 {
-                    attachments.entry(r.try_get("message_id")?).or_default().push(AttachmentView {
-                        id: r.try_get("id")?,
-                        name: r.try_get("name")?,
-                        content_type: r.try_get("content_type")?,
-                        size: r.try_get("size")?,
-                        sha256: r.try_get("sha256")?,
-                    });
+                    attachments
+                        .entry(r.try_get("message_id")?)
+                        .or_default()
+                        .push($crate::store::conversations::attachment_view(&r)?);
                 }
 
                 let mut conversation = Vec::new();
                 for r in sqlx::query(
                     "SELECT m.id, m.inbound_id, m.direction, m.message_id, m.in_reply_to, m.refs, m.from_addr, \
                      m.from_name, m.to_addrs, m.cc_addrs, m.reply_to, m.subject, m.sent_at, m.text_body, \
-                     m.html_body, m.thread_rule, m.thread_value, m.created_at, m.class, m.mentions, \
+                     m.html_body, m.reply_text, m.thread_rule, m.thread_value, m.created_at, m.class, m.mentions, \
                      o.status AS delivery_status, o.attempts AS delivery_attempts, \
                      o.last_reply AS delivery_reply, o.sent_at AS delivery_sent_at, i.auth_results, i.details \
                      FROM messages m LEFT JOIN outbox o ON o.id = m.id LEFT JOIN inbound i ON i.id = m.inbound_id \
@@ -859,6 +858,10 @@ macro_rules! sql_store {
                         reply_to: r.try_get("reply_to")?,
                         subject: r.try_get("subject")?,
                         date: r.try_get("sent_at")?,
+                        reply_text: match r.try_get::<Option<String>, _>("reply_text")? {
+                            Some(new) => Some(new),
+                            None => r.try_get::<Option<String>, _>("text_body")?.map(|t| $crate::domain::normalized(&t)),
+                        },
                         text: r.try_get("text_body")?,
                         html: r.try_get("html_body")?,
                         attachments: attachments.remove(&message_uuid).unwrap_or_default(),
@@ -1175,7 +1178,7 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Binds `$1`..`$22`, the layout shared by `CREATE_RECORD_SQL` and
+        /// Binds `$1`..`$23`, the layout shared by `CREATE_RECORD_SQL` and
         /// `APPEND_MESSAGE_SQL` (see `message_sql!` in `sql.rs`).
         fn bind_message<'q>(
             q: ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments>,
@@ -1204,6 +1207,7 @@ macro_rules! sql_store {
                 .bind(pipeline)
                 .bind(Uuid::now_v7())
                 .bind(m.class)
+                .bind(m.reply_text)
         }
 
         async fn insert_attachments(
@@ -1211,17 +1215,29 @@ macro_rules! sql_store {
             m: &NewMessage<'_>,
         ) -> StoreResult<()> {
             for a in m.attachments.iter() {
+                let size = i64::try_from(a.bytes.len()).unwrap_or(i64::MAX);
+                // The bytes once per content; the row for every message.
                 sqlx::query(
-                    "INSERT INTO attachments (id, message_id, name, content_type, size, sha256, bytes) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO attachment_blobs (sha256, size, bytes) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(&a.sha256)
+                .bind(size)
+                .bind(a.bytes.as_slice())
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO attachments (id, message_id, name, content_type, size, sha256, content_id, inline) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(Uuid::now_v7())
                 .bind(m.id)
                 .bind(a.name.as_deref())
                 .bind(&a.content_type)
-                .bind(i64::try_from(a.bytes.len()).unwrap_or(i64::MAX))
+                .bind(size)
                 .bind(&a.sha256)
-                .bind(a.bytes.as_slice())
+                .bind(a.content_id.as_deref())
+                .bind(a.inline)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -1316,7 +1332,7 @@ macro_rules! sql_store {
                     q.push(
                         "INSERT INTO messages (id, record_id, inbound_id, direction, message_id, in_reply_to, refs, \
                          from_addr, from_name, to_addrs, cc_addrs, reply_to, subject, sent_at, text_body, html_body, \
-                         thread_rule, thread_value, created_at, class) ",
+                         thread_rule, thread_value, created_at, class, reply_text) ",
                     );
                     q.push_values(chunk, |mut b, m| {
                         b.push_bind(m.id)
@@ -1338,7 +1354,8 @@ macro_rules! sql_store {
                             .push_bind(m.thread_rule)
                             .push_bind(m.thread_value.as_deref())
                             .push_bind(m.at)
-                            .push_bind(m.class);
+                            .push_bind(m.class)
+                            .push_bind(m.reply_text.as_deref());
                     });
                     q.end(tx).await?;
                     q.push("INSERT INTO message_ids (pipeline_id, message_id, record_id, content_hash) ");

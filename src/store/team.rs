@@ -620,15 +620,18 @@ macro_rules! sql_team_store {
                 };
                 // The message a reply answers: the latest one a person wrote or sent.
                 let last = sqlx::query(
-                    "SELECT message_id, refs FROM messages WHERE record_id = $1 AND direction IN ('in', 'out') \
+                    "SELECT message_id, refs, subject FROM messages WHERE record_id = $1 AND direction IN ('in', 'out') \
                      AND class IN ('normal', 'list') ORDER BY created_at DESC, id DESC LIMIT 1",
                 )
                 .bind(record)
                 .fetch_optional(pool)
                 .await?;
-                let last_message = match last {
-                    Some(m) => Some((m.try_get("message_id")?, string_list(&m.try_get::<String, _>("refs")?)?)),
-                    None => None,
+                let (last_message, latest_subject) = match last {
+                    Some(m) => (
+                        Some((m.try_get("message_id")?, string_list(&m.try_get::<String, _>("refs")?)?)),
+                        m.try_get::<Option<String>, _>("subject")?.filter(|s| !s.trim().is_empty()),
+                    ),
+                    None => (None, None),
                 };
                 let auto_responders = sqlx::query(
                     "SELECT from_addr FROM messages WHERE record_id = $1 AND direction = 'in' \
@@ -653,6 +656,7 @@ macro_rules! sql_team_store {
                     owner,
                     contact,
                     last_message,
+                    latest_subject,
                     auto_responders,
                 }))
             }
@@ -677,6 +681,7 @@ macro_rules! sql_team_store {
                     sent_at: Some(now),
                     text_body: Some(&m.text),
                     html_body: m.html.as_deref(),
+                    reply_text: None,
                     thread_rule: "reply",
                     thread_value: None,
                     class: "normal",

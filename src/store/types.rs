@@ -57,6 +57,12 @@ pub struct NewAttachment {
     pub content_type: String,
     pub sha256: String,
     pub bytes: Vec<u8>,
+    /// The part's Content-ID without brackets: what `cid:` URLs in the
+    /// message's HTML name.
+    pub content_id: Option<String>,
+    /// Shown in the message (`Content-Disposition: inline`, or an image
+    /// the HTML refers to) rather than offered as a file.
+    pub inline: bool,
 }
 
 /// A message to store, borrowing its content from the parsed mail (one
@@ -78,6 +84,9 @@ pub struct NewMessage<'a> {
     pub sent_at: Option<DateTime<Utc>>,
     pub text_body: Option<&'a str>,
     pub html_body: Option<&'a str>,
+    /// The new part of an inbound message's text (`domain::reply_text`),
+    /// when it differs from the whole text.
+    pub reply_text: Option<&'a str>,
     pub thread_rule: &'static str,
     pub thread_value: Option<String>,
     /// What classification made of it: normal, auto-reply, bounce, list.
@@ -176,6 +185,19 @@ pub struct AttachmentView {
     pub content_type: String,
     pub size: i64,
     pub sha256: String,
+    /// The Content-ID that `cid:` URLs in the message's HTML name.
+    pub content_id: Option<String>,
+    /// Shown in the message rather than offered as a file.
+    pub inline: bool,
+    /// Where its bytes are: `/api/v1/attachments/{id}`.
+    pub url: String,
+}
+
+impl AttachmentView {
+    /// The API path of an attachment's bytes.
+    pub fn url_of(id: Uuid) -> String {
+        format!("/api/v1/attachments/{id}")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -197,7 +219,10 @@ pub struct MessageView {
     pub reply_to: Option<String>,
     pub subject: Option<String>,
     pub date: Option<DateTime<Utc>>,
+    /// The whole text, quoted history included.
     pub text: Option<String>,
+    /// The new part of the text: without quoted history and signature.
+    pub reply_text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<AttachmentView>,
     pub thread: ThreadDecision,
@@ -430,6 +455,9 @@ pub struct ReplyContext {
     pub contact: Option<ContactView>,
     /// The latest message of the thread (in or out): its id and References.
     pub last_message: Option<(String, Vec<String>)>,
+    /// The subject of that latest message: a reply answers it, not the
+    /// record's first subject.
+    pub latest_subject: Option<String>,
     /// Senders on this record that only ever sent automatic replies.
     pub auto_responders: Vec<String>,
 }

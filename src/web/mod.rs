@@ -9,6 +9,7 @@
 
 mod admin;
 pub mod assets;
+mod attachments;
 mod board;
 mod contacts;
 pub mod invite;
@@ -45,6 +46,8 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/me/password", post(me::set_password))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{id}", get(contacts::page))
+        .route("/attachments/{id}", get(attachments::file))
+        .route("/messages/{id}/html", get(attachments::message_html))
         .merge(admin::routes())
         .merge(webhooks::routes())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -451,22 +451,52 @@ fn message(m: &MessageView) -> Markup {
                 p.subject { (subject) }
             }
             @match (&m.text, &m.html) {
-                (Some(text), _) => (layout::text_block(text)),
-                (None, Some(_)) => p.muted { "This message has only an HTML part." },
+                (Some(text), _) => {
+                    @let new = m.reply_text.as_deref().unwrap_or(text);
+                    (layout::text_block(if new.is_empty() { text } else { new }))
+                    @if !new.is_empty() && new.len() < text.trim().len() {
+                        details.quoted {
+                            summary { "Show the whole message, with quoted text" }
+                            (layout::text_block(text))
+                        }
+                    }
+                }
+                (None, Some(_)) => (html_frame(m)),
                 (None, None) => p.muted { "(no text)" },
+            }
+            @if m.text.is_some() && m.html.is_some() {
+                details.html-view {
+                    summary { "Show the HTML version" }
+                    (html_frame(m))
+                }
             }
             @if !m.attachments.is_empty() {
                 ul.attachments aria-label="Attachments" {
                     @for a in &m.attachments {
                         li {
-                            (a.name.as_deref().unwrap_or("(unnamed)"))
-                            " " span.muted { (a.content_type) ", " (human_size(a.size)) }
+                            a href=(super::attachments::url(a.id)) download[!a.inline] {
+                                (a.name.as_deref().unwrap_or("(unnamed)"))
+                            }
+                            " " span.muted {
+                                (a.content_type) ", " (human_size(a.size))
+                                @if a.inline { ", shown in the message" }
+                            }
                         }
                     }
                 }
             }
             p.thread-rule.muted { (threading) }
         }
+    }
+}
+
+/// A message's HTML, framed in a sandbox (no script, nothing loaded from
+/// elsewhere; see `attachments::message_html`).
+fn html_frame(m: &MessageView) -> Markup {
+    html! {
+        iframe.mail-html sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox"
+            src=(super::attachments::html_url(m.id)) loading="lazy"
+            title=(format!("HTML of the message from {}", m.from.as_ref().map_or("", |f| f.address.as_str()))) {}
     }
 }
 

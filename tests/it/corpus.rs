@@ -17,7 +17,7 @@ mod corpus_files;
 
 use corpus_files::mail_files;
 
-fn corpus_dir() -> Option<PathBuf> {
+pub(crate) fn corpus_dir() -> Option<PathBuf> {
     let dir = corpus_files::corpus_dir();
     if dir.is_none() {
         assert!(

@@ -307,7 +307,7 @@ impl TestApp {
         }
     }
 
-    async fn request(&self, path: &str) -> reqwest::Response {
+    pub async fn request(&self, path: &str) -> reqwest::Response {
         self.send_request(reqwest::Method::GET, path).await
     }
 
@@ -456,6 +456,26 @@ impl TestApp {
     pub async fn stop(self) {
         self.stop_into_db().await.drop_db().await;
     }
+}
+
+/// The counts `queries` (each `SELECT COUNT(*) …`) read from the database
+/// directly, over its own connection.
+pub async fn count_rows(db: &TestDb, queries: &[&'static str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    if db.url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        for q in queries {
+            out.push(sqlx::query_scalar(*q).fetch_one(&mut conn).await.expect(q));
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        for q in queries {
+            out.push(sqlx::query_scalar(*q).fetch_one(&mut conn).await.expect(q));
+        }
+    }
+    out
 }
 
 /// Builds a raw message with CRLF line ends.

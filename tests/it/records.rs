@@ -850,6 +850,7 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         sent_at: None,
         text_body: Some("body"),
         html_body: None,
+        reply_text: None,
         thread_rule: "new",
         thread_value: None,
         class: "normal",

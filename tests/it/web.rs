@@ -99,7 +99,8 @@ impl Web {
             .map(|(_, v)| v.clone())
     }
 
-    pub async fn get(&mut self, path: &str) -> (StatusCode, String, Option<String>) {
+    /// A GET with the session's cookies, answered as it came.
+    pub async fn get_raw(&mut self, path: &str) -> Response {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -108,6 +109,11 @@ impl Web {
             .await
             .expect("GET");
         self.keep(&resp);
+        resp
+    }
+
+    pub async fn get(&mut self, path: &str) -> (StatusCode, String, Option<String>) {
+        let resp = self.get_raw(path).await;
         let status = resp.status();
         let location = resp
             .headers()

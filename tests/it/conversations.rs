@@ -1,0 +1,247 @@
+//! Conversations people can read: the new part of each reply, subjects
+//! that follow the conversation, and attachments served once stored once.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, mail, messages, spawn_app};
+use crate::on_both_backends;
+use crate::replies::{captured, eventually, spawn_relay, spawn_sender};
+
+on_both_backends!(
+    a_reply_keeps_its_new_part_apart_from_the_quoted_history,
+    a_reply_answers_the_latest_subject,
+    attachments_are_served_exactly_and_stored_once,
+);
+
+const CUSTOMER: &str = "ann@customer.example";
+
+async fn first_record(app: &TestApp, pipeline: &str) -> Value {
+    let records = app.records(pipeline).await;
+    app.record(records[0]["id"].as_str().expect("id")).await
+}
+
+async fn a_reply_keeps_its_new_part_apart_from_the_quoted_history(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = mail(
+        &format!("山田 <{CUSTOMER}>"),
+        "sales@localhost",
+        "見積のお願い",
+        "q1@customer.example",
+        &[],
+        "椅子40脚の見積をお願いします。",
+    );
+    app.deliver(CUSTOMER, &["sales@localhost"], &first).await;
+    let quoted = "火曜日で大丈夫です。\n\n2026年12月6日(日) 10:00 営業 <sales@localhost>:\n> 納期はいつがよろしいですか。\n>\n> 椅子40脚の見積をお願いします。\n";
+    let reply = mail(
+        &format!("山田 <{CUSTOMER}>"),
+        "sales@localhost",
+        "Re: 見積のお願い",
+        "q2@customer.example",
+        &[("In-Reply-To", "<q1@customer.example>")],
+        quoted,
+    );
+    app.deliver(CUSTOMER, &["sales@localhost"], &reply).await;
+    let record = first_record(&app, "Sales").await;
+    let m = messages(&record);
+    assert_eq!(m.len(), 2, "{record}");
+    assert_eq!(m[0]["reply_text"], "椅子40脚の見積をお願いします。");
+    assert_eq!(m[1]["reply_text"], "火曜日で大丈夫です。");
+    let full = m[1]["text"].as_str().expect("text");
+    assert!(full.contains("> 納期はいつがよろしいですか。"), "{full}");
+    app.stop().await;
+}
+
+async fn a_reply_answers_the_latest_subject(backend: Backend) {
+    let relay = spawn_relay(0, &[CUSTOMER]).await;
+    let app = spawn_sender(backend, relay.smtp_addr.port()).await;
+    let first = mail(
+        CUSTOMER,
+        "service@localhost",
+        "Printer",
+        "p1@customer.example",
+        &[],
+        "It jams.",
+    );
+    app.deliver(CUSTOMER, &["service@localhost"], &first).await;
+    let later = mail(
+        CUSTOMER,
+        "service@localhost",
+        "Now the scanner too",
+        "p2@customer.example",
+        &[("In-Reply-To", "<p1@customer.example>")],
+        "And the scanner.",
+    );
+    app.deliver(CUSTOMER, &["service@localhost"], &later).await;
+    let record = first_record(&app, "Service").await;
+    assert_eq!(messages(&record).len(), 2, "{record}");
+    let number = record["number"].as_i64().expect("number");
+    let (status, body) = app
+        .send_json(
+            Method::POST,
+            &format!(
+                "/api/v1/records/{}/replies",
+                record["id"].as_str().expect("id")
+            ),
+            &app.admin_token,
+            json!({"text": "We will bring both."}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let raw = eventually("the reply at the relay", || async {
+        captured(&relay).await.into_iter().next()
+    })
+    .await;
+    let wire = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("parsable");
+    assert_eq!(
+        wire.subject(),
+        Some(format!("Re: Now the scanner too [#{number}]").as_str())
+    );
+    // The record keeps the title it was opened with.
+    assert_eq!(
+        app.record(record["id"].as_str().expect("id")).await["title"],
+        "Printer"
+    );
+    app.stop().await;
+    relay.stop().await;
+}
+
+/// A multipart/related HTML message with an inline logo and a PDF with a
+/// Japanese name (RFC 2231), the PDF attached twice.
+fn with_attachments(message_id: &str, pdf: &[u8], logo: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    format!(
+        "From: {CUSTOMER}\r\nTo: sales@localhost\r\nSubject: Drawings\r\nMessage-ID: <{message_id}>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+         --outer\r\nContent-Type: multipart/related; boundary=\"rel\"\r\n\r\n\
+         --rel\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>See the logo: <img src=\"cid:logo.1@customer.example\"></p>\r\n\
+         --rel\r\nContent-Type: image/png\r\nContent-ID: <logo.1@customer.example>\r\n\
+         Content-Disposition: inline; filename=\"logo.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{logo}\r\n\
+         --rel--\r\n\
+         --outer\r\nContent-Type: application/pdf\r\n\
+         Content-Disposition: attachment; filename*=UTF-8''%E5%9B%B3%E9%9D%A2.pdf\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{pdf}\r\n\
+         --outer\r\nContent-Type: application/pdf\r\n\
+         Content-Disposition: attachment; filename=\"copy.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{pdf}\r\n\
+         --outer--\r\n",
+        logo = b64(logo),
+        pdf = b64(pdf),
+    )
+    .into_bytes()
+}
+
+async fn attachments_are_served_exactly_and_stored_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let pdf: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let logo: Vec<u8> = b"\x89PNG\r\n\x1a\n fake but exact bytes".to_vec();
+    app.deliver(
+        CUSTOMER,
+        &["sales@localhost"],
+        &with_attachments("d1@customer.example", &pdf, &logo),
+    )
+    .await;
+    // The same files on a second message.
+    app.deliver(
+        CUSTOMER,
+        &["sales@localhost"],
+        &with_attachments("d2@customer.example", &pdf, &logo),
+    )
+    .await;
+    let records = app.records("Sales").await;
+    assert_eq!(records.len(), 2);
+    let record = app.record(records[1]["id"].as_str().expect("id")).await;
+    let m = &messages(&record)[0];
+    let attachments = m["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 3, "{m}");
+    let logo_view = attachments
+        .iter()
+        .find(|a| a["content_type"] == "image/png")
+        .expect("logo");
+    assert_eq!(logo_view["content_id"], "logo.1@customer.example");
+    assert_eq!(logo_view["inline"], true);
+    let logo_url = logo_view["url"].as_str().expect("url");
+    let html = m["html"].as_str().expect("html");
+    assert!(html.contains(&format!("src=\"{logo_url}\"")), "{html}");
+    assert!(!html.contains("cid:"), "{html}");
+
+    let japanese = attachments
+        .iter()
+        .find(|a| a["name"] == "図面.pdf")
+        .expect("the named pdf");
+    let resp = app.request(japanese["url"].as_str().expect("url")).await;
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    assert_eq!(headers["content-type"], "application/pdf");
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E5%9B%B3%E9%9D%A2.pdf"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(resp.bytes().await.expect("bytes").as_ref(), pdf.as_slice());
+    let resp = app.request(logo_url).await;
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("inline; filename=\"logo.png\"")
+    );
+    assert_eq!(resp.bytes().await.expect("bytes").as_ref(), logo.as_slice());
+    let (status, _) = app
+        .get(&format!("/api/v1/attachments/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(status, 404);
+
+    // Six attachment rows, two stored contents.
+    let counts = crate::helpers::count_rows(
+        &app.db,
+        &[
+            "SELECT COUNT(*) FROM attachments",
+            "SELECT COUNT(*) FROM attachment_blobs",
+        ],
+    )
+    .await;
+    assert_eq!(counts, vec![6, 2]);
+
+    // The record page links the files and frames the HTML, whose inline
+    // image is served by the UI's own route, under a policy with no script.
+    crate::web::user(&app, "ana@acme.test", "Ana", emailin::store::Role::Member).await;
+    let mut web = crate::web::Web::new(&app);
+    let logo_id = logo_view["id"].as_str().expect("id");
+    let (status, _, location) = web.get(&format!("/attachments/{logo_id}")).await;
+    assert_eq!(status.as_u16(), 303);
+    assert!(location.expect("location").starts_with("/login"));
+    web.login("ana@acme.test", crate::web::PASSWORD).await;
+    let number = record["number"].as_i64().expect("number");
+    let (_, page, _) = web.get(&format!("/records/{number}")).await;
+    let message_id = m["id"].as_str().expect("id");
+    assert!(
+        page.contains(&format!("src=\"/messages/{message_id}/html\"")),
+        "{page}"
+    );
+    assert!(page.contains(&format!(
+        "href=\"/attachments/{}\"",
+        japanese["id"].as_str().expect("id")
+    )));
+    let resp = web.get_raw(&format!("/messages/{message_id}/html")).await;
+    let policy = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        policy.contains("sandbox") && policy.contains("default-src 'none'"),
+        "{policy}"
+    );
+    let body = resp.text().await.expect("body");
+    assert!(
+        body.contains(&format!("src=\"/attachments/{logo_id}\"")),
+        "{body}"
+    );
+    let resp = web.get_raw(&format!("/attachments/{logo_id}")).await;
+    assert_eq!(resp.bytes().await.expect("bytes").as_ref(), logo.as_slice());
+    app.stop().await;
+}
