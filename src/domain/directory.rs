@@ -52,6 +52,8 @@ pub struct AliasEntry {
     pub also: Vec<EmailAddress>,
     /// What sender authentication does for its mail.
     pub auth: AuthPolicy,
+    /// See `AliasConfig::follow_up_days`.
+    pub follow_up_days: Option<u32>,
 }
 
 /// Everything routing needs, without I/O.
@@ -169,6 +171,7 @@ impl Directory {
                 enabled: a.enabled,
                 reopen_on_reply: a.reopen_on_reply,
                 reopen,
+                follow_up_days: a.follow_up_days,
                 also: a
                     .also
                     .iter()

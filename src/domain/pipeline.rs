@@ -102,6 +102,11 @@ pub struct AliasConfig {
     /// Sender authentication: `off`, `monitor` (default) or `enforce`.
     #[serde(default)]
     pub auth: AuthPolicy,
+    /// How many days a closed record still takes replies: a reply to a
+    /// record closed for longer starts a new record related to it instead of
+    /// reopening it. Unset: a reply joins (and may reopen) at any age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -122,7 +127,13 @@ impl AliasConfig {
         limits::check_chars("name", &self.name, limits::NAME_CHARS)?;
         limits::check_tags("tags", &self.tags)?;
         limits::check_items("also", &self.also, limits::LIST_ITEMS)?;
-        limits::check_items("reopen", &self.reopen, limits::LIST_ITEMS)
+        limits::check_items("reopen", &self.reopen, limits::LIST_ITEMS)?;
+        match self.follow_up_days {
+            Some(0) => {
+                Err("follow_up_days: must be at least 1 (leave it out for no window)".into())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

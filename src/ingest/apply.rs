@@ -106,6 +106,7 @@ pub(super) async fn apply(
         unauthenticated,
         hit,
         sender_on_record: None,
+        now: chrono::Utc::now(),
     };
     if must_check_sender(&facts, policy.untrusted_thread)
         && let Some((_, record)) = &facts.hit
@@ -174,7 +175,11 @@ pub(super) async fn apply(
             });
             Ok(PipelineResult::Ignored(reason))
         }
-        Action::Create { stage_id, related } => {
+        Action::Create {
+            stage_id,
+            related,
+            follow_up_of,
+        } => {
             let new = NewRecord {
                 pipeline_id: pipeline.id,
                 stage_id,
@@ -187,6 +192,7 @@ pub(super) async fn apply(
                 tags: route.alias.tags.clone(),
                 reply_token: new_reply_token(),
                 related_record: related,
+                follow_up_of,
             };
             let record = tx.create_record(&new, contact, &message).await?;
             let people = contact.map(|(address, _)| address).into_iter();
@@ -208,6 +214,10 @@ pub(super) async fn apply(
                 &mail.message_id,
                 &RecordState {
                     stage_id: reopen_to.unwrap_or(record.stage_id),
+                    stage_since: match reopen_to {
+                        Some(_) => Some(chrono::Utc::now()),
+                        None => record.stage_since,
+                    },
                     ..record.clone()
                 },
                 people_of(&message),

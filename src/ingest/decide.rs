@@ -20,7 +20,10 @@
 //!    machine mail is not held to it.
 //! 3. An auto-reply or a bounce that belongs to no thread creates nothing.
 //! 4. No thread: a new record in the pipeline's first open stage.
-//! 5. A thread: the message joins the record, and when the record sits in
+//! 5. A person's message to a record that has sat in a closed stage for
+//!    longer than the alias's `follow_up_days` starts a new record, related
+//!    to the old one, which stays closed.
+//! 6. A thread: the message joins the record, and when the record sits in
 //!    a closed stage that the alias's reopen rules cover, and the message
 //!    is a person's, the record moves to the rule's open stage.
 
@@ -28,7 +31,7 @@ use uuid::Uuid;
 
 use super::classify::Class;
 use super::outcome::{IgnoreReason, Outcome, QuarantineReason};
-use super::thread::{NEW_RECORD_RULE, RELATED_RECORD_RULE, ThreadKey};
+use super::thread::{FOLLOW_UP_RULE, NEW_RECORD_RULE, RELATED_RECORD_RULE, ThreadKey};
 use crate::config::UntrustedThread;
 use crate::domain::{AliasEntry, BlockList, Dmarc, PipelineEntry, is_role_address, reopen_target};
 use crate::store::{ContactMark, RecordState};
@@ -162,6 +165,8 @@ pub struct Facts<'a> {
     /// Whether the sender is on the hit record, when
     /// [`must_check_sender`] asked.
     pub sender_on_record: Option<bool>,
+    /// The time the decision is made at (for the follow-up window).
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// The pipeline, alias and policy a message meets.
@@ -177,10 +182,12 @@ pub struct Rules<'a> {
 pub enum Action {
     /// Nothing is created.
     Ignore(IgnoreReason),
-    /// A new record in `stage_id`, linked to `related` when a thread was refused.
+    /// A new record in `stage_id`, linked to `related` when a thread was
+    /// refused, or following up `follow_up_of` (closed too long ago).
     Create {
         stage_id: Uuid,
         related: Option<Uuid>,
+        follow_up_of: Option<RecordState>,
     },
     /// The message joins `record`, moving it to `reopen_to` if set.
     Append {
@@ -251,10 +258,24 @@ pub fn decide(facts: Facts<'_>, rules: Rules<'_>) -> Result<Decision, NoOpenStag
             hit = None;
         }
     }
+    // Rule 5: a record closed too long ago is followed up, not reopened.
+    let mut follow_up_of = None;
+    if let Some((key, record)) = &hit
+        && facts.class.is_person()
+        && past_follow_up(rules, record, facts.now)
+    {
+        related = Some((key.clone(), record.id));
+        follow_up_of = Some(record.clone());
+        hit = None;
+    }
     let (rule, value) = match (&hit, &related) {
         (Some((key, _)), _) => (key.rule(), Some(key.value())),
         (None, Some((key, _))) => (
-            RELATED_RECORD_RULE,
+            if follow_up_of.is_some() {
+                FOLLOW_UP_RULE
+            } else {
+                RELATED_RECORD_RULE
+            },
             Some(format!("{}: {}", key.rule(), key.value())),
         ),
         (None, None) => (NEW_RECORD_RULE, None),
@@ -270,6 +291,7 @@ pub fn decide(facts: Facts<'_>, rules: Rules<'_>) -> Result<Decision, NoOpenStag
                     .ok_or_else(|| NoOpenStage(rules.pipeline.name.clone()))?
                     .id,
                 related: related.map(|(_, id)| id),
+                follow_up_of,
             },
         },
         Some((_, record)) => {
@@ -288,6 +310,26 @@ pub fn decide(facts: Facts<'_>, rules: Rules<'_>) -> Result<Decision, NoOpenStag
         value,
         refused,
     })
+}
+
+/// Whether `record` has sat in a closed stage for longer than the alias's
+/// follow-up window. A record whose stage time is unknown is not held to it.
+fn past_follow_up(
+    rules: Rules<'_>,
+    record: &RecordState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let Some(days) = rules.alias.follow_up_days else {
+        return false;
+    };
+    let closed = rules
+        .pipeline
+        .stage(record.stage_id)
+        .is_some_and(|s| s.kind == crate::domain::StageKind::Closed);
+    closed
+        && record
+            .stage_since
+            .is_some_and(|since| now - since > chrono::Duration::days(i64::from(days)))
 }
 
 #[cfg(test)]

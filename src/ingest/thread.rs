@@ -26,6 +26,10 @@ pub const RELATED_RECORD_RULE: &str = "related";
 /// The rule name stored on a message that matched no key.
 pub const NEW_RECORD_RULE: &str = "new";
 
+/// The rule of a message that answered a record closed for longer than its
+/// alias's follow-up window, and so started a new record related to it.
+pub const FOLLOW_UP_RULE: &str = "follow-up";
+
 impl ThreadKey {
     /// The rule name stored on the message.
     pub fn rule(&self) -> &'static str {

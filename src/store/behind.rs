@@ -101,6 +101,8 @@ pub(super) struct EventRow {
     pub from_stage: Option<Uuid>,
     pub to_stage: Uuid,
     pub message_id: Uuid,
+    /// What the event names besides its stages (`#12` for a follow-up).
+    pub detail: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -121,7 +123,9 @@ impl WriteBehind {
         contact: Option<(&str, &str)>,
         message: &NewMessage<'_>,
     ) -> RecordState {
-        let at = Utc::now();
+        // Microseconds, as PostgreSQL keeps them: the state returned is the
+        // state a later read finds.
+        let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         if let Some((email, name)) = contact {
             self.upsert_contact(email, name, at);
         }
@@ -147,13 +151,38 @@ impl WriteBehind {
             from_stage: None,
             to_stage: record.stage_id,
             message_id: message.id,
+            detail: None,
             at,
         });
+        if let Some(old) = &record.follow_up_of {
+            // Each names the other: the old one stays closed.
+            self.events.push(EventRow {
+                id: Uuid::now_v7(),
+                record_id: old.id,
+                kind: "followed_up",
+                from_stage: None,
+                to_stage: old.stage_id,
+                message_id: message.id,
+                detail: Some(format!("#{number}")),
+                at,
+            });
+            self.events.push(EventRow {
+                id: Uuid::now_v7(),
+                record_id: message.record_id,
+                kind: "follow_up_of",
+                from_stage: None,
+                to_stage: record.stage_id,
+                message_id: message.id,
+                detail: Some(format!("#{}", old.number)),
+                at,
+            });
+        }
         RecordState {
             id: message.record_id,
             number,
             pipeline_id: record.pipeline_id,
             stage_id: record.stage_id,
+            stage_since: Some(at),
         }
     }
 
@@ -190,6 +219,7 @@ impl WriteBehind {
                 from_stage: Some(record.stage_id),
                 to_stage: to,
                 message_id: message.id,
+                detail: None,
                 at,
             });
         }

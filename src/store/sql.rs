@@ -63,6 +63,11 @@ pub(super) fn auth_policy(policy: &str) -> StoreResult<crate::domain::AuthPolicy
         .ok_or_else(|| StoreError::Corrupt(format!("alias auth policy {policy:?}")))
 }
 
+/// A stored follow-up window; a negative one (never written) is none.
+pub(super) fn follow_up_days(days: Option<i64>) -> Option<u32> {
+    days.and_then(|d| u32::try_from(d).ok())
+}
+
 pub(super) fn stage_kind(kind: &str) -> StoreResult<StageKind> {
     StageKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("stage kind {kind:?}")))
 }
@@ -163,7 +168,7 @@ macro_rules! sql_store {
         use $crate::domain::{Envelope, ImapMailbox, InboundMessage, Source};
         use $crate::store::behind::{WriteBehind, write_at_once};
         use $crate::store::sql::{
-            DirectoryRows, INSERT_CHUNK, auth_policy, index_key, source_kind, mailbox_list, sort_conversation, string_list,
+            DirectoryRows, INSERT_CHUNK, auth_policy, follow_up_days, index_key, source_kind, mailbox_list, sort_conversation, string_list,
             to_json,
         };
         use $crate::store::*;
@@ -270,6 +275,7 @@ macro_rules! sql_store {
                 number: row.try_get("number")?,
                 pipeline_id: row.try_get("pipeline_id")?,
                 stage_id: row.try_get("stage_id")?,
+                stage_since: row.try_get("stage_changed_at")?,
             })
         }
 
@@ -435,7 +441,7 @@ macro_rules! sql_store {
                     .collect::<StoreResult<Vec<_>>>()?;
                 let aliases = sqlx::query(
                     "SELECT id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
-                     extra_addresses, auth_policy FROM aliases",
+                     extra_addresses, auth_policy, follow_up_days FROM aliases",
                 )
                 .fetch_all(pool)
                 .await?
@@ -458,6 +464,7 @@ macro_rules! sql_store {
                             .filter_map(|a| EmailAddress::parse(a).ok())
                             .collect(),
                         auth: auth_policy(&r.try_get::<String, _>("auth_policy")?)?,
+                        follow_up_days: follow_up_days(r.try_get("follow_up_days")?),
                     })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -633,7 +640,7 @@ macro_rules! sql_store {
                     .ok_or_else(|| StoreError::Conflict(format!("stage: {stage:?} is not a stage of this pipeline")))?
                     .try_get("id")?;
                     if to != stage_id {
-                        sqlx::query("UPDATE records SET stage_id = $1, updated_at = $2 WHERE id = $3")
+                        sqlx::query("UPDATE records SET stage_id = $1, updated_at = $2, stage_changed_at = $2 WHERE id = $3")
                             .bind(to)
                             .bind(now)
                             .bind(id)
@@ -995,10 +1002,12 @@ macro_rules! sql_store {
                 a.also.iter().filter_map(|x| EmailAddress::parse(x).ok().map(|e| e.to_string())).collect();
             let alias_id: Uuid = sqlx::query(
                 "INSERT INTO aliases (id, address, name, pipeline_id, owner_id, tags, enabled, reopen_on_reply, \
-                 extra_addresses, auth_policy) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO UPDATE SET \
+                 extra_addresses, auth_policy, follow_up_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (address) DO UPDATE SET \
                  name = excluded.name, pipeline_id = excluded.pipeline_id, owner_id = excluded.owner_id, \
                  tags = excluded.tags, enabled = excluded.enabled, reopen_on_reply = excluded.reopen_on_reply, \
-                 extra_addresses = excluded.extra_addresses, auth_policy = excluded.auth_policy RETURNING id",
+                 extra_addresses = excluded.extra_addresses, auth_policy = excluded.auth_policy, \
+                 follow_up_days = excluded.follow_up_days RETURNING id",
             )
             .bind(Uuid::now_v7())
             .bind(address.as_str())
@@ -1010,6 +1019,7 @@ macro_rules! sql_store {
             .bind(a.reopen_on_reply)
             .bind(to_json(&also))
             .bind(a.auth.as_str())
+            .bind(a.follow_up_days.map(i64::from))
             .fetch_one(&mut **tx)
             .await?
             .try_get("id")?;
@@ -1310,7 +1320,7 @@ macro_rules! sql_store {
                 for chunk in w.records.chunks(INSERT_CHUNK) {
                     q.push(
                         "INSERT INTO records (id, number, pipeline_id, stage_id, contact_id, owner_id, alias_id, \
-                         title, tags, reply_token, related_record_id, created_at, updated_at) ",
+                         title, tags, reply_token, related_record_id, created_at, updated_at, stage_changed_at) ",
                     );
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(r.id).push_bind(r.number).push_bind(r.pipeline_id).push_bind(r.stage_id);
@@ -1323,6 +1333,7 @@ macro_rules! sql_store {
                             .push_bind(r.tags.as_str())
                             .push_bind(r.reply_token.as_str())
                             .push_bind(r.related_record)
+                            .push_bind(r.at)
                             .push_bind(r.at)
                             .push_bind(r.at);
                     });
@@ -1370,7 +1381,8 @@ macro_rules! sql_store {
                 }
                 for chunk in w.touches.chunks(INSERT_CHUNK) {
                     q.push(
-                        "UPDATE records SET stage_id = COALESCE(v.column2, records.stage_id), updated_at = v.column3 FROM (",
+                        "UPDATE records SET stage_id = COALESCE(v.column2, records.stage_id), updated_at = v.column3, \
+                         stage_changed_at = CASE WHEN v.column2 IS NULL THEN records.stage_changed_at ELSE v.column3 END FROM (",
                     );
                     q.push_values(chunk, |mut b, t| {
                         b.push_bind(t.record_id).push_bind(t.new_stage).push_bind(t.at);
@@ -1380,7 +1392,7 @@ macro_rules! sql_store {
                 }
                 for chunk in w.events.chunks(INSERT_CHUNK) {
                     q.push(
-                        "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, created_at) ",
+                        "INSERT INTO record_events (id, record_id, kind, from_stage_id, to_stage_id, message_id, actor, detail, created_at) ",
                     );
                     q.push_values(chunk, |mut b, e| {
                         b.push_bind(e.id)
@@ -1390,6 +1402,7 @@ macro_rules! sql_store {
                             .push_bind(e.to_stage)
                             .push_bind(e.message_id)
                             .push_bind("system")
+                            .push_bind(e.detail.as_deref())
                             .push_bind(e.at);
                     });
                     q.end(tx).await?;
@@ -1514,7 +1527,7 @@ macro_rules! sql_store {
             async fn record_by_token(&mut self, pipeline: Uuid, token: &str) -> StoreResult<Option<RecordState>> {
                 self.flush().await?;
                 sqlx::query(
-                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE reply_token = $1 AND pipeline_id = $2",
+                    "SELECT id, number, pipeline_id, stage_id, stage_changed_at FROM records WHERE reply_token = $1 AND pipeline_id = $2",
                 )
                 .bind(token)
                 .bind(pipeline)
@@ -1535,7 +1548,7 @@ macro_rules! sql_store {
                 }
                 self.flush().await?;
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                    "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id FROM message_ids m \
+                    "SELECT m.message_id, r.id, r.number, r.pipeline_id, r.stage_id, r.stage_changed_at FROM message_ids m \
                      JOIN records r ON r.id = m.record_id WHERE m.pipeline_id = ",
                 );
                 let keys: std::collections::HashMap<_, &str> =
@@ -1575,7 +1588,7 @@ macro_rules! sql_store {
             async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
                 self.flush().await?;
                 sqlx::query(
-                    "SELECT id, number, pipeline_id, stage_id FROM records WHERE number = $1 AND pipeline_id = $2",
+                    "SELECT id, number, pipeline_id, stage_id, stage_changed_at FROM records WHERE number = $1 AND pipeline_id = $2",
                 )
                 .bind(number)
                 .bind(pipeline)

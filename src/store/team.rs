@@ -483,7 +483,7 @@ macro_rules! sql_team_store {
                 let pool = self.read_pool();
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
                     "SELECT a.id, a.address, a.name, p.name AS pipeline, u.email AS owner, a.tags, a.enabled, \
-                     a.reopen_on_reply, a.extra_addresses, a.auth_policy FROM aliases a JOIN pipelines p ON p.id = a.pipeline_id \
+                     a.reopen_on_reply, a.extra_addresses, a.auth_policy, a.follow_up_days FROM aliases a JOIN pipelines p ON p.id = a.pipeline_id \
                      LEFT JOIN users u ON u.id = a.owner_id WHERE 1 = 1",
                 );
                 if let Some(after) = after {
@@ -528,6 +528,7 @@ macro_rules! sql_team_store {
                         reopen,
                         also: string_list(&r.try_get::<String, _>("extra_addresses")?)?,
                         auth: auth_policy(&r.try_get::<String, _>("auth_policy")?)?,
+                        follow_up_days: $crate::store::sql::follow_up_days(r.try_get("follow_up_days")?),
                     });
                 }
                 let next_cursor = if items.len() > usize::try_from(limit).unwrap_or(0) {

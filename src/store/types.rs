@@ -28,6 +28,9 @@ pub struct RecordState {
     pub number: i64,
     pub pipeline_id: Uuid,
     pub stage_id: Uuid,
+    /// When it entered that stage (unknown for records stored before that
+    /// was kept).
+    pub stage_since: Option<DateTime<Utc>>,
 }
 
 /// A record to create; it gets the id of its first message's `record_id`.
@@ -40,6 +43,9 @@ pub struct NewRecord {
     pub title: String,
     pub tags: Vec<String>,
     pub reply_token: String,
+    /// The closed record this one follows up (its follow-up window had
+    /// passed): both get an event naming the other.
+    pub follow_up_of: Option<RecordState>,
     /// The record a stranger's message named (see `UntrustedThread`).
     pub related_record: Option<Uuid>,
 }

@@ -411,6 +411,14 @@ fn event_text(e: &crate::store::EventView) -> String {
             "Tags set to {}",
             e.detail.as_deref().unwrap_or("[]")
         )),
+        "followed_up" => format!(
+            "A later message started record {}: this one had been closed longer than the follow-up window",
+            e.detail.as_deref().unwrap_or("")
+        ),
+        "follow_up_of" => format!(
+            "Follows up record {}, which had been closed longer than the follow-up window",
+            e.detail.as_deref().unwrap_or("")
+        ),
         "notified" => format!("Notified by mail: {}", e.detail.as_deref().unwrap_or("")),
         "notify_failed" => format!(
             "A notification could not be sent: {}",
@@ -510,6 +518,9 @@ fn threading(t: &crate::store::ThreadDecision) -> String {
         "references" => "Joined by References",
         "subject-tag" => "Joined by the [#n] tag in the subject",
         "related" => "Started a related record",
+        "follow-up" => {
+            "Started a new record: the record it answers was closed longer than the follow-up window"
+        }
         "comment" => "Comment",
         other => other,
     };

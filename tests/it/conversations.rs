@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, mail, messages, spawn_app};
+use crate::helpers::{Backend, TestApp, TestDb, events, mail, messages, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 use crate::replies::{captured, eventually, spawn_relay, spawn_sender};
 
@@ -12,6 +12,7 @@ on_both_backends!(
     a_reply_keeps_its_new_part_apart_from_the_quoted_history,
     a_reply_answers_the_latest_subject,
     attachments_are_served_exactly_and_stored_once,
+    a_reply_after_the_follow_up_window_starts_a_related_record,
 );
 
 const CUSTOMER: &str = "ann@customer.example";
@@ -243,5 +244,105 @@ async fn attachments_are_served_exactly_and_stored_once(backend: Backend) {
     );
     let resp = web.get_raw(&format!("/attachments/{logo_id}")).await;
     assert_eq!(resp.bytes().await.expect("bytes").as_ref(), logo.as_slice());
+    app.stop().await;
+}
+
+/// Moves a record's time in its stage `days` back, as if that long had
+/// passed since it closed.
+async fn closed_days_ago(db: &TestDb, record: &str, days: i64) {
+    use sqlx::Connection;
+    let id = uuid::Uuid::parse_str(record).expect("uuid");
+    let at = chrono::Utc::now() - chrono::Duration::days(days);
+    let sql = "UPDATE records SET stage_changed_at = $1 WHERE id = $2";
+    if db.url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        sqlx::query(sql)
+            .bind(at)
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .expect("update");
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        sqlx::query(sql)
+            .bind(at)
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .expect("update");
+    }
+}
+
+async fn a_reply_after_the_follow_up_window_starts_a_related_record(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        let service = s
+            .aliases
+            .iter_mut()
+            .find(|a| a.pipeline == "Service")
+            .expect("alias");
+        service.follow_up_days = Some(30);
+    })
+    .await;
+    let (status, alias) = app.get("/api/v1/aliases/service@localhost").await;
+    assert_eq!(
+        (status, &alias["follow_up_days"]),
+        (200, &json!(30)),
+        "{alias}"
+    );
+    // The customer writes, as a reply to `parent` when given.
+    let write = async |id: &str, parent: Option<&str>| {
+        let parent = parent.map(|p| format!("<{p}>"));
+        let extra: Vec<(&str, &str)> = parent.iter().map(|p| ("In-Reply-To", p.as_str())).collect();
+        let raw = mail(
+            CUSTOMER,
+            "service@localhost",
+            "Boiler",
+            id,
+            &extra,
+            "It is cold.",
+        );
+        app.deliver(CUSTOMER, &["service@localhost"], &raw).await;
+    };
+    write("b1@customer.example", None).await;
+    let old = first_record(&app, "Service").await;
+    let old_id = old["id"].as_str().expect("id").to_string();
+    app.move_to_stage(&old, "Resolved").await;
+
+    // Within the window: the reply reopens it, as before.
+    closed_days_ago(&app.db, &old_id, 29).await;
+    write("b2@customer.example", Some("b1@customer.example")).await;
+    assert_eq!(app.record(&old_id).await["stage"], "Reopened");
+    assert_eq!(app.records("Service").await.len(), 1);
+
+    // Closed 31 days ago: a new record, related, and the old one stays closed.
+    app.move_to_stage(&old, "Resolved").await;
+    closed_days_ago(&app.db, &old_id, 31).await;
+    write("b3@customer.example", Some("b2@customer.example")).await;
+    let records = app.records("Service").await;
+    assert_eq!(records.len(), 2);
+    let old = app.record(&old_id).await;
+    assert_eq!(old["stage"], "Resolved");
+    assert_eq!(messages(&old).len(), 2);
+    let new = app.record(records[0]["id"].as_str().expect("id")).await;
+    assert_eq!(new["related_record_id"], old_id.as_str());
+    assert_eq!(new["stage"], "Open");
+    let m = messages(&new);
+    assert_eq!(m[0]["thread"]["rule"], "follow-up", "{new}");
+    let kinds = |r: &Value| {
+        events(r)
+            .iter()
+            .map(|e| (e["kind"].clone(), e["detail"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        kinds(&old).contains(&(json!("followed_up"), json!(format!("#{}", new["number"])))),
+        "{old}"
+    );
+    assert!(
+        kinds(&new).contains(&(json!("follow_up_of"), json!(format!("#{}", old["number"])))),
+        "{new}"
+    );
     app.stop().await;
 }

@@ -142,6 +142,7 @@ async fn zammad_senders_and_subjects_match_expectations() {
             auth: Default::default(),
             reopen: vec![],
             also: vec![],
+            follow_up_days: None,
         });
     }
     let store = emailin::app::open_store(&settings).await.expect("store");

@@ -20,7 +20,7 @@ fn class_of(fixture: &str) -> Class {
 }
 
 /// Sales: New, Won (closed), Lost (closed, no reopen rule); the alias
-/// reopens Won to New.
+/// reopens Won to New, for 30 days after it closed.
 fn sales() -> Directory {
     let stage = |name: &str, kind| StageConfig {
         name: name.into(),
@@ -48,15 +48,17 @@ fn sales() -> Directory {
         }],
         also: vec![],
         auth: AuthPolicy::Monitor,
+        follow_up_days: Some(30),
     };
     Directory::from_config(&[pipeline], &[alias])
 }
 
-/// Where the record a key found sits.
+/// Where the record a key found sits (for a day, or this many days).
 #[derive(Clone, Copy)]
 enum Found {
     Nothing,
     InStage(&'static str),
+    InStageFor(&'static str, i64),
 }
 
 struct Row {
@@ -68,7 +70,8 @@ struct Row {
     untrusted: UntrustedThread,
     sender_on_record: bool,
     /// The expected action, by stage names: `create New`, `create New related`,
-    /// `append`, `append reopen New`, `ignore auto-reply`, `ignore bounce`.
+    /// `create New follow-up`, `append`, `append reopen New`, `ignore auto-reply`,
+    /// `ignore bounce`.
     want: &'static str,
     want_rule: &'static str,
     want_refused: Option<Refusal>,
@@ -99,6 +102,10 @@ const ROWS: &[Row] = &[
     Row { rule: "2: a stranger naming a thread by headers starts a related record", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("New"), unauthenticated: false, untrusted: RELATED, sender_on_record: false, want: "create New related", want_rule: "related", want_refused: Some(Refusal::NotAParticipant) },
     Row { rule: "2: a participant naming it by headers joins", fixture: "reply.eml", key: in_reply_to, found: Found::InStage("Won"), unauthenticated: false, untrusted: RELATED, sender_on_record: true, want: "append reopen New", want_rule: "in-reply-to", want_refused: None },
     Row { rule: "2: a reply token is proof enough", fixture: "reply.eml", key: token, found: Found::InStage("New"), unauthenticated: false, untrusted: RELATED, sender_on_record: false, want: "append", want_rule: "reply-token", want_refused: None },
+    Row { rule: "5: a reply to a record closed longer than the follow-up window starts a new one", fixture: "reply.eml", key: in_reply_to, found: Found::InStageFor("Won", 31), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "create New follow-up", want_rule: "follow-up", want_refused: None },
+    Row { rule: "5: within the window it reopens", fixture: "reply.eml", key: in_reply_to, found: Found::InStageFor("Won", 29), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append reopen New", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "5: an auto-reply to a long-closed record joins it, closed", fixture: "auto-reply.eml", key: in_reply_to, found: Found::InStageFor("Won", 31), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
+    Row { rule: "5: an open record is joined at any age", fixture: "reply.eml", key: in_reply_to, found: Found::InStageFor("New", 400), unauthenticated: false, untrusted: MERGE, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
     Row { rule: "2: machine mail is not held to it", fixture: "auto-reply.eml", key: in_reply_to, found: Found::InStage("New"), unauthenticated: false, untrusted: RELATED, sender_on_record: false, want: "append", want_rule: "in-reply-to", want_refused: None },
 ];
 
@@ -118,16 +125,20 @@ fn each_rule_decides_as_its_row_says() {
             .find(|s| s.id == id)
             .map_or("?", |s| s.name.as_str())
     };
+    let now = chrono::Utc::now();
     for row in ROWS {
         let class = class_of(row.fixture);
+        let in_stage = |name, days| RecordState {
+            id: Uuid::now_v7(),
+            number: 7,
+            pipeline_id: pipeline.id,
+            stage_id: stage(name),
+            stage_since: Some(now - chrono::Duration::days(days)),
+        };
         let record = match row.found {
             Found::Nothing => None,
-            Found::InStage(name) => Some(RecordState {
-                id: Uuid::now_v7(),
-                number: 7,
-                pipeline_id: pipeline.id,
-                stage_id: stage(name),
-            }),
+            Found::InStage(name) => Some(in_stage(name, 1)),
+            Found::InStageFor(name, days) => Some(in_stage(name, days)),
         };
         let mut facts = Facts {
             class: &class,
@@ -135,6 +146,7 @@ fn each_rule_decides_as_its_row_says() {
             unauthenticated: row.unauthenticated,
             hit: record.clone().map(|r| ((row.key)(), r)),
             sender_on_record: None,
+            now,
         };
         if must_check_sender(&facts, row.untrusted) {
             facts.sender_on_record = Some(row.sender_on_record);
@@ -149,12 +161,23 @@ fn each_rule_decides_as_its_row_says() {
             Action::Ignore(IgnoreReason::AutoReply) => "ignore auto-reply".to_owned(),
             Action::Ignore(IgnoreReason::Bounce) => "ignore bounce".to_owned(),
             Action::Ignore(other) => format!("ignore {other:?}"),
-            Action::Create { stage_id, related } => {
+            Action::Create {
+                stage_id,
+                related,
+                follow_up_of,
+            } => {
                 assert_eq!(
                     *related,
                     record.as_ref().filter(|_| related.is_some()).map(|r| r.id)
                 );
-                let tail = if related.is_some() { " related" } else { "" };
+                let tail = match (related, follow_up_of) {
+                    (_, Some(old)) => {
+                        assert_eq!(Some(old), record.as_ref(), "{}", row.rule);
+                        " follow-up"
+                    }
+                    (Some(_), None) => " related",
+                    (None, None) => "",
+                };
                 format!("create {}{tail}", named(*stage_id))
             }
             Action::Append {
@@ -195,6 +218,7 @@ fn a_pipeline_without_an_open_stage_cannot_take_a_new_record() {
         unauthenticated: false,
         hit: None,
         sender_on_record: None,
+        now: chrono::Utc::now(),
     };
     let rules = Rules {
         pipeline: &pipeline,
@@ -212,6 +236,7 @@ fn the_sender_is_looked_up_only_where_rule_2_applies() {
         number: 1,
         pipeline_id: Uuid::now_v7(),
         stage_id: Uuid::now_v7(),
+        stage_since: None,
     };
     let facts = |key: ThreadKey, unauthenticated| Facts {
         class: &person,
@@ -219,6 +244,7 @@ fn the_sender_is_looked_up_only_where_rule_2_applies() {
         unauthenticated,
         hit: Some((key, record.clone())),
         sender_on_record: None,
+        now: chrono::Utc::now(),
     };
     assert!(must_check_sender(&facts(in_reply_to(), false), RELATED));
     assert!(!must_check_sender(&facts(in_reply_to(), false), MERGE));

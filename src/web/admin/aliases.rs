@@ -83,6 +83,8 @@ pub(super) async fn aliases_page(
             input #alias-also type="text" name="also" value=(form.also);
             label for="alias-reopen" { "Reopen rules, one a line: closed stage -> open stage" }
             textarea #alias-reopen name="reopen" rows="3" placeholder="Won -> New" { (form.reopen) }
+            label for="alias-follow-up" { "Follow-up window in days: a reply to a record closed longer than this starts a new record (empty: no window)" }
+            input #alias-follow-up type="number" min="1" max="36500" name="follow_up_days" value=(form.follow_up_days);
             label for="alias-auth" { "Sender checks (SPF, DKIM, DMARC)" }
             select #alias-auth name="auth" {
                 @for (v, label) in [("off", "off"), ("monitor", "monitor: record the result"), ("enforce", "enforce: quarantine DMARC failures")] {
@@ -115,6 +117,8 @@ pub struct AliasForm {
     reopen: String,
     #[serde(default)]
     auth: String,
+    #[serde(default)]
+    follow_up_days: String,
     enabled: Option<String>,
     reopen_on_reply: Option<String>,
 }
@@ -143,6 +147,7 @@ impl AliasForm {
                 .collect::<Vec<_>>()
                 .join("\n"),
             auth: a.auth.as_str().to_string(),
+            follow_up_days: a.follow_up_days.map(|d| d.to_string()).unwrap_or_default(),
             enabled: a.enabled.then(|| "1".to_string()),
             reopen_on_reply: a.reopen_on_reply.then(|| "1".to_string()),
         }
@@ -164,6 +169,14 @@ impl AliasForm {
                 to: to.trim().to_string(),
             });
         }
+        let follow_up_days = match self.follow_up_days.trim() {
+            "" => None,
+            days => Some(days.parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| {
+                ApiError::Unprocessable(format!(
+                    "follow-up window: {days:?} is not a whole number of days above 0"
+                ))
+            })?),
+        };
         let address = crate::domain::EmailAddress::parse(self.address.trim())
             .map_err(|e| ApiError::Unprocessable(format!("address: {e}")))?;
         Ok(AliasConfig {
@@ -177,6 +190,7 @@ impl AliasForm {
             reopen,
             also: comma_list(&self.also),
             auth: AuthPolicy::parse(&self.auth).unwrap_or_default(),
+            follow_up_days,
         })
     }
 }
