@@ -200,6 +200,7 @@ impl App {
                     .trim_end_matches('/')
                     .to_string(),
                 wake: Arc::clone(&outbound.wake),
+                key: self.policy.reply_key.clone(),
             }),
         )
         .yielding_to(intake_health.clone());
@@ -211,6 +212,15 @@ impl App {
                 worker.clone().run(stop.clone())
             })
         };
+
+        let retention_stop = CancellationToken::new();
+        let retention_task = self.settings.retention.raw_days.is_some().then(|| {
+            let (store, settings) = (Arc::clone(&self.store), self.settings.retention.clone());
+            let stop = retention_stop.clone();
+            supervisor.restartable("retention", retention_stop.clone(), move || {
+                crate::retention::run(Arc::clone(&store), settings.clone(), stop.clone())
+            })
+        });
 
         let state = ApiState {
             store: Arc::clone(&self.store),
@@ -260,6 +270,10 @@ impl App {
         }
         webhooks_stop.cancel();
         let _ = webhooks_task.await;
+        retention_stop.cancel();
+        if let Some(task) = retention_task {
+            let _ = task.await;
+        }
         let _ = http_task.await;
         // Closed whatever the parts' end: everything else has stopped.
         self.store.close().await;

@@ -63,6 +63,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Apply the retention window now.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
     Ingest {
         /// Files: one message each, or mbox files with many.
@@ -88,6 +93,12 @@ pub enum TokenCommand {
     List,
     /// Revoke a token by name or id.
     Revoke { name_or_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove the raw bytes past `[retention] raw_days` now, printing progress.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +174,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let base = settings.http.public_url.trim().trim_end_matches('/');
             user(store.as_ref(), base, command, &mut tokio::io::stdin()).await
         }
+        Command::Retention {
+            command: RetentionCommand::Run,
+        } => {
+            let store = open_store(&settings).await?;
+            retention_run(store.as_ref(), &settings.retention, &mut std::io::stdout()).await
+        }
         Command::Ingest { files, to } => {
             let store = open_store(&settings).await?;
             let report = ingest_files(&store, &settings, &files, &to).await?;
@@ -174,6 +191,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_counts(store.as_ref()).await
         }
     }
+}
+
+/// `emailin retention run`: what the background task does, at once, with a
+/// progress line per batch.
+///
+/// # Errors
+/// No `[retention] raw_days`, or the store's.
+pub async fn retention_run(
+    store: &dyn Store,
+    settings: &crate::config::RetentionSettings,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let Some(days) = settings.raw_days else {
+        anyhow::bail!("[retention] raw_days is not set: raw bytes are kept for ever");
+    };
+    writeln!(
+        out,
+        "removing the raw bytes of processed messages older than {days} days"
+    )?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let total = crate::retention::run_once(store, settings, &stop, |t| {
+        // A progress line is worth nothing once the terminal is gone.
+        let _ = writeln!(out, "… {} messages, {} bytes so far", t.messages, t.bytes);
+        let _ = out.flush();
+    })
+    .await?;
+    writeln!(
+        out,
+        "removed the raw bytes of {} messages ({} bytes); their records stay",
+        total.messages, total.bytes
+    )?;
+    Ok(())
 }
 
 async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {

@@ -40,6 +40,8 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// How webhook deliveries are retried.
     pub webhook_delivery: WebhookDeliverySettings,
+    /// How long stored raw bytes are kept.
+    pub retention: RetentionSettings,
     /// Systems told about events (signed as Standard Webhooks).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -100,6 +102,21 @@ pub struct HttpSettings {
     /// The address people open the UI at (`https://crm.acme.example`), for
     /// links in mail; empty: links are given as paths.
     pub public_url: String,
+}
+
+/// How long what was received is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days the raw bytes of a processed (or ignored, or dropped) message
+    /// are kept; the records, messages and attachments made of them stay.
+    /// Unset: kept for ever.
+    #[serde(default)]
+    pub raw_days: Option<u32>,
+    /// Seconds between two runs of the background task.
+    pub interval_secs: u64,
+    /// Messages whose bytes one transaction removes.
+    pub batch: u32,
 }
 
 /// Which events mail the people concerned.
@@ -506,6 +523,19 @@ impl Settings {
             return invalid(
                 "http.login_failures_per_address and login_failures_per_ip must be > 0".into(),
             );
+        }
+        let r = &self.retention;
+        if r.raw_days == Some(0) || r.interval_secs == 0 || r.batch == 0 {
+            return invalid(
+                "retention.raw_days (when set), interval_secs and batch must be > 0".into(),
+            );
+        }
+        for (i, a) in self.aliases.iter().enumerate() {
+            if a.follow_up_days == Some(0) {
+                return invalid(format!(
+                    "aliases[{i}].follow_up_days must be > 0 (or unset)"
+                ));
+            }
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024".into());

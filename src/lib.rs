@@ -20,6 +20,8 @@
 //! - [`outbound`]: replies from records: compose, outbox sender.
 //! - [`webhooks`]: events to other systems (Standard Webhooks): the event
 //!   log the database triggers fill, fan-out, signed deliveries with retries.
+//! - [`retention`]: raw bytes past `[retention] raw_days`, removed in the
+//!   background (erasure of a contact is `api::contacts` over the store).
 //! - [`auth`]: SPF, DKIM and DMARC checks of received mail (mail-auth).
 //! - [`ingest`]: THE path: `intake` (group commit: durable, then the 250),
 //!   then `process` (batches, savepoints): `plan` (route by envelope),
@@ -31,7 +33,8 @@
 //! - [`config`]: typed settings, defaults → file → `EMAILIN__*` env.
 //! - [`domain`]: types and rules without I/O: addresses, messages and their
 //!   [`Source`](domain::Source), pipelines with their stage and reopen rules
-//!   ([`reopen_target`](domain::reopen_target)), reply tokens, DMARC verdicts.
+//!   ([`reopen_target`](domain::reopen_target)), reply tokens, DMARC verdicts,
+//!   the new part of a reply ([`reply_text`](domain::reply_text)).
 //! - [`supervise`], [`telemetry`], [`tls`]: running parts, logs, TLS roots.
 
 pub mod api;
@@ -43,6 +46,7 @@ pub mod domain;
 pub mod imap;
 pub mod ingest;
 pub mod outbound;
+pub mod retention;
 pub mod smtp;
 pub mod store;
 pub mod supervise;

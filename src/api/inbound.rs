@@ -82,9 +82,30 @@ pub async fn inbound_raw(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let raw = state.store.inbound_raw(path_id(&id)?).await?;
-    let raw = raw.ok_or(ApiError::NotFound("inbound message not found"))?;
+    let id = path_id(&id)?;
+    let raw = raw_or_why(&state, id).await?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw))
+}
+
+/// A stored message's raw bytes; 410 when they were removed.
+pub async fn raw_or_why(state: &ApiState, id: Uuid) -> ApiResult<Vec<u8>> {
+    if let Some(raw) = state.store.inbound_raw(id).await? {
+        return Ok(raw);
+    }
+    let inbound = state.store.get_inbound(id).await?;
+    match inbound.and_then(|i| i.raw_removed) {
+        Some(removed) => Err(ApiError::Gone(match removed.why.as_str() {
+            "erased" => format!(
+                "the raw message was erased with its contact on {}",
+                removed.at
+            ),
+            _ => format!(
+                "the raw message was removed on {} (older than [retention] raw_days)",
+                removed.at
+            ),
+        })),
+        None => Err(ApiError::NotFound("inbound message not found")),
+    }
 }
 
 /// Every IMAP folder this process polls: state, cursor, counts, last error.

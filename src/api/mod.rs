@@ -9,7 +9,7 @@
 pub(crate) mod admin;
 pub(crate) mod attachments;
 pub mod auth;
-mod contacts;
+pub(crate) mod contacts;
 pub(crate) mod inbound;
 pub(crate) mod records;
 pub(crate) mod webhooks;
@@ -90,7 +90,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(records::send_reply))
         .routes(routes!(attachments::get_attachment))
         .routes(routes!(contacts::list_contacts))
-        .routes(routes!(contacts::get_contact))
+        .routes(routes!(contacts::get_contact, contacts::update_contact))
+        .routes(routes!(contacts::erase_contact))
         .routes(routes!(inbound::list_inbound))
         .routes(routes!(inbound::get_inbound, inbound::drop_inbound))
         .routes(routes!(inbound::release_inbound))
@@ -170,6 +171,8 @@ pub enum ApiError {
     NotFound(&'static str),
     BadRequest(String),
     Conflict(String),
+    /// It was there and was removed for good (erasure, retention).
+    Gone(String),
     Unauthorized,
     Forbidden,
     Unprocessable(String),
@@ -195,6 +198,7 @@ impl ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what.to_string()),
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "bad_request", msg),
             ApiError::Conflict(msg) => (StatusCode::CONFLICT, "conflict", msg),
+            ApiError::Gone(msg) => (StatusCode::GONE, "gone", msg),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -294,7 +298,7 @@ pub struct ErrorBody {
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`,
-    /// `too_large`, `unavailable`.
+    /// `gone`, `too_large`, `unavailable`.
     pub code: String,
     pub message: String,
 }

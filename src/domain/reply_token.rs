@@ -33,12 +33,43 @@ impl ReplyKey {
     }
 
     fn mac(&self, token: &str) -> Hmac<Sha256> {
+        self.mac_for(b"emailin reply token\0", token)
+    }
+
+    /// A MAC of `token` for one purpose: a signature made for one never
+    /// verifies for another.
+    fn mac_for(&self, purpose: &[u8], token: &str) -> Hmac<Sha256> {
         // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-        mac.update(b"emailin reply token\0");
+        mac.update(purpose);
         mac.update(token.as_bytes());
         mac
+    }
+
+    /// The token of a one-click unsubscribe link (RFC 8058) for a user's
+    /// notifications: the user's id and its signature.
+    pub fn unsubscribe_token(&self, user: uuid::Uuid) -> String {
+        let id = user.simple().to_string();
+        let tag = self
+            .mac_for(b"emailin unsubscribe\0", &id)
+            .finalize()
+            .into_bytes();
+        format!("{id}{}", hex::encode(&tag[..16]))
+    }
+
+    /// The user an unsubscribe token names, when its signature verifies.
+    pub fn verify_unsubscribe(&self, token: &str) -> Option<uuid::Uuid> {
+        let token = token.to_ascii_lowercase();
+        let (id, signature) = (token.get(..32)?, token.get(32..)?);
+        let signature = hex::decode(signature).ok()?;
+        if signature.len() != 16 {
+            return None;
+        }
+        self.mac_for(b"emailin unsubscribe\0", id)
+            .verify_truncated_left(&signature)
+            .ok()?;
+        uuid::Uuid::parse_str(id).ok()
     }
 
     /// The address form of a stored token: the token and its signature.

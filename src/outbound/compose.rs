@@ -58,6 +58,11 @@ pub enum ComposeError {
 /// # Errors
 /// [`ComposeError::Refused`] saying why.
 pub fn check_recipient(contact: &ContactView, force: bool) -> Result<(), ComposeError> {
+    if contact.erased_at.is_some() {
+        return Err(ComposeError::Refused(
+            "this contact's data was erased; there is no address to reply to".into(),
+        ));
+    }
     if is_role_address(&contact.email) {
         return Err(ComposeError::Refused(format!(
             "{} is a role or no-reply address; replies never go to one",
@@ -72,6 +77,12 @@ pub fn check_recipient(contact: &ContactView, force: bool) -> Result<(), Compose
             "{} bounced ({}) on {at}; send with \"force\": true to try anyway",
             contact.email,
             contact.bounce_status.as_deref().unwrap_or("no status")
+        )));
+    }
+    if let Some(at) = contact.unsubscribed_at {
+        return Err(ComposeError::Refused(format!(
+            "{} unsubscribed on {at}; send with \"force\": true to write anyway",
+            contact.email
         )));
     }
     if let Some(at) = contact.complained_at {
@@ -266,6 +277,8 @@ mod tests {
             bounced_at: None,
             bounce_status: None,
             complained_at: None,
+            unsubscribed_at: None,
+            erased_at: None,
         }
     }
 
@@ -360,6 +373,18 @@ mod tests {
         complained.complained_at = Some(Utc::now());
         ctx.contact = Some(complained);
         assert!(compose(&ctx, &request(), "d.example", &key, Utc::now()).is_err());
+
+        let mut unsubscribed = contact("ann@customer.example");
+        unsubscribed.unsubscribed_at = Some(Utc::now());
+        ctx.contact = Some(unsubscribed);
+        let err = compose(&ctx, &request(), "d.example", &key, Utc::now()).unwrap_err();
+        assert!(err.to_string().contains("unsubscribed"), "{err}");
+        assert!(compose(&ctx, &forced, "d.example", &key, Utc::now()).is_ok());
+
+        let mut erased = contact("erased@invalid");
+        erased.erased_at = Some(Utc::now());
+        ctx.contact = Some(erased);
+        assert!(compose(&ctx, &forced, "d.example", &key, Utc::now()).is_err());
 
         ctx.contact = Some(contact("ann@customer.example"));
         let mut cc_daemon = request();

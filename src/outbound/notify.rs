@@ -33,6 +33,9 @@ pub struct Notice<'a> {
     pub text: Option<&'a str>,
     /// `[http] public_url`, or empty for paths.
     pub base_url: &'a str,
+    /// The one-click unsubscribe token of the recipient (RFC 8058), used
+    /// with a `base_url`.
+    pub unsubscribe: Option<String>,
     pub quote_lines: usize,
 }
 
@@ -106,7 +109,19 @@ pub fn compose(n: &Notice<'_>, from: &str, domain: &str, now: DateTime<Utc>) -> 
         n.base_url
     ));
     let id = Uuid::now_v7();
-    let raw = MessageBuilder::new()
+    let mut builder = MessageBuilder::new();
+    if let Some(token) = n.unsubscribe.as_deref().filter(|_| !n.base_url.is_empty()) {
+        builder = builder
+            .header(
+                "List-Unsubscribe",
+                Raw::new(format!("<{}/unsubscribe/{token}>", n.base_url)),
+            )
+            .header(
+                "List-Unsubscribe-Post",
+                Raw::new("List-Unsubscribe=One-Click"),
+            );
+    }
+    let raw = builder
         .from(("emailin", from))
         .to((
             if n.to.name.trim().is_empty() {

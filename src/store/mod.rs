@@ -9,6 +9,7 @@
 
 mod behind;
 pub(crate) mod conversations;
+pub(crate) mod lifecycle;
 mod postgres;
 pub(crate) mod sessions;
 mod sql;
@@ -27,6 +28,7 @@ use crate::domain::Directory;
 use crate::domain::InboundMessage;
 
 pub use conversations::{ConversationStore, MessageHtml, StoredAttachment};
+pub use lifecycle::{Erasure, LifecycleStore, RawRemoval};
 pub use postgres::PgStore;
 pub use sessions::{NewSession, SessionStore, SessionUser};
 pub use sqlite::SqliteStore;
@@ -128,7 +130,7 @@ pub trait MailboxStore: Send + Sync {
 /// The service's view of the database.
 #[async_trait]
 pub trait Store:
-    TeamStore + MailboxStore + SessionStore + WebhookStore + ConversationStore
+    TeamStore + MailboxStore + SessionStore + WebhookStore + ConversationStore + LifecycleStore
 {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;

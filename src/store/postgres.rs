@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::conversations::sql_conversation_store;
+use super::lifecycle::sql_lifecycle_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
@@ -79,3 +80,4 @@ sql_team_store!(PgStore, Postgres);
 sql_session_store!(PgStore, Postgres);
 sql_webhook_store!(PgStore, Postgres);
 sql_conversation_store!(PgStore, Postgres);
+sql_lifecycle_store!(PgStore, Postgres);

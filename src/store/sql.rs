@@ -179,15 +179,16 @@ macro_rules! sql_store {
             s.kind AS stage_kind, r.title, r.tags, u.email AS owner, r.related_record_id, c.id AS contact_id, \
             c.email AS contact_email, c.name AS contact_name, c.created_at AS contact_created_at, \
             c.bounced_at AS contact_bounced_at, c.bounce_status AS contact_bounce_status, \
-            c.complained_at AS contact_complained_at, \
-            r.created_at, r.updated_at \
+            c.complained_at AS contact_complained_at, c.unsubscribed_at AS contact_unsubscribed_at, \
+            c.erased_at AS contact_erased_at, r.created_at, r.updated_at \
             FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
             JOIN stages s ON s.id = r.stage_id \
             LEFT JOIN users u ON u.id = r.owner_id \
             LEFT JOIN contacts c ON c.id = r.contact_id";
 
         const INBOUND_SELECT: &str = "SELECT id, received_at, source, mail_from, rcpt_to, client_ip, \
-            helo, tls, size, sha256, status, outcome, error, processed_at, auth_results, details FROM inbound";
+            helo, tls, size, sha256, status, outcome, error, processed_at, auth_results, details, \
+            raw_removed_at, raw_removed_why FROM inbound";
 
         fn record_view(row: &DbRow) -> StoreResult<RecordView> {
             let number: i64 = row.try_get("number")?;
@@ -200,6 +201,8 @@ macro_rules! sql_store {
                     bounced_at: row.try_get("contact_bounced_at")?,
                     bounce_status: row.try_get("contact_bounce_status")?,
                     complained_at: row.try_get("contact_complained_at")?,
+                    unsubscribed_at: row.try_get("contact_unsubscribed_at")?,
+                    erased_at: row.try_get("contact_erased_at")?,
                 }),
                 None => None,
             };
@@ -221,7 +224,7 @@ macro_rules! sql_store {
         }
 
         const CONTACT_SELECT: &str = "SELECT id, email, name, created_at, bounced_at, bounce_status, \
-            complained_at FROM contacts";
+            complained_at, unsubscribed_at, erased_at FROM contacts";
 
         fn contact_view(r: &DbRow) -> StoreResult<ContactView> {
             Ok(ContactView {
@@ -232,6 +235,8 @@ macro_rules! sql_store {
                 bounced_at: r.try_get("bounced_at")?,
                 bounce_status: r.try_get("bounce_status")?,
                 complained_at: r.try_get("complained_at")?,
+                unsubscribed_at: r.try_get("unsubscribed_at")?,
+                erased_at: r.try_get("erased_at")?,
             })
         }
 
@@ -255,6 +260,10 @@ macro_rules! sql_store {
                 details: row
                     .try_get::<Option<String>, _>("details")?
                     .and_then(|d| serde_json::from_str(&d).ok()),
+                raw_removed: match row.try_get::<Option<::chrono::DateTime<Utc>>, _>("raw_removed_at")? {
+                    Some(at) => Some(RawRemoved { at, why: row.try_get::<Option<String>, _>("raw_removed_why")?.unwrap_or_default() }),
+                    None => None,
+                },
             })
         }
 

@@ -17,6 +17,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::conversations::sql_conversation_store;
+use super::lifecycle::sql_lifecycle_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
@@ -198,6 +199,7 @@ sql_team_store!(SqliteStore, Sqlite);
 sql_session_store!(SqliteStore, Sqlite);
 sql_webhook_store!(SqliteStore, Sqlite);
 sql_conversation_store!(SqliteStore, Sqlite);
+sql_lifecycle_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
 mod tests {

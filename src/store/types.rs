@@ -153,6 +153,10 @@ pub struct ContactView {
     pub bounce_status: Option<String>,
     /// Set when a complaint (ARF) named this address.
     pub complained_at: Option<DateTime<Utc>>,
+    /// Set when the contact asked for no more mail: replies need `force`.
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// Set when the contact's data was erased (for good).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// What machine mail says about a contact's address.
@@ -313,6 +317,18 @@ pub struct InboundView {
     /// (per-recipient results) and the like.
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
+    /// Set when its raw bytes were removed (`erased` or `retention`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_removed: Option<RawRemoved>,
+}
+
+/// When and why a stored message's raw bytes were removed.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RawRemoved {
+    pub at: DateTime<Utc>,
+    /// `erased` (the contact's data was erased) or `retention` (older than
+    /// `[retention] raw_days`).
+    pub why: String,
 }
 
 /// A message an inbound row became.

@@ -18,6 +18,7 @@ mod login;
 mod me;
 mod record;
 pub mod session;
+mod unsubscribe;
 mod webhooks;
 
 use axum::http::{StatusCode, header};
@@ -46,6 +47,8 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/me/password", post(me::set_password))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{id}", get(contacts::page))
+        .route("/contacts/{id}/unsubscribe", post(contacts::unsubscribe))
+        .route("/contacts/{id}/erase", post(contacts::erase))
         .route("/attachments/{id}", get(attachments::file))
         .route("/messages/{id}/html", get(attachments::message_html))
         .merge(admin::routes())
@@ -58,6 +61,10 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/login", get(login::form).post(login::submit))
         .route("/set-password", get(invite::form).post(invite::submit))
         .route("/assets/{name}", get(assets::serve))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::form).post(unsubscribe::submit),
+        )
         .merge(pages)
         .layer(Extension(limiter))
 }

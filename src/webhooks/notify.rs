@@ -23,6 +23,8 @@ pub struct Notifier {
     pub base_url: String,
     /// Wakes the outbox sender.
     pub wake: Arc<Notify>,
+    /// Signs the one-click unsubscribe links.
+    pub key: crate::domain::ReplyKey,
 }
 
 fn messages(detail: &RecordDetail) -> impl Iterator<Item = &MessageView> {
@@ -85,8 +87,10 @@ impl Notifier {
                     to,
                     happened: happened.clone(),
                     record: &detail.record,
-                    text: cause.and_then(|m| m.text.as_deref()),
+                    // The new part, not the history it quotes.
+                    text: cause.and_then(|m| m.reply_text.as_deref().or(m.text.as_deref())),
                     base_url: &self.base_url,
+                    unsubscribe: Some(self.key.unsubscribe_token(to.id)),
                     quote_lines: s.quote_lines,
                 };
                 compose(&notice, &self.from, &self.domain, now)

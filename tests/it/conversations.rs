@@ -250,29 +250,9 @@ async fn attachments_are_served_exactly_and_stored_once(backend: Backend) {
 /// Moves a record's time in its stage `days` back, as if that long had
 /// passed since it closed.
 async fn closed_days_ago(db: &TestDb, record: &str, days: i64) {
-    use sqlx::Connection;
     let id = uuid::Uuid::parse_str(record).expect("uuid");
-    let at = chrono::Utc::now() - chrono::Duration::days(days);
     let sql = "UPDATE records SET stage_changed_at = $1 WHERE id = $2";
-    if db.url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(&db.url)
-            .await
-            .expect("connect");
-        sqlx::query(sql)
-            .bind(at)
-            .bind(id)
-            .execute(&mut conn)
-            .await
-            .expect("update");
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        sqlx::query(sql)
-            .bind(at)
-            .bind(id)
-            .execute(&mut conn)
-            .await
-            .expect("update");
-    }
+    crate::helpers::backdate(db, sql, days, Some(id)).await;
 }
 
 async fn a_reply_after_the_follow_up_window_starts_a_related_record(backend: Backend) {

@@ -478,6 +478,31 @@ pub async fn count_rows(db: &TestDb, queries: &[&'static str]) -> Vec<i64> {
     out
 }
 
+/// Runs `sql` (an UPDATE) with `$1` a time `days` ago and, when given,
+/// `$2` an id: as if that long had passed.
+pub async fn backdate(db: &TestDb, sql: &'static str, days: i64, id: Option<uuid::Uuid>) {
+    let at = chrono::Utc::now() - chrono::Duration::days(days);
+    if db.url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        let q = sqlx::query(sql).bind(at);
+        let q = match id {
+            Some(id) => q.bind(id),
+            None => q,
+        };
+        q.execute(&mut conn).await.expect("update");
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        let q = sqlx::query(sql).bind(at);
+        let q = match id {
+            Some(id) => q.bind(id),
+            None => q,
+        };
+        q.execute(&mut conn).await.expect("update");
+    }
+}
+
 /// Builds a raw message with CRLF line ends.
 pub fn mail(
     from: &str,

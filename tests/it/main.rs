@@ -10,6 +10,7 @@ mod corpus;
 mod faults;
 mod helpers;
 mod imap;
+mod lifecycle;
 mod limits;
 mod machine_mail;
 mod mail_not_lost;

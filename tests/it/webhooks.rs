@@ -516,6 +516,51 @@ async fn owners_and_mentioned_users_are_mailed_and_nobody_else(backend: Backend)
         .filter(|e| e["kind"] == "notified")
         .count();
     assert_eq!(notified, 3);
+
+    // The one-click unsubscribe of Ana's mail (RFC 8058) turns hers off,
+    // without a session; a forged token changes nothing.
+    let mail = mail_parser::MessageParser::default()
+        .parse(&first)
+        .expect("parses");
+    let header = |name: &str| mail.header_raw(name).map(|v| v.trim().to_string());
+    assert_eq!(
+        header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let link = header("List-Unsubscribe").expect("List-Unsubscribe");
+    let path = link
+        .trim_matches(['<', '>'])
+        .strip_prefix("https://crm.acme.test")
+        .expect("under the public URL")
+        .to_string();
+    let post = |path: String| {
+        let url = format!("http://{}{path}", app.http_addr);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+                .send()
+                .await
+                .expect("POST")
+                .status()
+                .as_u16()
+        }
+    };
+    let flipped = if path.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{flipped}", &path[..path.len() - 1]);
+    assert_eq!(post(forged).await, 404);
+    let ana = || async {
+        store
+            .login_user("ana@acme.test")
+            .await
+            .expect("db")
+            .expect("ana")
+            .0
+    };
+    assert!(ana().await.notify);
+    assert_eq!(post(path).await, 200);
+    assert!(!ana().await.notify, "Ana's notifications are off");
     app.stop().await;
     relay.stop().await;
 }

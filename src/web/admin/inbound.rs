@@ -156,11 +156,7 @@ pub(super) async fn raw_one(
     Path(id): Path<String>,
 ) -> PageResult {
     let id = inbound_id(&id)?;
-    let raw = state
-        .store
-        .inbound_raw(id)
-        .await?
-        .ok_or(PageError::NotFound("There is no such message."))?;
+    let raw = crate::api::inbound::raw_or_why(&state, id).await?;
     Ok((
         [
             (
