@@ -213,6 +213,20 @@ impl App {
             })
         };
 
+        let search_stop = CancellationToken::new();
+        let search_task = {
+            let store = Arc::clone(&self.store);
+            let holder = format!("search-{}", uuid::Uuid::new_v4().simple());
+            let stop = search_stop.clone();
+            supervisor.restartable("search", search_stop.clone(), move || {
+                crate::search::run(
+                    Arc::clone(&store),
+                    holder.clone(),
+                    Duration::from_millis(300),
+                    stop.clone(),
+                )
+            })
+        };
         let retention_stop = CancellationToken::new();
         let retention_task = self.settings.retention.raw_days.is_some().then(|| {
             let (store, settings) = (Arc::clone(&self.store), self.settings.retention.clone());
@@ -270,6 +284,8 @@ impl App {
         }
         webhooks_stop.cancel();
         let _ = webhooks_task.await;
+        search_stop.cancel();
+        let _ = search_task.await;
         retention_stop.cancel();
         if let Some(task) = retention_task {
             let _ = task.await;

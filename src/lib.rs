@@ -20,6 +20,8 @@
 //! - [`outbound`]: replies from records: compose, outbox sender.
 //! - [`webhooks`]: events to other systems (Standard Webhooks): the event
 //!   log the database triggers fill, fan-out, signed deliveries with retries.
+//! - [`search`]: the indexer: queued records and messages become search
+//!   documents (terms of `domain::search`), one replica at a time.
 //! - [`retention`]: raw bytes past `[retention] raw_days`, removed in the
 //!   background (erasure of a contact is `api::contacts` over the store).
 //! - [`auth`]: SPF, DKIM and DMARC checks of received mail (mail-auth).
@@ -47,6 +49,7 @@ pub mod imap;
 pub mod ingest;
 pub mod outbound;
 pub mod retention;
+pub mod search;
 pub mod smtp;
 pub mod store;
 pub mod supervise;

@@ -37,6 +37,11 @@ pub struct RecordQuery {
     tag: Option<String>,
     /// Part of the title, any case.
     text: Option<String>,
+    /// Search: words (each matches the start of a word) and Japanese,
+    /// Chinese or Korean text (matched inside the text) in titles, message
+    /// texts, comments and contacts' names and addresses; every part must
+    /// match. Best first; combines with `pipeline` only.
+    q: Option<String>,
     /// Changed at or after this time (RFC 3339).
     updated_since: Option<String>,
     /// The `next_cursor` of the previous page.
@@ -45,7 +50,7 @@ pub struct RecordQuery {
     limit: Option<i64>,
 }
 
-/// Records, newest first.
+/// Records, newest first; with `q`, the records a search finds, best first.
 #[utoipa::path(get, path = "/api/v1/records", params(RecordQuery), responses(
     (status = 200, body = Page<RecordView>),
     docs::BadRequest,
@@ -71,11 +76,29 @@ pub async fn list_records(
         ("owner", &q.owner),
         ("tag", &q.tag),
         ("text", &q.text),
+        ("q", &q.q),
     ] {
         if let Some(value) = value {
             limits::check_chars(field, value, limits::FILTER_CHARS)
                 .map_err(ApiError::BadRequest)?;
         }
+    }
+    if let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+        let others = [&q.stage, &q.contact, &q.owner, &q.tag, &q.text];
+        if others.iter().any(|o| o.is_some()) || updated_since.is_some() {
+            return Err(ApiError::BadRequest(
+                "q: a search combines with pipeline only".into(),
+            ));
+        }
+        let page = search(
+            &state,
+            text,
+            q.pipeline.as_deref(),
+            q.cursor.as_deref(),
+            limit(q.limit)?,
+        )
+        .await?;
+        return Ok(Json(page));
     }
     let filter = RecordFilter {
         cursor: cursor(q.cursor.as_deref())?,
@@ -89,6 +112,56 @@ pub async fn list_records(
         updated_since,
     };
     Ok(Json(state.store.list_records(&filter).await?))
+}
+
+/// One page of the records a search for `text` finds, best first; the
+/// cursor is the offset of the next page.
+pub async fn search(
+    state: &ApiState,
+    text: &str,
+    pipeline: Option<&str>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> ApiResult<Page<RecordView>> {
+    let offset = match cursor {
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| ApiError::BadRequest("cursor: not a cursor of a search".into()))?,
+        None => 0,
+    };
+    let pipeline_id =
+        match pipeline {
+            Some(name) => {
+                let directory = state.directory.current();
+                let found = directory
+                    .pipelines
+                    .values()
+                    .find(|p| p.name == name)
+                    .map(|p| p.id);
+                Some(found.ok_or_else(|| {
+                    ApiError::BadRequest(format!("pipeline: no pipeline {name:?}"))
+                })?)
+            }
+            None => None,
+        };
+    let parts = crate::domain::search::query_parts(text);
+    let hits = state
+        .store
+        .search_records(&parts, pipeline_id, limit + 1, offset)
+        .await?;
+    let more = usize::try_from(limit).is_ok_and(|l| hits.len() > l);
+    let ids: Vec<Uuid> = hits
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|h| h.record_id)
+        .collect();
+    let items = state.store.records_by_ids(&ids).await?;
+    Ok(Page {
+        next_cursor: more.then(|| (offset + limit).to_string()),
+        items,
+    })
 }
 
 /// A record with its conversation (messages in and out, comments, events) in time order.

@@ -14,6 +14,7 @@ mod message_id;
 mod pipeline;
 mod reply;
 mod reply_token;
+pub mod search;
 
 pub use address::{
     AddressError, EmailAddress, is_role_address, is_shared_mailbox, mentions, quoted_for_sending,

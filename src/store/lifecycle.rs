@@ -112,6 +112,15 @@ pub(super) const ERASE_OUTBOX: &str = concat!(
     ")"
 );
 
+/// Their words leave the search index with their mail (the indexer then
+/// writes the anonymised records again).
+pub(super) const ERASE_SEARCH: &str = concat!(
+    "DELETE FROM search_docs WHERE (message_id IS NULL AND record_id IN \
+     (SELECT id FROM records WHERE contact_id = $1)) OR message_id IN (",
+    erased_messages!(),
+    ")"
+);
+
 pub(super) const ERASE_DELIVERIES: &str = "
     UPDATE webhook_deliveries SET body = '{\"erased\":true}'
     WHERE record_id IN (SELECT id FROM records WHERE contact_id = $1)";
@@ -248,6 +257,11 @@ macro_rules! sql_lifecycle_store {
                     .await?;
                 sqlx::query(q::ERASE_DELIVERIES)
                     .bind(contact)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(q::ERASE_SEARCH)
+                    .bind(contact)
+                    .bind(&email)
                     .execute(&mut *tx)
                     .await?;
                 report.messages = sqlx::query(q::ERASE_MESSAGES)

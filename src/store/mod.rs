@@ -11,6 +11,7 @@ mod behind;
 pub(crate) mod conversations;
 pub(crate) mod lifecycle;
 mod postgres;
+pub(crate) mod search;
 pub(crate) mod sessions;
 mod sql;
 mod sqlite;
@@ -30,6 +31,7 @@ use crate::domain::InboundMessage;
 pub use conversations::{ConversationStore, MessageHtml, StoredAttachment};
 pub use lifecycle::{Erasure, LifecycleStore, RawRemoval};
 pub use postgres::PgStore;
+pub use search::{Hit, SearchStore};
 pub use sessions::{NewSession, SessionStore, SessionUser};
 pub use sqlite::SqliteStore;
 pub use team::{TeamStore, now_ms};
@@ -130,7 +132,13 @@ pub trait MailboxStore: Send + Sync {
 /// The service's view of the database.
 #[async_trait]
 pub trait Store:
-    TeamStore + MailboxStore + SessionStore + WebhookStore + ConversationStore + LifecycleStore
+    TeamStore
+    + MailboxStore
+    + SessionStore
+    + WebhookStore
+    + ConversationStore
+    + LifecycleStore
+    + SearchStore
 {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;
@@ -250,6 +258,8 @@ pub trait Store:
     async fn pending_count(&self) -> StoreResult<i64>;
 
     async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Page<RecordView>>;
+    /// These records, in the order given (unknown ids are left out).
+    async fn records_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<RecordView>>;
     async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>>;
     async fn list_inbound(&self, filter: &InboundFilter) -> StoreResult<Page<InboundView>>;
     async fn get_inbound(&self, id: Uuid) -> StoreResult<Option<InboundView>>;

@@ -12,6 +12,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::conversations::sql_conversation_store;
 use super::lifecycle::sql_lifecycle_store;
+use super::search::sql_search_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
@@ -81,3 +82,4 @@ sql_session_store!(PgStore, Postgres);
 sql_webhook_store!(PgStore, Postgres);
 sql_conversation_store!(PgStore, Postgres);
 sql_lifecycle_store!(PgStore, Postgres);
+sql_search_store!(PgStore, Postgres, tsvector);

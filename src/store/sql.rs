@@ -813,6 +813,23 @@ macro_rules! sql_store {
                 Ok(Page { items, next_cursor })
             }
 
+            async fn records_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<RecordView>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(RECORD_SELECT);
+                q.push(" WHERE r.id IN ");
+                q.push_tuples(ids, |mut t, id| {
+                    t.push_bind(*id);
+                });
+                let mut found: std::collections::HashMap<Uuid, RecordView> = Default::default();
+                for row in q.build().fetch_all(self.read_pool()).await? {
+                    let view = record_view(&row)?;
+                    found.insert(view.id, view);
+                }
+                Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+            }
+
             async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>> {
                 let pool = self.read_pool();
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(RECORD_SELECT);

@@ -230,7 +230,7 @@ pub async fn erase(
     Ok(see_other(&format!("/contacts/{id}")))
 }
 
-fn records_table(records: &[RecordView]) -> Markup {
+pub(super) fn records_table(records: &[RecordView]) -> Markup {
     html! {
         @if records.is_empty() {
             p.empty { "No records." }

@@ -71,6 +71,10 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
                             }
                         }
                     }
+                    form.search role="search" method="get" action="/search" {
+                        label.visually-hidden for="top-search" { "Search records" }
+                        input #top-search type="search" name="q" placeholder="Search records…" maxlength="200";
+                    }
                     div.me {
                         a href="/me" title=(viewer.user.email) aria-current=[(nav == Nav::Me).then_some("page")] {
                             (display_name(&viewer.user.name, &viewer.user.email))

@@ -17,6 +17,7 @@ mod layout;
 mod login;
 mod me;
 mod record;
+mod search;
 pub mod session;
 mod unsubscribe;
 mod webhooks;
@@ -42,6 +43,7 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/records/{number}/tags", post(record::set_tags))
         .route("/records/{number}/reply", post(record::reply))
         .route("/records/{number}/comment", post(record::comment))
+        .route("/search", get(search::page))
         .route("/me", get(me::page))
         .route("/me/notify", post(me::set_notify))
         .route("/me/password", post(me::set_password))

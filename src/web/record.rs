@@ -462,7 +462,7 @@ fn message(m: &MessageView) -> Markup {
                 (Some(text), _) => {
                     @let new = m.reply_text.as_deref().unwrap_or(text);
                     (layout::text_block(if new.is_empty() { text } else { new }))
-                    @if !new.is_empty() && new.len() < text.trim().len() {
+                    @if !new.is_empty() && new != crate::domain::normalized(text) {
                         details.quoted {
                             summary { "Show the whole message, with quoted text" }
                             (layout::text_block(text))

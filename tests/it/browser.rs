@@ -349,7 +349,7 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
             ("In-Reply-To", &format!("<{reply_id}>")),
             ("References", &format!("<m1@customer.example> <{reply_id}>")),
         ],
-        "更新しましたが、まだ接続できません。",
+        "更新しましたが、まだ接続できません。\n\n2026年12月7日(月) 10:00 Service <service@localhost>:\n> 山田様\n>\n> ご連絡ありがとうございます。ファームウェア 2.1 で修正済みです。\n",
     );
     app.send(CUSTOMER, &["service@localhost"], &answer)
         .await
@@ -383,11 +383,55 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
         ("/contacts", "10-contacts"),
         ("/admin/webhooks", "11-admin-webhooks"),
         ("/me", "12-me"),
+        ("/records/1", "13-record-conversation"),
     ] {
         browser.goto(&format!("{base}{page}")).await.expect("goto");
         wait_for(&browser, "main h1").await;
         screenshot(&browser, name).await;
     }
+    // The answer shows its new part; the quoted reply is folded away.
+    let inbound = browser
+        .find_all(Locator::Css("ol.conversation li.message.in"))
+        .await
+        .expect("messages");
+    let shown = inbound
+        .last()
+        .expect("the answer")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        shown.contains("まだ接続できません") && !shown.contains("> 山田様"),
+        "{shown}"
+    );
+    let folded = browser
+        .find_all(Locator::Css("ol.conversation li.message details.quoted"))
+        .await
+        .expect("folds");
+    assert_eq!(folded.len(), 1, "only the answer quotes anything");
+    // The search box of every page finds the record by a word of its
+    // Japanese text (接続, inside 接続できません).
+    browser.goto(&format!("{base}/")).await.expect("goto");
+    type_into(&browser, "#top-search", "接続").await;
+    browser
+        .find(Locator::Css("#top-search"))
+        .await
+        .expect("search box")
+        .send_keys("\u{E007}")
+        .await
+        .expect("enter");
+    eventually("the record found", || async {
+        let found = browser
+            .find(Locator::Css("table.list a[href='/records/1']"))
+            .await
+            .is_ok();
+        if !found {
+            let _ = browser.refresh().await;
+        }
+        found.then_some(())
+    })
+    .await;
+    screenshot(&browser, "14-search").await;
     let _ = browser.close().await;
     app.stop().await;
     relay.stop().await;

@@ -19,6 +19,7 @@ mod records;
 mod replies;
 mod reply_text;
 mod routes;
+mod search;
 mod sender_auth;
 mod smtp;
 mod smtp_protocol;

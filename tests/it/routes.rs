@@ -184,6 +184,7 @@ async fn healthz_lists_every_running_part(backend: Backend) {
             running("intake"),
             running("outbox"),
             running("processor"),
+            running("search"),
             running("smtp"),
             running("webhooks")
         ]

@@ -1,0 +1,72 @@
+//! The search indexer: turns what the database queued (new and changed
+//! records and messages) into search documents, off the path mail takes
+//! in. One replica at a time holds its lease; the documents of a batch are
+//! written in one transaction with the queue entries they consume.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+const LEASE: &str = "search-index";
+const LEASE_TTL: Duration = Duration::from_secs(30);
+/// Queue entries one transaction indexes.
+pub const BATCH: i64 = 500;
+
+/// Indexes until `stop`; when the queue is empty it looks again after
+/// `idle`.
+pub async fn run(store: Arc<dyn Store>, holder: String, idle: Duration, stop: CancellationToken) {
+    let mut leased_at: Option<Instant> = None;
+    while !stop.is_cancelled() {
+        let held = leased_at.is_some_and(|at| at.elapsed() < LEASE_TTL / 2)
+            || match store.try_lease(LEASE, &holder, LEASE_TTL).await {
+                Ok(true) => {
+                    leased_at = Some(Instant::now());
+                    true
+                }
+                Ok(false) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "search index: lease");
+                    false
+                }
+            };
+        let busy = if held {
+            match store.index_pending(BATCH).await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "search index: batch failed; trying again");
+                    false
+                }
+            }
+        } else {
+            leased_at = None;
+            false
+        };
+        if !busy {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+    if leased_at.is_some() {
+        let _ = store.release_lease(LEASE, &holder).await;
+    }
+}
+
+/// Indexes everything queued now (the CLI's `search reindex`, benchmarks).
+///
+/// # Errors
+/// The store's.
+pub async fn index_all(store: &dyn Store) -> crate::store::StoreResult<usize> {
+    let mut total = 0;
+    loop {
+        let n = store.index_pending(BATCH).await?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
