@@ -18,6 +18,8 @@
 
 #[path = "bench/board.rs"]
 mod board;
+#[path = "bench/search.rs"]
+mod search;
 #[path = "bench/webhooks.rs"]
 mod webhooks;
 
@@ -109,6 +111,16 @@ enum Command {
         /// Loads after the first one.
         #[arg(long, default_value_t = 50)]
         loads: usize,
+    },
+    /// Search latency: seed MESSAGES varied messages (0: use what is
+    /// there), index them, then time QUERIES searches of each kind.
+    Search {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
     },
     /// Webhook deliveries per second: seed MESSAGES, then deliver their
     /// events to two webhooks of a local receiver.
@@ -215,6 +227,11 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             messages,
         } => webhooks::run(&database_url, messages).await,
+        Command::Search {
+            database_url,
+            messages,
+            queries,
+        } => search::run(&database_url, messages, queries).await,
         Command::Receiver { listen } => webhooks::serve_receiver(&listen).await,
         Command::Count { database_url } => {
             let store = open(&database_url).await?;
@@ -754,6 +771,24 @@ async fn seed(
     size: usize,
     senders: usize,
 ) -> anyhow::Result<()> {
+    let run = format!("{:x}", rand::rng().random::<u64>());
+    let alias = to.to_string();
+    let make = move |i: usize| {
+        let id = format!("seed-{run}-{i}@load.example");
+        build_message(i, i % senders.max(1), &id, None, size, &alias)
+    };
+    seed_with(url, count, to, make).await
+}
+
+/// Stores COUNT messages made by `make(i)` through intake and processing,
+/// as mail to `to`.
+async fn seed_with(
+    url: &str,
+    count: usize,
+    to: &str,
+    make: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let make = Arc::new(make);
     let mut settings = Settings::load(None)?;
     settings.database.url = url.to_string();
     let store = emailin::app::open_store(&settings).await?;
@@ -771,15 +806,14 @@ async fn seed(
         Arc::new(Notify::new()),
         CancellationToken::new(),
     );
-    let run = format!("{:x}", rand::rng().random::<u64>());
     let start = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..256 {
-        let (intake, next, run, to) = (
+        let (intake, next, make, to) = (
             intake.clone(),
             Arc::clone(&next),
-            run.clone(),
+            Arc::clone(&make),
             to.to_string(),
         );
         tasks.push(tokio::spawn(async move {
@@ -788,14 +822,7 @@ async fn seed(
                 if i >= count {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let raw = build_message(
-                    i,
-                    i % senders.max(1),
-                    &format!("seed-{run}-{i}@load.example"),
-                    None,
-                    size,
-                    &to,
-                );
+                let raw = make(i);
                 let envelope = Envelope {
                     rcpt_to: vec![to.clone()],
                     ..Envelope::default()
