@@ -80,6 +80,43 @@ pub fn reply_text(text: &str) -> String {
     }
 }
 
+/// The sender named by the first header block in `text` (`From: …` with
+/// `Sent:`/`Date:`/`To:` after it, in the clients' languages: `差出人:`,
+/// `Von:`, `De:` …): for a forwarded mail, whom it came from. Its name
+/// (when it has one) and address.
+pub fn forwarded_sender(text: &str) -> Option<(Option<String>, super::EmailAddress)> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = text.split('\n').collect();
+    (0..lines.len()).find_map(|i| {
+        let line = lines[i].trim_start_matches(['>', ' ']);
+        let quoted_block: Vec<&str> = lines[i..]
+            .iter()
+            .take(8)
+            .map(|l| l.trim_start_matches(['>', ' ']))
+            .collect();
+        header_block(&quoted_block)?;
+        let value = undecorated(line);
+        let value = value.split_once([':', '：'])?.1.trim();
+        mailbox_of(value)
+    })
+}
+
+/// `Name <a@b>`, `a@b`, `"Name" <a@b<mailto:a@b>>`, `Name [mailto:a@b]`.
+fn mailbox_of(value: &str) -> Option<(Option<String>, super::EmailAddress)> {
+    let (name, rest) = match value.find(['<', '[']) {
+        Some(at) => (value[..at].trim(), &value[at + 1..]),
+        None => ("", value),
+    };
+    let candidate = rest
+        .trim_start_matches("mailto:")
+        .split(|c: char| c == '<' || c == '>' || c == ']' || c.is_whitespace())
+        .find(|t| t.contains('@'))?
+        .trim_end_matches(['.', ',', ';']);
+    let address = super::EmailAddress::parse(candidate).ok()?;
+    let name = name.trim_matches(['"', '\'', ' ']);
+    Some(((!name.is_empty()).then(|| name.to_string()), address))
+}
+
 /// Where the new part of a message starts. A message that opens with a
 /// quote header or a forward delimiter was written below it: the header,
 /// and the quoted block under it, come before the new part.
@@ -339,6 +376,33 @@ mod tests {
             reply_text("On Monday we meet at:\n10:00"),
             "On Monday we meet at:\n10:00"
         );
+    }
+
+    #[test]
+    fn forwarded_senders_in_the_clients_forms() {
+        let cases = [
+            (
+                "FYI\n\n---------- Forwarded message ---------\nFrom: Ann Buyer <ann@customer.example>\nDate: Mon, Dec 7, 2026\nSubject: Quote\nTo: bob@acme.example\n\nHello",
+                "ann@customer.example",
+            ),
+            (
+                "-------- 転送メッセージ --------\n差出人: 山田 太郎 <yamada@customer.jp>\n送信日時: 2026年12月6日\n宛先: sales@acme.example\n件名: 見積",
+                "yamada@customer.jp",
+            ),
+            (
+                "Begin forwarded message:\n\n> From: \"Ann\" <ann@customer.example>\n> Subject: Quote\n> Date: 7 December 2026",
+                "ann@customer.example",
+            ),
+            (
+                "________________________________\nFrom: Ann <ann@customer.example<mailto:ann@customer.example>>\nSent: Monday\nTo: Bob",
+                "ann@customer.example",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_, address) = forwarded_sender(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(address.as_str(), want);
+        }
+        assert!(forwarded_sender("On Monday, Ann <ann@x.example> wrote:\n> hi").is_none());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub(super) struct Judged<'a> {
     pub(super) contact: Option<(&'a str, &'a str)>,
     /// It failed DMARC and the route's alias checks senders.
     pub(super) unauthenticated: bool,
+    /// The team member who forwarded it, when the contact is the original
+    /// sender of a forwarded mail.
+    pub(super) agent: Option<&'a str>,
 }
 
 /// Thread and apply for one pipeline.
@@ -40,6 +43,7 @@ pub(super) async fn apply(
         class,
         contact,
         unauthenticated,
+        agent,
     } = judged;
     let route = &planned.route;
     let pipeline = route.pipeline;
@@ -193,6 +197,7 @@ pub(super) async fn apply(
                 reply_token: new_reply_token(),
                 related_record: related,
                 follow_up_of,
+                forwarded_by: agent.map(str::to_string),
             };
             let record = tx.create_record(&new, contact, &message).await?;
             let people = contact.map(|(address, _)| address).into_iter();

@@ -425,6 +425,45 @@ async fn process_one(
         } => (contact, dmarc_failed),
     };
 
+    // A team member who forwards a customer's mail: the customer is the
+    // contact, the member is noted. Only for a sender whose mail did not
+    // fail DMARC, and a subject that says it is a forward.
+    let forwarded = match contact {
+        Some((from, _))
+            if !dmarc_failed && class.is_person() && is_forward(mail.subject.as_deref()) =>
+        {
+            let original = mail
+                .text
+                .as_deref()
+                .and_then(crate::domain::forwarded_sender);
+            match original {
+                Some((name, address))
+                    if !crate::domain::is_role_address(address.as_str())
+                        && !address.as_str().eq_ignore_ascii_case(from)
+                        && tx.is_user(from).await? =>
+                {
+                    report.decided_by.push(format!(
+                        "forwarded by the team member {from}: the contact is the original sender {address}"
+                    ));
+                    Some((
+                        address.to_string(),
+                        name.unwrap_or_default(),
+                        from.to_string(),
+                    ))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let (contact, agent) = match &forwarded {
+        Some((address, name, agent)) => (
+            Some((address.as_str(), name.as_str())),
+            Some(agent.as_str()),
+        ),
+        None => (contact, None),
+    };
+
     let mut results = Vec::with_capacity(routes.len());
     for route in &routes {
         let unauthenticated = dmarc_failed && route.route.alias.auth != AuthPolicy::Off;
@@ -433,10 +472,34 @@ async fn process_one(
             class: &class,
             contact,
             unauthenticated,
+            agent,
         };
         results.push(apply(tx, policy, inbound, judged, route, index, report).await?);
     }
     Ok(Outcome::from_results(results))
+}
+
+/// Whether a subject says its mail is a forward (`Fwd:`, `FW:`, `WG:`,
+/// `TR:`, `転送:` …), before any reply prefix is taken off.
+fn is_forward(subject: Option<&str>) -> bool {
+    const PREFIXES: &[&str] = &[
+        "fwd", "fw", "wg", "tr", "rv", "enc", "doorst", "転送", "转发", "轉寄",
+    ];
+    let mut rest = subject.unwrap_or("").trim();
+    for _ in 0..3 {
+        let Some(colon) = rest.find([':', '：']) else {
+            return false;
+        };
+        let word = rest[..colon].trim().to_lowercase();
+        if PREFIXES.contains(&word.as_str()) {
+            return true;
+        }
+        if !["re", "aw", "sv", "antw"].contains(&word.as_str()) {
+            return false;
+        }
+        rest = rest[colon..].trim_start_matches([':', '：']).trim_start();
+    }
+    false
 }
 
 /// A message's plan: made with its batch, or to be made from the directory.
@@ -467,4 +530,27 @@ fn plan_of<'d>(
         by_headers,
         null_sender,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_forward;
+
+    #[test]
+    fn forward_subjects_in_the_clients_languages() {
+        for s in [
+            "Fwd: Quote",
+            "FW: Quote",
+            "Re: Fwd: Quote",
+            "WG: Angebot",
+            "転送: 見積",
+            "TR : devis",
+        ] {
+            assert!(is_forward(Some(s)), "{s}");
+        }
+        for s in ["Quote", "Re: Quote", "Forward planning: Q3", "Tr"] {
+            assert!(!is_forward(Some(s)), "{s}");
+        }
+        assert!(!is_forward(None));
+    }
 }

@@ -154,6 +154,18 @@ impl WriteBehind {
             detail: None,
             at,
         });
+        if let Some(agent) = &record.forwarded_by {
+            self.events.push(EventRow {
+                id: Uuid::now_v7(),
+                record_id: message.record_id,
+                kind: "forwarded_by",
+                from_stage: None,
+                to_stage: record.stage_id,
+                message_id: message.id,
+                detail: Some(agent.clone()),
+                at,
+            });
+        }
         if let Some(old) = &record.follow_up_of {
             // Each names the other: the old one stays closed.
             self.events.push(EventRow {

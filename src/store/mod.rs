@@ -358,6 +358,9 @@ pub trait Tx: Send {
     /// address; `false` when no contact has it (none is created).
     async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool>;
 
+    /// Whether a user (a team member) has this address.
+    async fn is_user(&mut self, email: &str) -> StoreResult<bool>;
+
     /// Writes what processing made of inbound rows (one statement per 500),
     /// together with whatever is still buffered (see [`Tx::flush`]).
     async fn set_outcomes(&mut self, outcomes: &[(Uuid, OutcomeRow)]) -> StoreResult<()>;

@@ -1698,6 +1698,15 @@ macro_rules! sql_store {
                 Ok(out)
             }
 
+            async fn is_user(&mut self, email: &str) -> StoreResult<bool> {
+                self.flush().await?;
+                let row = sqlx::query("SELECT 1 AS hit FROM users WHERE email = $1")
+                    .bind(email.to_lowercase())
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(row.is_some())
+            }
+
             async fn mark_contact(&mut self, email: &str, mark: &ContactMark) -> StoreResult<bool> {
                 self.flush().await?;
                 let q = match mark {

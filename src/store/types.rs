@@ -48,6 +48,8 @@ pub struct NewRecord {
     pub follow_up_of: Option<RecordState>,
     /// The record a stranger's message named (see `UntrustedThread`).
     pub related_record: Option<Uuid>,
+    /// The team member who forwarded the contact's mail here.
+    pub forwarded_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -411,6 +411,10 @@ fn event_text(e: &crate::store::EventView) -> String {
             "Tags set to {}",
             e.detail.as_deref().unwrap_or("[]")
         )),
+        "forwarded_by" => format!(
+            "Forwarded by {}: the contact is the customer who wrote the forwarded mail",
+            e.detail.as_deref().unwrap_or("a team member")
+        ),
         "followed_up" => format!(
             "A later message started record {}: this one had been closed longer than the follow-up window",
             e.detail.as_deref().unwrap_or("")

@@ -13,6 +13,7 @@ on_both_backends!(
     a_reply_answers_the_latest_subject,
     attachments_are_served_exactly_and_stored_once,
     a_reply_after_the_follow_up_window_starts_a_related_record,
+    a_customer_mail_forwarded_by_a_team_member_belongs_to_the_customer,
 );
 
 const CUSTOMER: &str = "ann@customer.example";
@@ -324,5 +325,54 @@ async fn a_reply_after_the_follow_up_window_starts_a_related_record(backend: Bac
         kinds(&new).contains(&(json!("follow_up_of"), json!(format!("#{}", old["number"])))),
         "{new}"
     );
+    app.stop().await;
+}
+
+async fn a_customer_mail_forwarded_by_a_team_member_belongs_to_the_customer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    crate::web::user(&app, "bob@acme.test", "Bob", emailin::store::Role::Member).await;
+    let forward = "Can someone quote this?\n\n-------- 転送メッセージ --------\n\
+        差出人: 山田 太郎 <yamada@customer.jp>\n送信日時: 2026年12月6日 10:00\n\
+        宛先: bob@acme.test\n件名: 見積\n\n椅子40脚の見積をお願いします。";
+    let raw = mail(
+        "Bob <bob@acme.test>",
+        "sales@localhost",
+        "Fwd: 見積",
+        "f1@acme.test",
+        &[],
+        forward,
+    );
+    app.deliver("bob@acme.test", &["sales@localhost"], &raw)
+        .await;
+    // The same forward from someone not on the team stays theirs.
+    let raw = mail(
+        "Zed <zed@elsewhere.example>",
+        "sales@localhost",
+        "Fwd: 見積",
+        "f2@elsewhere.example",
+        &[],
+        forward,
+    );
+    app.deliver("zed@elsewhere.example", &["sales@localhost"], &raw)
+        .await;
+    let records = app.records("Sales").await;
+    assert_eq!(records.len(), 2);
+    let by_number = |n: i64| {
+        records
+            .iter()
+            .find(|r| r["number"] == n)
+            .expect("record")
+            .clone()
+    };
+    let first = app.record(by_number(1)["id"].as_str().expect("id")).await;
+    assert_eq!(first["contact"]["email"], "yamada@customer.jp", "{first}");
+    assert_eq!(first["contact"]["name"], "山田 太郎");
+    let noted: Vec<Value> = events(&first)
+        .into_iter()
+        .filter(|e| e["kind"] == "forwarded_by")
+        .collect();
+    assert_eq!(noted.len(), 1, "{first}");
+    assert_eq!(noted[0]["detail"], "bob@acme.test");
+    assert_eq!(by_number(2)["contact"]["email"], "zed@elsewhere.example");
     app.stop().await;
 }

@@ -867,6 +867,7 @@ async fn a_transactions_buffered_writes_land_as_if_written_one_by_one(backend: B
         reply_token: Uuid::now_v7().to_string(),
         related_record: None,
         follow_up_of: None,
+        forwarded_by: None,
     };
 
     // A stored message whose outcome this transaction writes. It is for no

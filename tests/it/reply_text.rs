@@ -60,3 +60,50 @@ fn reply_text_agrees_with_the_email_reply_trimmer_corpus() {
         names.len()
     );
 }
+
+/// The address in the first line of an expected embedded message
+/// (`From: Name <a@b>`), when it names one.
+fn first_address(text: &str) -> Option<String> {
+    let line = text.lines().next()?;
+    let at = line.find('<')?;
+    let rest = &line[at + 1..];
+    let end = rest.find(['<', '>'])?;
+    Some(rest[..end].trim_end_matches('.').to_lowercase())
+}
+
+#[test]
+fn forwarded_senders_agree_with_the_embedded_messages_of_the_corpus() {
+    let Some(dir) = crate::corpus::corpus_dir() else {
+        return;
+    };
+    let dir = dir.join("email-reply-trimmer/test");
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("embedded"))
+        .expect("embedded folder")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    let (mut named, mut agree) = (0, 0);
+    for name in &names {
+        let read = |folder: &str| {
+            let bytes = std::fs::read(dir.join(folder).join(name)).expect("corpus file");
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let Some(want) = first_address(&read("embedded")) else {
+            continue;
+        };
+        named += 1;
+        let got =
+            emailin::domain::forwarded_sender(&read("emails")).map(|(_, a)| a.as_str().to_string());
+        if got.as_deref() == Some(want.as_str()) {
+            agree += 1;
+        } else {
+            eprintln!("{}: want {want}, got {got:?}", name.to_string_lossy());
+        }
+    }
+    eprintln!(
+        "forwarded_sender agrees on {agree} of {named} embedded messages that name an address"
+    );
+    assert!(named >= 7, "{named} embedded messages name an address");
+    assert_eq!(agree, named, "every embedded sender is found");
+}
