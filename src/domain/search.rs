@@ -9,9 +9,15 @@
 //! query is the same terms: a word matches as a prefix, a CJK run as the
 //! phrase of its two-character terms, and every part must match.
 
-/// The most terms one document is indexed by (PostgreSQL positions end at
-/// 16,383); what lies beyond is not searchable.
-pub const MAX_TERMS: usize = 16_000;
+/// The most terms one document is indexed by; what lies beyond is not
+/// searchable. With [`MAX_TERM_BYTES`] it keeps a document inside what
+/// PostgreSQL takes (positions up to 16,383, a `tsvector` under 1 MB).
+pub const MAX_TERMS: usize = 10_000;
+
+/// A longer "word" (base64, a pasted token) is no search term, and
+/// PostgreSQL refuses lexemes over 2,047 bytes: one would fail the
+/// indexer's whole batch, again and again.
+pub const MAX_TERM_BYTES: usize = 60;
 
 /// Whether `c` is written without spaces between words.
 fn is_cjk(c: char) -> bool {
@@ -79,7 +85,8 @@ pub fn index_terms(text: &str) -> Vec<String> {
     let mut terms = Vec::new();
     for piece in pieces(text) {
         match piece {
-            Piece::Word(w) => terms.push(w),
+            Piece::Word(w) if w.len() <= MAX_TERM_BYTES => terms.push(w),
+            Piece::Word(_) => {}
             Piece::Cjk(run) => terms.extend(bigrams(&run)),
         }
         if terms.len() >= MAX_TERMS {
@@ -179,6 +186,13 @@ mod tests {
         );
         assert_eq!(index_terms("椅子40脚"), ["椅子", "40", "脚"]);
         assert_eq!(index_terms("Ünïcode café"), ["ünïcode", "café"]);
+        let blob = "QUJD".repeat(1_000);
+        assert_eq!(
+            index_terms(&format!("see {blob} attached")),
+            ["see", "attached"]
+        );
+        let long: String = (0..50_000).map(|i| format!("w{i} ")).collect();
+        assert_eq!(index_terms(&long).len(), MAX_TERMS);
     }
 
     #[test]

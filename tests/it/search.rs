@@ -68,6 +68,16 @@ async fn search_finds_words_and_japanese_in_every_part_of_a_record(backend: Back
         "Do you sell widgets?",
     )
     .await;
+    // A "word" no index takes (a pasted blob) must not stop the indexer.
+    let blob = "QUJD".repeat(1_000);
+    send(
+        "Dee <dee@customer.example>",
+        "service@localhost",
+        "Log attached",
+        "l1@customer.example",
+        &blob,
+    )
+    .await;
     let records = app.records("Sales").await;
     let widget = records
         .iter()
