@@ -31,5 +31,5 @@ pub use pipeline::{
     AliasConfig, AuthPolicy, PipelineConfig, ReopenRuleConfig, StageConfig, StageKind,
     reopen_target,
 };
-pub use reply::{forwarded_sender, html_new_part, normalized, reply_text};
+pub use reply::{forwarded_sender, html_new_part, normalized, reply_text, subject_prefix};
 pub use reply_token::{REPLY_TOKEN_TAG, ReplyKey, subject_tag};

@@ -160,6 +160,20 @@ pub fn normalized(text: &str) -> String {
     lines.join("\n").trim_matches('\n').to_string()
 }
 
+/// The first prefix of a subject (`Re`, `FW`, `転送` …, lowercased) and
+/// what follows its colon, when it starts with a short word and a colon.
+pub fn subject_prefix(subject: &str) -> Option<(String, &str)> {
+    let colon = subject.find([':', '：'])?;
+    let word = subject[..colon].trim();
+    if word.is_empty() || word.chars().count() > 6 || word.contains(' ') {
+        return None;
+    }
+    let rest = subject[colon..]
+        .trim_start_matches([':', '：'])
+        .trim_start();
+    Some((word.to_lowercase(), rest))
+}
+
 /// The HTML of a reply before its quoted history (`gmail_quote`,
 /// `<blockquote type="cite">`, Outlook's `divRplyFwdMsg` …), or `None` when
 /// no marker is found.

@@ -487,17 +487,16 @@ fn is_forward(subject: Option<&str>) -> bool {
     ];
     let mut rest = subject.unwrap_or("").trim();
     for _ in 0..3 {
-        let Some(colon) = rest.find([':', '：']) else {
+        let Some((word, after)) = crate::domain::subject_prefix(rest) else {
             return false;
         };
-        let word = rest[..colon].trim().to_lowercase();
         if PREFIXES.contains(&word.as_str()) {
             return true;
         }
         if !["re", "aw", "sv", "antw"].contains(&word.as_str()) {
             return false;
         }
-        rest = rest[colon..].trim_start_matches([':', '：']).trim_start();
+        rest = after;
     }
     false
 }

@@ -115,16 +115,8 @@ fn strip_reply_prefix(subject: &str) -> Option<&str> {
     const PREFIXES: &[&str] = &[
         "re", "aw", "sv", "vs", "antw", "odp", "ynt", "回复", "答复", "回覆",
     ];
-    let colon = subject.find([':', '：'])?;
-    let word = subject[..colon].trim();
-    PREFIXES
-        .iter()
-        .any(|p| word.eq_ignore_ascii_case(p))
-        .then(|| {
-            subject[colon..]
-                .trim_start_matches([':', '：'])
-                .trim_start()
-        })
+    let (word, rest) = crate::domain::subject_prefix(subject)?;
+    PREFIXES.contains(&word.as_str()).then_some(rest)
 }
 
 /// Builds the reply to `ctx`'s contact.
