@@ -461,9 +461,17 @@ async fn records_are_filtered_and_paginated(backend: Backend) {
 
 /// Stores `raws` for `to` in ONE intake submission, so they share one group
 /// commit and are processed together on its fast path.
+///
+/// The writer runs on an event loop of its own that ends with it, and a
+/// PostgreSQL connection belongs to the loop that opened it: so it gets a
+/// store of its own, never the app's pool, which would keep the writer's
+/// connections after their loop ended.
 async fn submit_together(app: &TestApp, to: &str, raws: Vec<Vec<u8>>) {
     let settings = crate::helpers::test_settings(&app.db);
-    submit_through_intake(std::sync::Arc::clone(&app.store), &settings, to, raws).await;
+    let store = emailin::store::connect(&settings.database)
+        .await
+        .expect("store");
+    submit_through_intake(store, &settings, to, raws).await;
 }
 
 /// [`submit_together`] on a store of one's own; returns what the intake
