@@ -10,6 +10,7 @@ pub(crate) mod admin;
 pub(crate) mod attachments;
 pub mod auth;
 pub(crate) mod contacts;
+pub(crate) mod conversation;
 pub(crate) mod inbound;
 pub(crate) mod records;
 pub(crate) mod webhooks;
@@ -88,6 +89,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(records::get_record, records::update_record))
         .routes(routes!(records::add_comment))
         .routes(routes!(records::send_reply))
+        .routes(routes!(conversation::send_forward))
+        .routes(routes!(conversation::merge_record))
+        .routes(routes!(conversation::split_record))
         .routes(routes!(attachments::get_attachment))
         .routes(routes!(contacts::list_contacts))
         .routes(routes!(contacts::get_contact, contacts::update_contact))

@@ -15,6 +15,7 @@ mod pipeline;
 mod reply;
 mod reply_token;
 pub mod search;
+mod thread;
 
 pub use address::{
     AddressError, EmailAddress, is_role_address, is_shared_mailbox, mentions, quoted_for_sending,
@@ -32,4 +33,5 @@ pub use pipeline::{
     reopen_target,
 };
 pub use reply::{forwarded_sender, html_new_part, normalized, reply_text, subject_prefix};
-pub use reply_token::{REPLY_TOKEN_TAG, ReplyKey, subject_tag};
+pub use reply_token::{REPLY_TOKEN_TAG, ReplyKey, new_reply_token, subject_tag};
+pub use thread::{ThreadNode, conversation_title, replies_below, without_reply_prefixes};

@@ -194,7 +194,7 @@ pub(super) async fn apply(
                     .clone()
                     .unwrap_or_else(|| "(no subject)".into()),
                 tags: route.alias.tags.clone(),
-                reply_token: new_reply_token(),
+                reply_token: crate::domain::new_reply_token(),
                 related_record: related,
                 follow_up_of,
                 forwarded_by: agent.map(str::to_string),
@@ -249,11 +249,4 @@ pub(super) fn people_of<'m>(message: &'m NewMessage<'_>) -> impl Iterator<Item =
             .chain(message.cc)
             .map(|m| m.address.as_str()),
     )
-}
-
-/// A token for reply addresses (`alias+r-<token>@domain`): a UUIDv7 in hex,
-/// 74 random bits behind a time prefix, so the unique index on it grows at
-/// its end instead of at random pages.
-pub(super) fn new_reply_token() -> String {
-    Uuid::now_v7().simple().to_string()
 }

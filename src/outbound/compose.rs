@@ -16,7 +16,7 @@ use mail_send::mail_builder::headers::raw::Raw;
 use uuid::Uuid;
 
 use crate::domain::{EmailAddress, ReplyKey, quoted_for_sending};
-use crate::domain::{REPLY_TOKEN_TAG, is_role_address, subject_tag};
+use crate::domain::{REPLY_TOKEN_TAG, is_role_address, subject_tag, without_reply_prefixes};
 use crate::store::{ContactView, Mailbox, QueuedReply, ReplyContext};
 
 /// How many Message-IDs a reply's `References` keeps (the newest).
@@ -97,10 +97,7 @@ pub fn check_recipient(contact: &ContactView, force: bool) -> Result<(), Compose
 /// `Re: <subject> [#<number>]`, without stacking reply prefixes (`Re:`,
 /// `RE:`, `AW:`, `SV:`, `回复:` …) or a second tag.
 pub fn reply_subject(subject: &str, number: i64) -> String {
-    let mut base = subject.trim();
-    while let Some(rest) = strip_reply_prefix(base) {
-        base = rest;
-    }
+    let base = without_reply_prefixes(subject);
     if subject_tag(base) == Some(number) {
         format!("Re: {base}")
     } else if base.is_empty() {
@@ -110,13 +107,46 @@ pub fn reply_subject(subject: &str, number: i64) -> String {
     }
 }
 
-/// `subject` without one leading reply prefix, if it has one.
-fn strip_reply_prefix(subject: &str) -> Option<&str> {
-    const PREFIXES: &[&str] = &[
-        "re", "aw", "sv", "vs", "antw", "odp", "ynt", "回复", "答复", "回覆",
-    ];
-    let (word, rest) = crate::domain::subject_prefix(subject)?;
-    PREFIXES.contains(&word.as_str()).then_some(rest)
+/// Who mail from a record comes from: the alias, under the assigned
+/// person's name, with the record's signed reply address.
+pub(crate) struct Identity {
+    pub alias: EmailAddress,
+    pub from: Mailbox,
+    pub reply_to: String,
+}
+
+impl Identity {
+    /// # Errors
+    /// [`ComposeError::NoAlias`] when the record has no alias to send from.
+    pub(crate) fn of(ctx: &ReplyContext, key: &ReplyKey) -> Result<Self, ComposeError> {
+        let alias = ctx
+            .alias_address
+            .as_deref()
+            .and_then(|a| EmailAddress::parse(a).ok())
+            .ok_or(ComposeError::NoAlias)?;
+        // Send as the assigned person: their name on the alias address.
+        let name = ctx
+            .owner
+            .as_ref()
+            .and_then(|o| o.name.clone())
+            .filter(|n| !n.trim().is_empty())
+            .or_else(|| Some(ctx.alias_name.clone()).filter(|n| !n.trim().is_empty()));
+        let from = Mailbox {
+            address: alias.as_str().to_string(),
+            name,
+        };
+        let reply_to = format!(
+            "{}+{REPLY_TOKEN_TAG}{}@{}",
+            alias.local(),
+            key.sign(&ctx.reply_token),
+            alias.domain()
+        );
+        Ok(Self {
+            alias,
+            from,
+            reply_to,
+        })
+    }
 }
 
 /// Builds the reply to `ctx`'s contact.
@@ -132,11 +162,7 @@ pub fn compose(
 ) -> Result<QueuedReply, ComposeError> {
     let contact = ctx.contact.as_ref().ok_or(ComposeError::NoContact)?;
     check_recipient(contact, req.force)?;
-    let alias = ctx
-        .alias_address
-        .as_deref()
-        .and_then(|a| EmailAddress::parse(a).ok())
-        .ok_or(ComposeError::NoAlias)?;
+    let identity = Identity::of(ctx, key)?;
     let automatic = |address: &str| ctx.auto_responders.iter().any(|a| a == address);
     if automatic(&contact.email) {
         return Err(ComposeError::Refused(format!(
@@ -157,41 +183,10 @@ pub fn compose(
         }
     }
 
-    // Send as the assigned person: their name on the alias address.
-    let from_name = ctx
-        .owner
-        .as_ref()
-        .and_then(|o| o.name.clone())
-        .filter(|n| !n.trim().is_empty())
-        .or_else(|| Some(ctx.alias_name.clone()).filter(|n| !n.trim().is_empty()));
-    let from = Mailbox {
-        address: alias.as_str().to_string(),
-        name: from_name,
-    };
-    let reply_to = format!(
-        "{}+{REPLY_TOKEN_TAG}{}@{}",
-        alias.local(),
-        key.sign(&ctx.reply_token),
-        alias.domain()
-    );
     let to = vec![Mailbox {
         address: contact.email.clone(),
         name: Some(contact.name.clone()).filter(|n| !n.is_empty()),
     }];
-    let cc: Vec<Mailbox> = req
-        .cc
-        .iter()
-        .map(|a| Mailbox {
-            address: a.as_str().to_string(),
-            name: None,
-        })
-        .collect();
-    let subject = reply_subject(
-        ctx.latest_subject.as_deref().unwrap_or(&ctx.title),
-        ctx.number,
-    );
-    let id = Uuid::now_v7();
-    let message_id = format!("{}@{domain}", id.simple());
     let (in_reply_to, references) = match &ctx.last_message {
         Some((last, refs)) => {
             let mut chain: Vec<String> = refs.iter().filter(|r| *r != last).cloned().collect();
@@ -201,57 +196,128 @@ pub fn compose(
         }
         None => (None, Vec::new()),
     };
-
-    let mut builder = MessageBuilder::new()
-        .from(mailbox_address(&from))
-        .reply_to(reply_to.clone())
-        .to(to.iter().map(mailbox_address).collect::<Vec<_>>())
-        .subject(subject.clone())
-        .message_id(message_id.clone())
-        .date(now.timestamp())
-        .header(LOOP_HEADER, Raw::new(domain.to_string()))
-        .text_body(req.text.clone());
-    if !cc.is_empty() {
-        builder = builder.cc(cc.iter().map(mailbox_address).collect::<Vec<_>>());
-    }
+    let outgoing = Outgoing {
+        identity,
+        to,
+        cc: mailboxes(&req.cc),
+        subject: reply_subject(
+            ctx.latest_subject.as_deref().unwrap_or(&ctx.title),
+            ctx.number,
+        ),
+        text: req.text.clone(),
+        html: req.html.clone(),
+        actor: req.actor.clone(),
+    };
+    let id = Uuid::now_v7();
+    let message_id = format!("{}@{domain}", id.simple());
+    let mut builder = outgoing.builder(&message_id, domain, now);
     if let Some(parent) = &in_reply_to {
         builder = builder
             .in_reply_to(parent.clone())
             .references(MessageId::new_list(references.iter().cloned()));
     }
-    if let Some(html) = &req.html {
-        builder = builder.html_body(html.clone());
-    }
     // Writing into a Vec cannot fail.
     let raw = builder.write_to_vec().unwrap_or_default();
-
     Ok(QueuedReply {
-        id,
-        record_id: ctx.record_id,
-        pipeline_id: ctx.pipeline_id,
-        actor: req.actor.clone(),
-        message_id,
         in_reply_to,
         references,
-        rcpt_to: to
-            .iter()
-            .chain(&cc)
-            .map(|m| quoted_for_sending(&m.address))
-            .collect(),
-        from,
-        to,
-        cc,
-        reply_to,
-        subject,
-        text: req.text.clone(),
-        html: req.html.clone(),
-        mail_from: alias.as_str().to_string(),
-        raw,
-        first_attempt_at_ms: now.timestamp_millis(),
+        ..outgoing.queued(ctx, id, message_id, raw, now)
     })
 }
 
-fn mailbox_address(m: &Mailbox) -> Address<'static> {
+/// Addresses as mailboxes without names.
+pub(crate) fn mailboxes(list: &[EmailAddress]) -> Vec<Mailbox> {
+    list.iter()
+        .map(|a| Mailbox {
+            address: a.as_str().to_string(),
+            name: None,
+        })
+        .collect()
+}
+
+/// A message from a record, before its threading headers and files.
+pub(crate) struct Outgoing {
+    pub identity: Identity,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    /// Who sends it, for the outbox and events.
+    pub actor: String,
+}
+
+impl Outgoing {
+    /// The wire message with the headers every mail from a record carries.
+    pub(crate) fn builder(
+        &self,
+        message_id: &str,
+        domain: &str,
+        now: DateTime<Utc>,
+    ) -> MessageBuilder<'static> {
+        let mut builder = MessageBuilder::new()
+            .from(mailbox_address(&self.identity.from))
+            .reply_to(self.identity.reply_to.clone())
+            .to(self.to.iter().map(mailbox_address).collect::<Vec<_>>())
+            .subject(self.subject.clone())
+            .message_id(message_id.to_string())
+            .date(now.timestamp())
+            .header(LOOP_HEADER, Raw::new(domain.to_string()))
+            .text_body(self.text.clone());
+        if !self.cc.is_empty() {
+            builder = builder.cc(self.cc.iter().map(mailbox_address).collect::<Vec<_>>());
+        }
+        if let Some(html) = &self.html {
+            builder = builder.html_body(html.clone());
+        }
+        builder
+    }
+
+    /// The rows that queue it as `raw`: no threading headers, no files.
+    pub(crate) fn queued(
+        self,
+        ctx: &ReplyContext,
+        id: Uuid,
+        message_id: String,
+        raw: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> QueuedReply {
+        let Identity {
+            alias,
+            from,
+            reply_to,
+        } = self.identity;
+        QueuedReply {
+            id,
+            record_id: ctx.record_id,
+            pipeline_id: ctx.pipeline_id,
+            actor: self.actor,
+            message_id,
+            in_reply_to: None,
+            references: Vec::new(),
+            rcpt_to: self
+                .to
+                .iter()
+                .chain(&self.cc)
+                .map(|m| quoted_for_sending(&m.address))
+                .collect(),
+            from,
+            to: self.to,
+            cc: self.cc,
+            reply_to,
+            subject: self.subject,
+            text: self.text,
+            html: self.html,
+            mail_from: alias.as_str().to_string(),
+            raw,
+            first_attempt_at_ms: now.timestamp_millis(),
+            forward_of: None,
+            attachments: Vec::new(),
+        }
+    }
+}
+
+pub(crate) fn mailbox_address(m: &Mailbox) -> Address<'static> {
     Address::new_address(m.name.clone(), quoted_for_sending(&m.address))
 }
 

@@ -6,6 +6,7 @@
 //! mail-send, retrying with backoff, and records the relay's answer.
 
 pub mod compose;
+pub mod forward;
 pub mod notify;
 pub mod sender;
 
@@ -17,6 +18,7 @@ use crate::config::Settings;
 use crate::domain::ReplyKey;
 
 pub use compose::{ComposeError, ReplyRequest, compose};
+pub use forward::{ForwardRequest, compose_forward};
 pub use sender::Sender;
 
 /// What the API needs to queue replies.

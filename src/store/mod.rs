@@ -10,6 +10,7 @@
 mod behind;
 pub(crate) mod conversations;
 pub(crate) mod lifecycle;
+pub(crate) mod merge;
 mod postgres;
 pub(crate) mod search;
 pub(crate) mod sessions;
@@ -30,6 +31,7 @@ use crate::domain::InboundMessage;
 
 pub use conversations::{ConversationStore, MessageHtml, StoredAttachment};
 pub use lifecycle::{Erasure, LifecycleStore, RawRemoval};
+pub use merge::{MergeStore, Moved, RecordLink};
 pub use postgres::PgStore;
 pub use search::{Hit, SearchStore};
 pub use sessions::{NewSession, SessionStore, SessionUser};
@@ -138,6 +140,7 @@ pub trait Store:
     + WebhookStore
     + ConversationStore
     + LifecycleStore
+    + MergeStore
     + SearchStore
 {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
@@ -291,11 +294,14 @@ pub trait Tx: Send {
     async fn release_savepoint(&mut self) -> StoreResult<()>;
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
 
+    /// The record whose reply token this is (or the one it was merged
+    /// into).
     async fn record_by_token(
         &mut self,
         pipeline: Uuid,
         token: &str,
     ) -> StoreResult<Option<RecordState>>;
+    /// The record with this number (or the one it was merged into).
     async fn record_by_number(
         &mut self,
         pipeline: Uuid,

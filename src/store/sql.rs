@@ -180,11 +180,13 @@ macro_rules! sql_store {
             c.email AS contact_email, c.name AS contact_name, c.created_at AS contact_created_at, \
             c.bounced_at AS contact_bounced_at, c.bounce_status AS contact_bounce_status, \
             c.complained_at AS contact_complained_at, c.unsubscribed_at AS contact_unsubscribed_at, \
-            c.erased_at AS contact_erased_at, r.created_at, r.updated_at \
+            c.erased_at AS contact_erased_at, r.created_at, r.updated_at, r.merged_into, \
+            mr.number AS merged_into_number \
             FROM records r JOIN pipelines p ON p.id = r.pipeline_id \
             JOIN stages s ON s.id = r.stage_id \
             LEFT JOIN users u ON u.id = r.owner_id \
-            LEFT JOIN contacts c ON c.id = r.contact_id";
+            LEFT JOIN contacts c ON c.id = r.contact_id \
+            LEFT JOIN records mr ON mr.id = r.merged_into";
 
         const INBOUND_SELECT: &str = "SELECT id, received_at, source, mail_from, rcpt_to, client_ip, \
             helo, tls, size, sha256, status, outcome, error, processed_at, auth_results, details, \
@@ -218,6 +220,13 @@ macro_rules! sql_store {
                 owner: row.try_get("owner")?,
                 contact,
                 related_record_id: row.try_get("related_record_id")?,
+                merged_into: match (
+                    row.try_get::<Option<Uuid>, _>("merged_into")?,
+                    row.try_get::<Option<i64>, _>("merged_into_number")?,
+                ) {
+                    (Some(id), Some(number)) => Some(RecordLink::new(id, number)),
+                    _ => None,
+                },
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
             })
@@ -1553,7 +1562,8 @@ macro_rules! sql_store {
             async fn record_by_token(&mut self, pipeline: Uuid, token: &str) -> StoreResult<Option<RecordState>> {
                 self.flush().await?;
                 sqlx::query(
-                    "SELECT id, number, pipeline_id, stage_id, stage_changed_at FROM records WHERE reply_token = $1 AND pipeline_id = $2",
+                    "SELECT t.id, t.number, t.pipeline_id, t.stage_id, t.stage_changed_at FROM records r \
+                     JOIN records t ON t.id = COALESCE(r.merged_into, r.id) WHERE r.reply_token = $1 AND r.pipeline_id = $2",
                 )
                 .bind(token)
                 .bind(pipeline)
@@ -1614,7 +1624,8 @@ macro_rules! sql_store {
             async fn record_by_number(&mut self, pipeline: Uuid, number: i64) -> StoreResult<Option<RecordState>> {
                 self.flush().await?;
                 sqlx::query(
-                    "SELECT id, number, pipeline_id, stage_id, stage_changed_at FROM records WHERE number = $1 AND pipeline_id = $2",
+                    "SELECT t.id, t.number, t.pipeline_id, t.stage_id, t.stage_changed_at FROM records r \
+                     JOIN records t ON t.id = COALESCE(r.merged_into, r.id) WHERE r.number = $1 AND r.pipeline_id = $2",
                 )
                 .bind(number)
                 .bind(pipeline)

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conversations::sql_conversation_store;
 use super::lifecycle::sql_lifecycle_store;
+use super::merge::sql_merge_store;
 use super::search::sql_search_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
@@ -201,6 +202,7 @@ sql_session_store!(SqliteStore, Sqlite);
 sql_webhook_store!(SqliteStore, Sqlite);
 sql_conversation_store!(SqliteStore, Sqlite);
 sql_lifecycle_store!(SqliteStore, Sqlite);
+sql_merge_store!(SqliteStore, Sqlite);
 sql_search_store!(SqliteStore, Sqlite, fts5);
 
 #[cfg(test)]

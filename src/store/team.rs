@@ -79,8 +79,9 @@ pub trait TeamStore: Send + Sync + 'static {
     async fn get_contact(&self, id: Uuid) -> StoreResult<Option<ContactDetail>>;
 
     async fn reply_context(&self, record: Uuid) -> StoreResult<Option<ReplyContext>>;
-    /// In one transaction: the reply's message row, its Message-ID in the
-    /// thread index, the outbox row and a `reply_queued` event.
+    /// In one transaction: the reply's (or forward's) message row with its
+    /// attachments, its Message-ID in the thread index, the outbox row and
+    /// a `reply_queued` (`forward_queued`, naming the recipients) event.
     async fn queue_reply(&self, reply: &QueuedReply) -> StoreResult<()>;
     /// Takes up to `limit` due replies for `lease_ms`, counting an attempt
     /// on each; another replica does not take them while the lease runs.
@@ -683,15 +684,16 @@ macro_rules! sql_team_store {
                     text_body: Some(&m.text),
                     html_body: m.html.as_deref(),
                     reply_text: None,
-                    thread_rule: "reply",
-                    thread_value: None,
+                    thread_rule: if m.forward_of.is_some() { "forward" } else { "reply" },
+                    thread_value: m.forward_of.map(|id| id.to_string()),
                     class: "normal",
-                    attachments: &[],
+                    attachments: &m.attachments,
                     content_hash: None,
                 };
                 bind_message(sqlx::query(insert_message_sql!()), &message, m.pipeline_id)
                     .execute(&mut *tx)
                     .await?;
+                insert_attachments(&mut tx, &message).await?;
                 sqlx::query(
                     "INSERT INTO message_ids (pipeline_id, message_id, record_id) VALUES ($1, $2, $3) \
                      ON CONFLICT (message_id, pipeline_id) DO NOTHING",
@@ -715,14 +717,20 @@ macro_rules! sql_team_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                let (kind, detail) = match m.forward_of {
+                    Some(_) => ("forward_queued", Some(m.rcpt_to.join(", "))),
+                    None => ("reply_queued", None),
+                };
                 sqlx::query(
-                    "INSERT INTO record_events (id, record_id, kind, message_id, actor, created_at) \
-                     VALUES ($1, $2, 'reply_queued', $3, $4, $5)",
+                    "INSERT INTO record_events (id, record_id, kind, message_id, actor, detail, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(Uuid::now_v7())
                 .bind(m.record_id)
+                .bind(kind)
                 .bind(m.id)
                 .bind(m.actor.as_str())
+                .bind(detail)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;

@@ -186,6 +186,9 @@ pub struct RecordView {
     pub contact: Option<ContactView>,
     /// The record this one's first message named but could not join.
     pub related_record_id: Option<Uuid>,
+    /// The record this one was merged into: its conversation, and mail
+    /// naming this one, are there.
+    pub merged_into: Option<super::RecordLink>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -517,6 +520,11 @@ pub struct QueuedReply {
     pub rcpt_to: Vec<String>,
     pub raw: Vec<u8>,
     pub first_attempt_at_ms: i64,
+    /// For a forward to a third party: the message it forwards (it is no
+    /// reply to the contact, so it threads as `forward`).
+    pub forward_of: Option<Uuid>,
+    /// The files it carries (a forward's, the forwarded message's).
+    pub attachments: Vec<NewAttachment>,
 }
 
 /// An outbox row claimed for one delivery attempt.

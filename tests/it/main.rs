@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod machine_mail;
 mod mail_not_lost;
+mod merge;
 mod migrations;
 mod records;
 mod replies;
