@@ -12,6 +12,7 @@ pub mod assets;
 mod attachments;
 mod board;
 mod contacts;
+mod conversation;
 pub mod invite;
 mod layout;
 mod login;
@@ -43,6 +44,12 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/records/{number}/tags", post(record::set_tags))
         .route("/records/{number}/reply", post(record::reply))
         .route("/records/{number}/comment", post(record::comment))
+        .route("/records/{number}/merge", post(conversation::merge_into))
+        .route("/records/{number}/split", post(conversation::split_off))
+        .route(
+            "/records/{number}/forward",
+            post(conversation::forward_message),
+        )
         .route("/search", get(search::page))
         .route("/me", get(me::page))
         .route("/me/notify", post(me::set_notify))

@@ -23,14 +23,16 @@ use crate::store::{ConversationItem, MessageView, RecordChange, RecordDetail, Us
 
 /// What to show again after an action that failed.
 #[derive(Debug, Default)]
-struct Draft {
-    error: Option<String>,
-    reply: String,
-    cc: String,
-    comment: String,
+pub(super) struct Draft {
+    pub error: Option<String>,
+    pub reply: String,
+    pub cc: String,
+    pub comment: String,
+    /// A forward: the message, the recipients and the note typed.
+    pub forward: Option<(Uuid, String, String)>,
 }
 
-async fn record_id(state: &ApiState, number: &str) -> PageResult<Uuid> {
+pub(super) async fn record_id(state: &ApiState, number: &str) -> PageResult<Uuid> {
     let number: i64 = number
         .trim_start_matches('#')
         .parse()
@@ -90,7 +92,7 @@ async fn show(
 }
 
 /// An action's answer: back to the record, or the page with the error.
-async fn after(
+pub(super) async fn after(
     state: &ApiState,
     viewer: &Viewer,
     id: Uuid,
@@ -265,6 +267,7 @@ fn render(
                     " · " span.ref { (r.reference) }
                 }
                 h1 { (r.title) }
+                (super::conversation::merged_banner(r))
                 @if let Some(c) = &r.contact {
                     p.contact-line {
                         a href=(format!("/contacts/{}", c.id)) { (display_name(&c.name, &c.email)) }
@@ -276,7 +279,7 @@ fn render(
                 (layout::notice(draft.error.as_deref(), None))
                 ol.conversation aria-label="Conversation" {
                     @for item in &detail.conversation {
-                        (conversation_item(item))
+                        (conversation_item(item, viewer, r, can_reply, draft))
                     }
                 }
                 section.compose aria-labelledby="reply-h" {
@@ -348,6 +351,7 @@ fn render(
                     input #tags type="text" name="tags" value=(r.tags.join(", "));
                     button type="submit" { "Save tags" }
                 }
+                (super::conversation::merge_panel(viewer, r))
                 dl.facts {
                     dt { "Created" } dd { (when(r.created_at)) }
                     dt { "Updated" } dd { (when(r.updated_at)) }
@@ -360,7 +364,13 @@ fn render(
     }
 }
 
-fn conversation_item(item: &ConversationItem) -> Markup {
+fn conversation_item(
+    item: &ConversationItem,
+    viewer: &Viewer,
+    r: &crate::store::RecordView,
+    can_send: bool,
+    draft: &Draft,
+) -> Markup {
     match item {
         ConversationItem::Message(m) if m.direction == "comment" => html! {
             li.item.comment id=(format!("m-{}", m.id)) {
@@ -374,7 +384,12 @@ fn conversation_item(item: &ConversationItem) -> Markup {
                 }
             }
         },
-        ConversationItem::Message(m) => message(m),
+        ConversationItem::Message(m) => html! {
+            (message(m))
+            @if r.merged_into.is_none() {
+                (super::conversation::message_tools(viewer, r.number, m, can_send, draft))
+            }
+        },
         ConversationItem::Event(e) => html! {
             li.item.event {
                 (event_text(e)) " · " (when(e.created_at))
@@ -423,6 +438,26 @@ fn event_text(e: &crate::store::EventView) -> String {
             "Follows up record {}, which had been closed longer than the follow-up window",
             e.detail.as_deref().unwrap_or("")
         ),
+        "merged_into" => by(format!(
+            "Merged into record {}",
+            e.detail.as_deref().unwrap_or("")
+        )),
+        "merged" => by(format!(
+            "Record {} merged into this one",
+            e.detail.as_deref().unwrap_or("")
+        )),
+        "split_from" => by(format!(
+            "Split off from record {}",
+            e.detail.as_deref().unwrap_or("")
+        )),
+        "split_to" => by(format!(
+            "Thread split off to record {}",
+            e.detail.as_deref().unwrap_or("")
+        )),
+        "forward_queued" => by(format!(
+            "Forwarded to {}",
+            e.detail.as_deref().unwrap_or("")
+        )),
         "notified" => format!("Notified by mail: {}", e.detail.as_deref().unwrap_or("")),
         "notify_failed" => format!(
             "A notification could not be sent: {}",
@@ -452,7 +487,13 @@ fn message(m: &MessageView) -> Markup {
         li.item.message.in[inbound].out[!inbound] id=(format!("m-{}", m.id)) {
             div.item-head title=(threading) {
                 span.who { (from) }
-                @if inbound { " wrote" } @else { " (reply sent by the team)" }
+                @if inbound {
+                    " wrote"
+                } @else if m.thread.rule == "forward" {
+                    " forwarded to " (m.to.iter().map(|t| t.address.as_str()).collect::<Vec<_>>().join(", "))
+                } @else {
+                    " (reply sent by the team)"
+                }
                 " · " (when(m.date.unwrap_or(m.created_at)))
                 @if m.class != "normal" { " " span.badge { (m.class.replace('_', " ")) } }
                 @if let Some(d) = &m.delivery {
@@ -517,6 +558,7 @@ fn threading(t: &crate::store::ThreadDecision) -> String {
     let why = match t.rule.as_str() {
         "new" => "Started this record",
         "reply" => "Sent from this record",
+        "forward" => "Forwarded from this record",
         "reply-token" => "Joined by the reply address",
         "in-reply-to" => "Joined by In-Reply-To",
         "references" => "Joined by References",

@@ -432,6 +432,43 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
     })
     .await;
     screenshot(&browser, "14-search").await;
+
+    // Forwarding a message: the form opens under it, in the conversation.
+    browser
+        .goto(&format!("{base}/records/1"))
+        .await
+        .expect("goto");
+    click(
+        &browser,
+        Locator::Css("ol.conversation details.forward summary"),
+    )
+    .await;
+    wait_for(&browser, "details.forward[open] input[name=to]").await;
+    type_into(
+        &browser,
+        "details.forward[open] input[name=to]",
+        "supplier@vendor.example",
+    )
+    .await;
+    type_into(
+        &browser,
+        "details.forward[open] textarea",
+        "この件の見積をお願いできますか。",
+    )
+    .await;
+    screenshot(&browser, "15-record-forward").await;
+    // The contact page: unsubscribe and, for admins, erasure.
+    let contact = detail["contact"]["id"]
+        .as_str()
+        .expect("contact")
+        .to_string();
+    browser
+        .goto(&format!("{base}/contacts/{contact}"))
+        .await
+        .expect("goto");
+    wait_for(&browser, "main h1").await;
+    click(&browser, Locator::Css("details.danger summary")).await;
+    screenshot(&browser, "16-contact").await;
     let _ = browser.close().await;
     app.stop().await;
     relay.stop().await;

@@ -15,6 +15,7 @@ on_both_backends!(
     a_split_refuses_comments_strangers_and_the_whole_conversation,
     a_message_is_forwarded_to_a_third_party_with_its_files,
     a_forward_needs_a_recipient_a_message_of_the_record_and_a_relay,
+    a_person_merges_splits_and_forwards_from_the_record_page,
 );
 
 const CUSTOMER: &str = "ann@customer.example";
@@ -611,4 +612,121 @@ async fn a_forward_needs_a_recipient_a_message_of_the_record_and_a_relay(backend
     .await;
     assert_eq!(status, 409, "{body}");
     without_relay.stop().await;
+}
+
+async fn a_person_merges_splits_and_forwards_from_the_record_page(backend: Backend) {
+    use crate::web::{PASSWORD, Web, user};
+    use reqwest::StatusCode;
+    const SUPPLIER: &str = "supplier@vendor.example";
+    let relay = spawn_relay(0, &[SUPPLIER]).await;
+    let app = spawn_sender(backend, relay.smtp_addr.port()).await;
+    user(&app, "ana@acme.test", "Ana", emailin::store::Role::Member).await;
+    let record = two_threads(&app).await;
+    app.post(
+        CUSTOMER,
+        "service@localhost",
+        "Toner",
+        "o1@customer.example",
+        &[],
+    )
+    .await;
+    let other = titled(&app, "Service", "Toner").await;
+    let (number, other_number) = (
+        record["number"].as_i64().expect("n"),
+        other["number"].as_i64().expect("n"),
+    );
+    let page = format!("/records/{number}");
+    let mut web = Web::new(&app);
+    assert_eq!(
+        web.login("ana@acme.test", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (status, html, _) = web.get(&page).await;
+    assert_eq!(status, StatusCode::OK);
+    for control in [
+        "Merge into record",
+        "Split into a new record",
+        "Forward…",
+        "name=\"to\"",
+    ] {
+        assert!(html.contains(control), "{control} missing");
+    }
+
+    // Forward: without a recipient the page comes back with the note kept.
+    let first = message_uuid(&record, "t1@customer.example").to_string();
+    let form = [
+        ("message", first.as_str()),
+        ("to", ""),
+        ("text", "Please quote, 見積をお願いします"),
+    ];
+    let (status, html, _) = web.post(&page, &format!("{page}/forward"), &form).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("name at least one address"), "{html}");
+    assert!(
+        html.contains("Please quote, 見積をお願いします"),
+        "the note is kept"
+    );
+    let form = [
+        ("message", first.as_str()),
+        ("to", SUPPLIER),
+        ("text", "Please quote."),
+    ];
+    let (status, _, location) = web.post(&page, &format!("{page}/forward"), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some(page.as_str()));
+    let (_, html, _) = web.get(&page).await;
+    assert!(
+        html.contains(&format!("forwarded to {SUPPLIER}")),
+        "the forward on the page"
+    );
+    assert!(
+        html.contains(&format!("Forwarded to {SUPPLIER} by ana@acme.test")),
+        "its event"
+    );
+
+    // Split the second thread off: to the new record.
+    let second = message_uuid(&record, "t4@other.example").to_string();
+    let (status, _, location) = web
+        .post(
+            &page,
+            &format!("{page}/split"),
+            &[("message", second.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let new_page = location.expect("to the new record");
+    let (_, html, _) = web.get(&new_page).await;
+    assert!(
+        html.contains("The scanner")
+            && html.contains(&format!("Split off from record [#{number}]")),
+        "{html}"
+    );
+
+    // Merge: a number that is no record, then the right one.
+    let (status, html, _) = web
+        .post(&new_page, &format!("{new_page}/merge"), &[("into", "abc")])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("Type the number of the record"), "{html}");
+    let into = format!("#{other_number}");
+    let (status, _, location) = web
+        .post(
+            &new_page,
+            &format!("{new_page}/merge"),
+            &[("into", into.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, Some(format!("/records/{other_number}")));
+    let (_, html, _) = web.get(&new_page).await;
+    assert!(html.contains("This record was merged into"), "{html}");
+    assert!(html.contains(&format!("href=\"/records/{other_number}\"")));
+    assert!(!html.contains("Merge into record") && !html.contains("Split into a new record"));
+    let (_, html, _) = web.get(&format!("/records/{other_number}")).await;
+    assert!(
+        html.contains("The scanner"),
+        "the merged thread shows on the record it went to"
+    );
+    app.stop().await;
+    relay.stop().await;
 }
