@@ -61,11 +61,14 @@ pub struct Signals {
     pub returned_report: Option<Box<Signals>>,
 }
 
-/// What a bounce or complaint carries of the message it returns.
+/// What a bounce or complaint carries of the message it returns (or a
+/// forward of the message it attaches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Returned {
     pub message_id: Option<String>,
     pub to: Vec<String>,
+    /// Its sender: for a forward as an attachment, the original sender.
+    pub from: Option<(Option<String>, String)>,
 }
 
 impl Signals {
@@ -186,6 +189,11 @@ fn returned_of(m: &Message<'_>) -> Returned {
             .into_iter()
             .map(|a| a.address)
             .collect(),
+        from: m
+            .from()
+            .map(mailboxes)
+            .and_then(|list| list.into_iter().next())
+            .map(|m| (m.name, m.address)),
     }
 }
 

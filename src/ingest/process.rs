@@ -432,10 +432,16 @@ async fn process_one(
         Some((from, _))
             if !dmarc_failed && class.is_person() && is_forward(mail.subject.as_deref()) =>
         {
+            // The inline forward block, else the forwarded message attached
+            // (`message/rfc822`, as Outlook's "Forward as attachment").
             let original = mail
                 .text
                 .as_deref()
-                .and_then(crate::domain::forwarded_sender);
+                .and_then(crate::domain::forwarded_sender)
+                .or_else(|| {
+                    let (name, address) = mail.signals.returned.as_ref()?.from.clone()?;
+                    Some((name, crate::domain::EmailAddress::parse(&address).ok()?))
+                });
             match original {
                 Some((name, address))
                     if !crate::domain::is_role_address(address.as_str())

@@ -374,5 +374,32 @@ async fn a_customer_mail_forwarded_by_a_team_member_belongs_to_the_customer(back
     assert_eq!(noted.len(), 1, "{first}");
     assert_eq!(noted[0]["detail"], "bob@acme.test");
     assert_eq!(by_number(2)["contact"]["email"], "zed@elsewhere.example");
+
+    // Forwarded as an attachment (message/rfc822): its sender is the contact,
+    // and the original stays on the record as a file.
+    let attached = "From: Bob <bob@acme.test>\r\nTo: sales@localhost\r\nSubject: FW: Broken chair\r\n\
+Message-ID: <f3@acme.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n\
+--o\r\nContent-Type: text/plain\r\n\r\nPlease take this one.\r\n--o\r\nContent-Type: message/rfc822\r\n\
+Content-Disposition: attachment; filename=\"Broken chair.eml\"\r\n\r\n\
+From: Carla Diaz <carla@customer.example>\r\nTo: bob@acme.test\r\nSubject: Broken chair\r\n\
+Message-ID: <orig@customer.example>\r\n\r\nA leg broke.\r\n--o--\r\n";
+    app.deliver("bob@acme.test", &["sales@localhost"], attached.as_bytes())
+        .await;
+    let records = app.records("Sales").await;
+    let third = records.iter().find(|r| r["number"] == 3).expect("record 3");
+    let third = app.record(third["id"].as_str().expect("id")).await;
+    assert_eq!(
+        third["contact"]["email"], "carla@customer.example",
+        "{third}"
+    );
+    assert_eq!(third["contact"]["name"], "Carla Diaz");
+    assert!(
+        events(&third)
+            .iter()
+            .any(|e| e["kind"] == "forwarded_by" && e["detail"] == "bob@acme.test")
+    );
+    let files = &crate::helpers::messages(&third)[0]["attachments"];
+    assert_eq!(files[0]["content_type"], "message/rfc822", "{files}");
+    assert_eq!(files[0]["name"], "Broken chair.eml");
     app.stop().await;
 }
