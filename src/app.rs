@@ -30,6 +30,8 @@ pub struct App {
     store: Arc<dyn Store>,
     directory: DirectoryHandle,
     policy: Policy,
+    /// The key outbound mail is signed with (`[outbound] dkim_*`).
+    dkim: Option<crate::outbound::dkim::Dkim>,
     smtp: TcpListener,
     http: TcpListener,
 }
@@ -42,6 +44,15 @@ impl App {
     /// The database cannot be opened or migrated, the bootstrap fails, or a
     /// listener cannot bind.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let dkim =
+            crate::outbound::dkim::Dkim::load(&settings.outbound).map_err(anyhow::Error::msg)?;
+        if let Some(d) = &dkim {
+            tracing::info!(
+                name = %d.record_name(),
+                record = %d.record(),
+                "dkim_signing: publish this TXT record"
+            );
+        }
         let store = open_store(&settings).await?;
         let directory =
             DirectoryHandle::new(store.load_directory().await.context("loading aliases")?);
@@ -72,6 +83,7 @@ impl App {
             store,
             directory,
             policy,
+            dkim,
             smtp,
             http,
         })
@@ -167,7 +179,11 @@ impl App {
             smtp::serve(self.smtp, ctx, shutdown.clone(), tracker.clone()).map(Ok),
         );
 
-        let outbound = Arc::new(Outbound::new(&self.settings, self.policy.reply_key.clone()));
+        let outbound = Arc::new(Outbound::new(
+            &self.settings,
+            self.policy.reply_key.clone(),
+            self.dkim.clone(),
+        ));
         let sender_stop = CancellationToken::new();
         let sender_task = outbound.enabled.then(|| {
             let sender = Sender::new(
@@ -175,6 +191,7 @@ impl App {
                 self.settings.outbound.clone(),
                 self.settings.smtp.hostname.clone(),
                 Arc::clone(&outbound.wake),
+                self.dkim.clone(),
             );
             let stop = sender_stop.clone();
             supervisor.restartable("outbox", sender_stop.clone(), move || {

@@ -210,6 +210,15 @@ pub struct OutboundSettings {
     /// The sender of the service's own mail (invitations); empty:
     /// `emailin@` the outbound domain.
     pub system_from: String,
+    /// DKIM signing domain (`d=`); empty: mail goes out unsigned.
+    #[serde(default)]
+    pub dkim_domain: String,
+    /// DKIM selector (`s=`): the key is published at `selector._domainkey.domain`.
+    #[serde(default)]
+    pub dkim_selector: String,
+    /// PEM private key: PKCS#8 RSA (2048 bits or more) or Ed25519, or PKCS#1 RSA.
+    #[serde(default)]
+    pub dkim_private_key_file: String,
     pub timeout_secs: u64,
     pub max_attempts: u32,
     pub retry_initial_secs: u64,

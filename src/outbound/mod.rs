@@ -6,6 +6,7 @@
 //! mail-send, retrying with backoff, and records the relay's answer.
 
 pub mod compose;
+pub mod dkim;
 pub mod forward;
 pub mod notify;
 pub mod sender;
@@ -36,10 +37,12 @@ pub struct Outbound {
     /// The sender of the service's own mail (`[outbound] system_from`, by
     /// default `emailin@` the outbound domain).
     pub system_from: String,
+    /// The DKIM key everything sent is signed with.
+    pub dkim: Option<dkim::Dkim>,
 }
 
 impl Outbound {
-    pub fn new(settings: &Settings, key: ReplyKey) -> Self {
+    pub fn new(settings: &Settings, key: ReplyKey, dkim: Option<dkim::Dkim>) -> Self {
         let domain = match settings.outbound.domain.trim() {
             "" => settings.smtp.hostname.clone(),
             d => d.to_string(),
@@ -52,8 +55,13 @@ impl Outbound {
         Self {
             enabled,
             relay: enabled.then(|| {
-                sender::Relay::new(settings.outbound.clone(), settings.smtp.hostname.clone())
+                sender::Relay::new(
+                    settings.outbound.clone(),
+                    settings.smtp.hostname.clone(),
+                    dkim.clone(),
+                )
             }),
+            dkim,
             system_from,
             domain,
             key,

@@ -43,6 +43,8 @@ pub struct Relay {
     helo: String,
     /// Built once: loading the system roots reads many files.
     tls: Result<TlsConnector, String>,
+    /// Signs every message handed over.
+    dkim: Option<super::dkim::Dkim>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -55,7 +57,7 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    pub fn new(settings: OutboundSettings, helo: String) -> Self {
+    pub fn new(settings: OutboundSettings, helo: String, dkim: Option<super::dkim::Dkim>) -> Self {
         let tls = crate::tls::client_config(None)
             .map(|config| TlsConnector::from(Arc::new(config)))
             .map_err(|e| format!("TLS setup: {e}"));
@@ -63,6 +65,7 @@ impl Relay {
             settings,
             helo,
             tls,
+            dkim,
         }
     }
 
@@ -98,10 +101,11 @@ impl Sender {
         settings: OutboundSettings,
         helo: String,
         wake: Arc<Notify>,
+        dkim: Option<super::dkim::Dkim>,
     ) -> Self {
         Self {
             store,
-            relay: Relay::new(settings.clone(), helo),
+            relay: Relay::new(settings.clone(), helo, dkim),
             settings,
             wake,
         }
@@ -204,6 +208,17 @@ impl Relay {
         if !s.username.is_empty() {
             builder = builder.credentials((s.username.clone(), s.password.expose().to_string()));
         }
+        let signed;
+        let raw = match &self.dkim {
+            Some(dkim) => match dkim.sign(raw) {
+                Ok(s) => {
+                    signed = s;
+                    signed.as_slice()
+                }
+                Err(e) => return Attempt::Permanent(e),
+            },
+            None => raw,
+        };
         let message = Message::new(mail_from, rcpt_to.iter().map(String::as_str), raw);
         let sent = match s.tls {
             RelayTls::None => match builder.connect_plain().await {

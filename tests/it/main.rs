@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod conversations;
 mod corpus;
+mod dkim;
 mod faults;
 mod helpers;
 mod imap;
