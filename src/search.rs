@@ -14,11 +14,14 @@ const LEASE: &str = "search-index";
 const LEASE_TTL: Duration = Duration::from_secs(30);
 /// Queue entries one transaction indexes.
 pub const BATCH: i64 = 500;
+/// Documents written since the last statistics refresh that call for one.
+pub const ANALYZE_AFTER: usize = 10_000;
 
 /// Indexes until `stop`; when the queue is empty it looks again after
 /// `idle`.
 pub async fn run(store: Arc<dyn Store>, holder: String, idle: Duration, stop: CancellationToken) {
     let mut leased_at: Option<Instant> = None;
+    let mut since_analyze = 0;
     while !stop.is_cancelled() {
         let held = leased_at.is_some_and(|at| at.elapsed() < LEASE_TTL / 2)
             || match store.try_lease(LEASE, &holder, LEASE_TTL).await {
@@ -34,7 +37,18 @@ pub async fn run(store: Arc<dyn Store>, holder: String, idle: Duration, stop: Ca
             };
         let busy = if held {
             match store.index_pending(BATCH).await {
-                Ok(n) => n > 0,
+                Ok(n) => {
+                    since_analyze += n;
+                    // A large backlog drained (a migration, a reindex): the
+                    // planner learns which words are rare.
+                    if n == 0 && since_analyze >= ANALYZE_AFTER {
+                        since_analyze = 0;
+                        if let Err(e) = store.analyze_search().await {
+                            tracing::warn!(error = %e, "search index: analyze");
+                        }
+                    }
+                    n > 0
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "search index: batch failed; trying again");
                     false
@@ -66,6 +80,7 @@ pub async fn index_all(store: &dyn Store) -> crate::store::StoreResult<usize> {
         let n = store.index_pending(BATCH).await?;
         total += n;
         if n == 0 {
+            store.analyze_search().await?;
             return Ok(total);
         }
     }

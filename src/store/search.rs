@@ -31,6 +31,10 @@ pub trait SearchStore: Send + Sync {
     async fn index_pending(&self, limit: i64) -> StoreResult<usize>;
     /// Queue entries not yet indexed.
     async fn search_backlog(&self) -> StoreResult<i64>;
+    /// Refreshes the planner's statistics of the documents: PostgreSQL
+    /// picks the GIN index for a rare word only when it knows the word is
+    /// rare (without them, a backward scan of every document).
+    async fn analyze_search(&self) -> StoreResult<()>;
     /// Records matching every part, best first (then newest), `offset` on.
     async fn search_records(
         &self,
@@ -85,6 +89,8 @@ pub(super) mod fts5 {
 
     /// How a document's terms are written in the INSERT.
     pub const TERMS_CAST: &str = "";
+
+    pub const ANALYZE: &str = "ANALYZE search_docs";
 }
 
 /// PostgreSQL: the terms as a `tsvector`, matched with `@@` under GIN.
@@ -110,6 +116,8 @@ pub(super) mod tsvector {
     }
 
     pub const TERMS_CAST: &str = "::tsvector";
+
+    pub const ANALYZE: &str = "ANALYZE search_docs";
 }
 
 /// The terms of a record's own document.
@@ -221,6 +229,12 @@ macro_rules! sql_search_store {
                     .fetch_one(self.read_pool())
                     .await?;
                 Ok(row.try_get("n")?)
+            }
+
+            async fn analyze_search(&self) -> StoreResult<()> {
+                use $crate::store::search::$dialect as d;
+                sqlx::query(d::ANALYZE).execute(self.read_pool()).await?;
+                Ok(())
             }
 
             async fn search_records(
