@@ -89,6 +89,7 @@ pub struct SplitRequest {
     docs::Unauthorized,
     (status = 404, description = "no such record, or the message is not on it", body = ErrorBody),
     (status = 409, description = "a comment, a merged record, or nothing would stay behind", body = ErrorBody),
+    docs::Invalid,
 ))]
 pub async fn split_record(
     Extension(caller): Extension<Caller>,

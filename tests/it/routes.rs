@@ -24,6 +24,11 @@ fn valid_body(method: &str, path: &str) -> Value {
             json!({"text": "x"})
         }
         ("patch", "/api/v1/users/{id}") => json!({"name": "x"}),
+        ("post", "/api/v1/records/{id}/forwards") => {
+            json!({"message": uuid::Uuid::now_v7(), "to": ["x@example.com"]})
+        }
+        ("post", "/api/v1/records/{id}/merge") => json!({"into": uuid::Uuid::now_v7()}),
+        ("post", "/api/v1/records/{id}/split") => json!({"message": uuid::Uuid::now_v7()}),
         _ => json!({}),
     }
 }
