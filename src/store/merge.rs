@@ -120,15 +120,42 @@ pub(super) const INSERT_RECORD: &str = "
         tags, reply_token, related_record_id, created_at, updated_at, stage_changed_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12)";
 
-pub(super) const MOVE_MESSAGE: &str = "UPDATE messages SET record_id = $1 WHERE id = $2";
-
-pub(super) const MOVE_INDEX_ENTRY: &str =
-    "UPDATE message_ids SET record_id = $1 WHERE message_id = $2 AND pipeline_id = $3";
-
-pub(super) const MOVE_OUTBOX_ENTRY: &str = "UPDATE outbox SET record_id = $1 WHERE id = $2";
+/// The heads of the split's moves: `<head> $record WHERE id IN (…)`.
+pub(super) const MOVE_SOME_MESSAGES: &str = "UPDATE messages SET record_id = ";
+pub(super) const MOVE_SOME_OUTBOX: &str = "UPDATE outbox SET record_id = ";
+/// `<head> $record WHERE pipeline_id = $p AND message_id IN (…)`.
+pub(super) const MOVE_SOME_INDEX: &str = "UPDATE message_ids SET record_id = ";
 
 macro_rules! sql_merge_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// One event of a merge or a split, by `actor`.
+            #[allow(clippy::too_many_arguments)]
+            async fn reshape_event(
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                record: ::uuid::Uuid,
+                kind: &str,
+                stages: (Option<::uuid::Uuid>, Option<::uuid::Uuid>),
+                actor: &str,
+                detail: String,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> StoreResult<()> {
+                sqlx::query($crate::store::merge::EVENT)
+                    .bind(::uuid::Uuid::now_v7())
+                    .bind(record)
+                    .bind(kind)
+                    .bind(stages.0)
+                    .bind(stages.1)
+                    .bind(None::<::uuid::Uuid>)
+                    .bind(actor)
+                    .bind(detail)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+        }
+
         #[::async_trait::async_trait]
         impl $crate::store::MergeStore for $store {
             async fn merge_record(
@@ -208,29 +235,13 @@ macro_rules! sql_merge_store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(q::TOUCH).bind(now).bind(into).execute(&mut *tx).await?;
-                let event = |record: ::uuid::Uuid, kind: &'static str, stages: Option<(::uuid::Uuid, ::uuid::Uuid)>, detail: String| {
-                    sqlx::query(q::EVENT)
-                        .bind(::uuid::Uuid::now_v7())
-                        .bind(record)
-                        .bind(kind)
-                        .bind(stages.map(|s| s.0))
-                        .bind(stages.map(|s| s.1))
-                        .bind(None::<::uuid::Uuid>)
-                        .bind(actor.to_string())
-                        .bind(detail)
-                        .bind(now)
-                };
-                event(from, "merged_into", None, format!("[#{into_number}]"))
-                    .execute(&mut *tx)
-                    .await?;
+                Self::reshape_event(&mut tx, from, "merged_into", (None, None), actor, format!("[#{into_number}]"), now).await?;
                 if let Some(closed) = closed {
-                    event(from, "stage_changed", Some((stage, closed)), format!("merged into [#{into_number}]"))
-                        .execute(&mut *tx)
-                        .await?;
+                    let detail = format!("merged into [#{into_number}]");
+                    Self::reshape_event(&mut tx, from, "stage_changed", (Some(stage), Some(closed)), actor, detail, now).await?;
                 }
-                event(into, "merged", None, format!("[#{from_number}]: {moved} messages"))
-                    .execute(&mut *tx)
-                    .await?;
+                let detail = format!("[#{from_number}]: {moved} messages");
+                Self::reshape_event(&mut tx, into, "merged", (None, None), actor, detail, now).await?;
                 tx.commit().await?;
                 Ok($crate::store::Moved {
                     from: RecordLink::new(from, from_number),
@@ -351,37 +362,38 @@ macro_rules! sql_merge_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                for moved in &moving {
-                    sqlx::query(q::MOVE_MESSAGE).bind(id).bind(*moved).execute(&mut *tx).await?;
-                    sqlx::query(q::MOVE_OUTBOX_ENTRY).bind(id).bind(*moved).execute(&mut *tx).await?;
-                    if let Some(node) = nodes.iter().find(|n| n.id == *moved) {
-                        sqlx::query(q::MOVE_INDEX_ENTRY)
-                            .bind(id)
-                            .bind(index_key(&node.message_id).as_ref())
-                            .bind(pipeline)
-                            .execute(&mut *tx)
-                            .await?;
+                // The moves, a statement per table and chunk.
+                let keys: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| moving.contains(&n.id))
+                    .map(|n| index_key(&n.message_id).into_owned())
+                    .collect();
+                for chunk in moving.chunks(INSERT_CHUNK) {
+                    for head in [q::MOVE_SOME_MESSAGES, q::MOVE_SOME_OUTBOX] {
+                        let mut b: ::sqlx::QueryBuilder<$db> = ::sqlx::QueryBuilder::new(head);
+                        b.push_bind(id).push(" WHERE id IN ");
+                        b.push_tuples(chunk, |mut t, m| {
+                            t.push_bind(*m);
+                        });
+                        b.build().execute(&mut *tx).await?;
                     }
+                }
+                for chunk in keys.chunks(INSERT_CHUNK) {
+                    let mut b: ::sqlx::QueryBuilder<$db> = ::sqlx::QueryBuilder::new(q::MOVE_SOME_INDEX);
+                    b.push_bind(id).push(" WHERE pipeline_id = ").push_bind(pipeline).push(" AND message_id IN ");
+                    b.push_tuples(chunk, |mut t, k| {
+                        t.push_bind(k.as_str());
+                    });
+                    b.build().execute(&mut *tx).await?;
                 }
                 sqlx::query(q::TOUCH).bind(now).bind(record).execute(&mut *tx).await?;
                 let count = u64::try_from(moving.len()).unwrap_or(u64::MAX);
-                for (on, kind, from_stage, to_stage, detail) in [
-                    (id, "created", None::<::uuid::Uuid>, Some(stage), format!("split from [#{from_number}]")),
-                    (id, "split_from", None, None, format!("[#{from_number}]: {count} messages")),
-                    (record, "split_to", None, None, format!("[#{number}]: {count} messages")),
+                for (on, kind, stages, detail) in [
+                    (id, "created", (None, Some(stage)), format!("split from [#{from_number}]")),
+                    (id, "split_from", (None, None), format!("[#{from_number}]: {count} messages")),
+                    (record, "split_to", (None, None), format!("[#{number}]: {count} messages")),
                 ] {
-                    sqlx::query(q::EVENT)
-                        .bind(::uuid::Uuid::now_v7())
-                        .bind(on)
-                        .bind(kind)
-                        .bind(from_stage)
-                        .bind(to_stage)
-                        .bind(None::<::uuid::Uuid>)
-                        .bind(actor)
-                        .bind(detail)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::reshape_event(&mut tx, on, kind, stages, actor, detail, now).await?;
                 }
                 tx.commit().await?;
                 Ok($crate::store::Moved {

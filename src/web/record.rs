@@ -400,6 +400,7 @@ fn conversation_item(
 
 fn event_text(e: &crate::store::EventView) -> String {
     let by = |what: String| format!("{what} by {}", e.actor);
+    let detail = e.detail.as_deref().unwrap_or("");
     match e.kind.as_str() {
         "created" => by(format!(
             "Created in {}",
@@ -438,26 +439,11 @@ fn event_text(e: &crate::store::EventView) -> String {
             "Follows up record {}, which had been closed longer than the follow-up window",
             e.detail.as_deref().unwrap_or("")
         ),
-        "merged_into" => by(format!(
-            "Merged into record {}",
-            e.detail.as_deref().unwrap_or("")
-        )),
-        "merged" => by(format!(
-            "Record {} merged into this one",
-            e.detail.as_deref().unwrap_or("")
-        )),
-        "split_from" => by(format!(
-            "Split off from record {}",
-            e.detail.as_deref().unwrap_or("")
-        )),
-        "split_to" => by(format!(
-            "Thread split off to record {}",
-            e.detail.as_deref().unwrap_or("")
-        )),
-        "forward_queued" => by(format!(
-            "Forwarded to {}",
-            e.detail.as_deref().unwrap_or("")
-        )),
+        "merged_into" => by(format!("Merged into record {detail}")),
+        "merged" => by(format!("Record {detail} merged into this one")),
+        "split_from" => by(format!("Split off from record {detail}")),
+        "split_to" => by(format!("Thread split off to record {detail}")),
+        "forward_queued" => by(format!("Forwarded to {detail}")),
         "notified" => format!("Notified by mail: {}", e.detail.as_deref().unwrap_or("")),
         "notify_failed" => format!(
             "A notification could not be sent: {}",

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, spawn_app_with};
 use crate::on_both_backends;
-use crate::replies::{eventually, spawn_relay};
+use crate::replies::{eventually, spawn_relay, spawn_sender_with};
 
 on_both_backends!(replies_are_signed_with_rsa_and_ed25519_keys_a_receiver_verifies);
 
@@ -60,15 +60,9 @@ async fn checking_relay(record: &str) -> TestApp {
 }
 
 async fn sender(backend: Backend, relay: &TestApp, key: &std::path::Path) -> TestApp {
-    let port = relay.smtp_addr.port();
     let key = key.to_string_lossy().into_owned();
-    spawn_app_with(backend, move |s| {
-        s.outbound.host = "127.0.0.1".into();
-        s.outbound.port = port;
-        s.outbound.tls = emailin::config::RelayTls::None;
+    spawn_sender_with(backend, relay.smtp_addr.port(), move |s| {
         s.outbound.domain = "acme.test".into();
-        s.outbound.retry_initial_secs = 1;
-        s.outbound.retry_max_secs = 1;
         s.outbound.dkim_domain = "acme.test".into();
         s.outbound.dkim_selector = "mail".into();
         s.outbound.dkim_private_key_file = key;

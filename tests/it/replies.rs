@@ -59,6 +59,15 @@ pub async fn spawn_relay(port: u16, accepts: &[&str]) -> TestApp {
 
 /// The service under test, sending through the relay on `relay_port`.
 pub async fn spawn_sender(backend: Backend, relay_port: u16) -> TestApp {
+    spawn_sender_with(backend, relay_port, |_| {}).await
+}
+
+/// [`spawn_sender`] with further settings.
+pub async fn spawn_sender_with(
+    backend: Backend,
+    relay_port: u16,
+    configure: impl FnOnce(&mut emailin::config::Settings),
+) -> TestApp {
     spawn_app_with(backend, move |s| {
         s.outbound.host = "127.0.0.1".into();
         s.outbound.port = relay_port;
@@ -67,6 +76,7 @@ pub async fn spawn_sender(backend: Backend, relay_port: u16) -> TestApp {
         s.outbound.retry_initial_secs = 1;
         s.outbound.retry_max_secs = 1;
         s.outbound.timeout_secs = 5;
+        configure(s);
     })
     .await
 }
