@@ -32,6 +32,8 @@ pub struct App {
     policy: Policy,
     /// The key outbound mail is signed with (`[outbound] dkim_*`).
     dkim: Option<crate::outbound::dkim::Dkim>,
+    /// Access tokens of the `auth = "oauth2"` accounts and relay.
+    tokens: crate::oauth::Tokens,
     smtp: TcpListener,
     http: TcpListener,
 }
@@ -54,6 +56,10 @@ impl App {
             );
         }
         let store = open_store(&settings).await?;
+        let tokens = crate::oauth::Tokens::new(
+            &settings,
+            &(Arc::clone(&store) as Arc<dyn crate::store::OAuthStore>),
+        )?;
         let directory =
             DirectoryHandle::new(store.load_directory().await.context("loading aliases")?);
         let policy = Policy::load(&settings, store.as_ref())
@@ -84,6 +90,7 @@ impl App {
             directory,
             policy,
             dkim,
+            tokens,
             smtp,
             http,
         })
@@ -161,6 +168,7 @@ impl App {
             max_message_bytes: self.settings.smtp.max_message_bytes,
             board: imap_board.clone(),
             auth: auth.clone(),
+            tokens: self.tokens.imap.clone(),
         };
         let imap_tasks =
             imap::spawn_all(&self.settings.imap, &imap_shared, &imap_stop, &supervisor);
@@ -183,6 +191,7 @@ impl App {
             &self.settings,
             self.policy.reply_key.clone(),
             self.dkim.clone(),
+            self.tokens.outbound.clone(),
         ));
         let sender_stop = CancellationToken::new();
         let sender_task = outbound.enabled.then(|| {
@@ -192,6 +201,7 @@ impl App {
                 self.settings.smtp.hostname.clone(),
                 Arc::clone(&outbound.wake),
                 self.dkim.clone(),
+                self.tokens.outbound.clone(),
             );
             let stop = sender_stop.clone();
             supervisor.restartable("outbox", sender_stop.clone(), move || {

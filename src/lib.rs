@@ -20,6 +20,9 @@
 //! - [`outbound`]: replies from records: compose, outbox sender.
 //! - [`webhooks`]: events to other systems (Standard Webhooks): the event
 //!   log the database triggers fill, fan-out, signed deliveries with retries.
+//! - [`oauth`]: OAuth 2.0 access tokens for IMAP accounts and the relay
+//!   (client credentials, sealed refresh tokens, the device code sign-in),
+//!   presented as SASL XOAUTH2 or OAUTHBEARER.
 //! - [`search`]: the indexer: queued records and messages become search
 //!   documents (terms of `domain::search`), one replica at a time.
 //! - [`retention`]: raw bytes past `[retention] raw_days`, removed in the
@@ -47,6 +50,7 @@ pub mod config;
 pub mod domain;
 pub mod imap;
 pub mod ingest;
+pub mod oauth;
 pub mod outbound;
 pub mod retention;
 pub mod search;

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{ImapAccountConfig, ImapTls};
+use crate::config::{ImapAccountConfig, ImapTls, SaslMechanism, Secret};
+use crate::oauth::sasl;
 
 /// A plain or TLS connection, as async-imap sees it.
 #[derive(Debug)]
@@ -77,11 +78,21 @@ pub enum ConnectError {
     Imap(#[from] async_imap::error::Error),
     #[error("login failed: {0}")]
     Login(String),
+    /// The server refused the OAuth 2.0 token.
+    #[error("login with an OAuth token failed: {0}")]
+    Token(String),
     #[error("{0}")]
     Config(String),
 }
 
 pub type ImapSession = Session<ImapStream>;
+
+/// What an account logs in with.
+pub enum Credential {
+    Password(Secret),
+    /// An OAuth 2.0 access token, presented with this SASL mechanism.
+    Token(SaslMechanism, String),
+}
 
 /// Connects and logs in.
 ///
@@ -89,7 +100,7 @@ pub type ImapSession = Session<ImapStream>;
 /// [`ConnectError`]: network, TLS, greeting or authentication failure.
 pub async fn connect(
     account: &ImapAccountConfig,
-    password: &str,
+    credential: &Credential,
 ) -> Result<ImapSession, ConnectError> {
     let addr = format!("{}:{}", account.host, account.port());
     let tcp = tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(&addr))
@@ -112,10 +123,57 @@ pub async fn connect(
             Client::new(ImapStream::Tls(Box::new(tls_wrap(account, tcp).await?)))
         }
     };
-    client
-        .login(&account.username, password)
-        .await
-        .map_err(|(err, _)| ConnectError::Login(err.to_string()))
+    match credential {
+        Credential::Password(password) => client
+            .login(&account.username, password.expose())
+            .await
+            .map_err(|(err, _)| ConnectError::Login(err.to_string())),
+        Credential::Token(mechanism, token) => {
+            let message = match mechanism {
+                SaslMechanism::Xoauth2 => sasl::xoauth2(&account.username, token),
+                SaslMechanism::Oauthbearer => {
+                    sasl::oauthbearer(&account.username, &account.host, account.port(), token)
+                }
+            };
+            let refusal = Arc::new(std::sync::Mutex::new(None));
+            let answer = TokenAnswer {
+                message: Some(message),
+                refusal: Arc::clone(&refusal),
+            };
+            client
+                .authenticate(mechanism.name(), answer)
+                .await
+                .map_err(|(err, _)| {
+                    let said = refusal.lock().ok().and_then(|mut r| r.take());
+                    ConnectError::Token(match said {
+                        Some(said) => format!("{} {said}: {err}", mechanism.name()),
+                        None => format!("{}: {err}", mechanism.name()),
+                    })
+                })
+        }
+    }
+}
+
+/// Answers the server's challenges: the token first; after a refusal
+/// (a JSON error challenge) an empty answer, keeping what it said.
+struct TokenAnswer {
+    message: Option<String>,
+    refusal: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl async_imap::Authenticator for TokenAnswer {
+    type Response = String;
+
+    fn process(&mut self, challenge: &[u8]) -> String {
+        if let Some(message) = self.message.take() {
+            return message;
+        }
+        if let (Some(text), Ok(mut slot)) = (sasl::describe_failure(challenge), self.refusal.lock())
+        {
+            *slot = Some(text);
+        }
+        String::new()
+    }
 }
 
 async fn greeted(mut client: Client<ImapStream>) -> Result<Client<ImapStream>, ConnectError> {

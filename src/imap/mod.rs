@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use conn::{ConnectError, ImapSession, ImapStream, connect};
+pub use conn::{ConnectError, Credential, ImapSession, ImapStream, connect};
 pub use poller::{Poller, PollerContext};
 
 use crate::config::ImapAccountConfig;
@@ -47,6 +47,8 @@ pub struct FolderStatus {
     pub account: String,
     pub folder: String,
     pub state: PollState,
+    /// How it logs in: `password`, or `OAuth 2.0 (mechanism, grant)`.
+    pub login: String,
     pub uidvalidity: Option<u32>,
     pub last_uid: Option<u32>,
     pub messages_stored: u64,
@@ -77,6 +79,7 @@ impl StatusBoard {
                 account: account.to_string(),
                 folder: folder.to_string(),
                 state: PollState::Connecting,
+                login: String::new(),
                 uidvalidity: None,
                 last_uid: None,
                 messages_stored: 0,
@@ -109,6 +112,7 @@ pub fn spawn_all(
                 board: shared.board.clone(),
                 auth: shared.auth.clone(),
                 holder: holder.clone(),
+                tokens: shared.tokens.get(&account.name).cloned(),
             };
             let name = format!("imap:{}/{}", account.name, folder);
             let stop = shutdown.clone();
@@ -130,4 +134,6 @@ pub struct Shared {
     pub board: StatusBoard,
     /// Verifies DKIM signatures of polled mail.
     pub auth: Option<Arc<crate::auth::Authenticator>>,
+    /// Access tokens of the `auth = "oauth2"` accounts, by account name.
+    pub tokens: BTreeMap<String, Arc<crate::oauth::TokenSource>>,
 }

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{ImapSession, connect};
+use super::conn::{ConnectError, Credential, ImapSession, connect};
 use super::{PollState, StatusBoard};
 use crate::config::{AfterStore, ImapAccountConfig};
 use crate::domain::{Envelope, ImapCursor, ImapMailbox, InboundMessage, Source, sha256_hex};
@@ -45,6 +45,8 @@ pub struct PollerContext {
     pub auth: Option<Arc<crate::auth::Authenticator>>,
     /// Identifies this process in the lease table.
     pub holder: String,
+    /// Access tokens, for an account with `auth = "oauth2"`.
+    pub tokens: Option<Arc<crate::oauth::TokenSource>>,
 }
 
 pub struct Poller {
@@ -62,6 +64,8 @@ enum PollError {
     Store(#[from] crate::store::StoreError),
     #[error("intake: {0}")]
     Intake(#[from] crate::ingest::IntakeError),
+    #[error("OAuth: {0}")]
+    OAuth(#[from] crate::oauth::OAuthError),
     #[error("the lease was taken over by another process")]
     LeaseLost,
     #[error("{0}")]
@@ -130,10 +134,40 @@ impl Poller {
     ) -> Result<(), PollError> {
         let account = &self.ctx.account;
         self.set_state(PollState::Connecting);
-        let password = account
-            .resolve_password()
-            .map_err(|e| PollError::Server(e.to_string()))?;
-        let mut session = connect(account, password.expose()).await?;
+        let login = match &self.ctx.tokens {
+            Some(tokens) => {
+                let o = tokens.settings();
+                let grant = match o.grant {
+                    crate::config::OAuthGrant::ClientCredentials => "client credentials",
+                    crate::config::OAuthGrant::RefreshToken => "refresh token",
+                };
+                format!("OAuth 2.0 ({}, {grant})", o.mechanism.name())
+            }
+            None => "password".to_string(),
+        };
+        self.ctx
+            .board
+            .update(&account.name, &self.ctx.folder, |s| s.login = login);
+        let credential = match &self.ctx.tokens {
+            Some(tokens) => {
+                Credential::Token(tokens.settings().mechanism, tokens.access_token().await?)
+            }
+            None => Credential::Password(
+                account
+                    .resolve_password()
+                    .map_err(|e| PollError::Server(e.to_string()))?,
+            ),
+        };
+        let mut session = match connect(account, &credential).await {
+            Ok(session) => session,
+            Err(err) => {
+                if let (ConnectError::Token(_), Some(tokens)) = (&err, &self.ctx.tokens) {
+                    // Perhaps revoked early: the next attempt asks for a new one.
+                    tokens.forget().await;
+                }
+                return Err(err.into());
+            }
+        };
         let mailbox = session.select(&self.ctx.folder).await?;
         let capabilities = session.capabilities().await?;
         let can_idle = capabilities.has_str("IDLE");

@@ -42,7 +42,12 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(settings: &Settings, key: ReplyKey, dkim: Option<dkim::Dkim>) -> Self {
+    pub fn new(
+        settings: &Settings,
+        key: ReplyKey,
+        dkim: Option<dkim::Dkim>,
+        tokens: Option<Arc<crate::oauth::TokenSource>>,
+    ) -> Self {
         let domain = match settings.outbound.domain.trim() {
             "" => settings.smtp.hostname.clone(),
             d => d.to_string(),
@@ -59,6 +64,7 @@ impl Outbound {
                     settings.outbound.clone(),
                     settings.smtp.hostname.clone(),
                     dkim.clone(),
+                    tokens,
                 )
             }),
             dkim,

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
+use mail_send::{Credentials, SmtpClientBuilder};
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{OutboundSettings, RelayTls};
+use crate::config::{OutboundSettings, RelayTls, SaslMechanism};
 use crate::store::{DeliveryResult, OutboxItem, Store, now_ms};
 
 /// Longest wait between looks at the outbox (also picks up replies whose
@@ -45,6 +45,8 @@ pub struct Relay {
     tls: Result<TlsConnector, String>,
     /// Signs every message handed over.
     dkim: Option<super::dkim::Dkim>,
+    /// Access tokens, with `auth = "oauth2"`.
+    tokens: Option<Arc<crate::oauth::TokenSource>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -57,7 +59,12 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    pub fn new(settings: OutboundSettings, helo: String, dkim: Option<super::dkim::Dkim>) -> Self {
+    pub fn new(
+        settings: OutboundSettings,
+        helo: String,
+        dkim: Option<super::dkim::Dkim>,
+        tokens: Option<Arc<crate::oauth::TokenSource>>,
+    ) -> Self {
         let tls = crate::tls::client_config(None)
             .map(|config| TlsConnector::from(Arc::new(config)))
             .map_err(|e| format!("TLS setup: {e}"));
@@ -66,6 +73,7 @@ impl Relay {
             helo,
             tls,
             dkim,
+            tokens,
         }
     }
 
@@ -102,10 +110,11 @@ impl Sender {
         helo: String,
         wake: Arc<Notify>,
         dkim: Option<super::dkim::Dkim>,
+        tokens: Option<Arc<crate::oauth::TokenSource>>,
     ) -> Self {
         Self {
             store,
-            relay: Relay::new(settings.clone(), helo, dkim),
+            relay: Relay::new(settings.clone(), helo, dkim, tokens),
             settings,
             wake,
         }
@@ -205,8 +214,26 @@ impl Relay {
                 .implicit_tls(s.tls == RelayTls::Implicit)
                 .helo_host(self.helo.clone())
                 .timeout(Duration::from_secs(s.timeout_secs));
-        if !s.username.is_empty() {
-            builder = builder.credentials((s.username.clone(), s.password.expose().to_string()));
+        match &self.tokens {
+            Some(tokens) => {
+                let token = match tokens.access_token().await {
+                    Ok(token) => token,
+                    Err(e) => return Attempt::Transient(format!("OAuth: {e}")),
+                };
+                builder = builder.credentials(match tokens.settings().mechanism {
+                    SaslMechanism::Xoauth2 => Credentials::new_xoauth2(s.username.clone(), token),
+                    SaslMechanism::Oauthbearer => Credentials::new_oauth(
+                        crate::oauth::sasl::oauthbearer(&s.username, &s.host, s.port, &token),
+                    ),
+                });
+            }
+            None if !s.username.is_empty() => {
+                builder = builder.credentials(Credentials::new(
+                    s.username.clone(),
+                    s.password.expose().to_string(),
+                ));
+            }
+            None => {}
         }
         let signed;
         let raw = match &self.dkim {
@@ -244,6 +271,13 @@ impl Relay {
                 Attempt::Permanent(describe(&reply))
             }
             Err(mail_send::Error::UnexpectedReply(reply)) => Attempt::Transient(describe(&reply)),
+            Err(e @ mail_send::Error::AuthenticationFailed(_)) => {
+                if let Some(tokens) = &self.tokens {
+                    // Perhaps revoked early: the next attempt asks for a new one.
+                    tokens.forget().await;
+                }
+                Attempt::Transient(format!("relay login: {e}"))
+            }
             Err(e) => Attempt::Transient(e.to_string()),
         }
     }

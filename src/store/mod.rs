@@ -11,6 +11,7 @@ mod behind;
 pub(crate) mod conversations;
 pub(crate) mod lifecycle;
 pub(crate) mod merge;
+pub(crate) mod oauth;
 mod postgres;
 pub(crate) mod search;
 pub(crate) mod sessions;
@@ -32,6 +33,7 @@ use crate::domain::InboundMessage;
 pub use conversations::{ConversationStore, MessageHtml, StoredAttachment};
 pub use lifecycle::{Erasure, LifecycleStore, RawRemoval};
 pub use merge::{MergeStore, Moved, RecordLink};
+pub use oauth::OAuthStore;
 pub use postgres::PgStore;
 pub use search::{Hit, SearchStore};
 pub use sessions::{NewSession, SessionStore, SessionUser};
@@ -142,6 +144,7 @@ pub trait Store:
     + LifecycleStore
     + MergeStore
     + SearchStore
+    + OAuthStore
 {
     /// Runs the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     async fn migrate(&self) -> StoreResult<()>;

@@ -13,6 +13,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::conversations::sql_conversation_store;
 use super::lifecycle::sql_lifecycle_store;
 use super::merge::sql_merge_store;
+use super::oauth::sql_oauth_store;
 use super::search::sql_search_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
@@ -80,6 +81,7 @@ sql_store!(
 );
 sql_team_store!(PgStore, Postgres);
 sql_session_store!(PgStore, Postgres);
+sql_oauth_store!(PgStore, Postgres);
 sql_webhook_store!(PgStore, Postgres);
 sql_conversation_store!(PgStore, Postgres);
 sql_lifecycle_store!(PgStore, Postgres);

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::conversations::sql_conversation_store;
 use super::lifecycle::sql_lifecycle_store;
 use super::merge::sql_merge_store;
+use super::oauth::sql_oauth_store;
 use super::search::sql_search_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
@@ -199,6 +200,7 @@ sql_store!(
 );
 sql_team_store!(SqliteStore, Sqlite);
 sql_session_store!(SqliteStore, Sqlite);
+sql_oauth_store!(SqliteStore, Sqlite);
 sql_webhook_store!(SqliteStore, Sqlite);
 sql_conversation_store!(SqliteStore, Sqlite);
 sql_lifecycle_store!(SqliteStore, Sqlite);

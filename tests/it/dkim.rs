@@ -4,12 +4,10 @@
 
 use emailin::config::{ResolverKind, StaticTxtRecord};
 use emailin::outbound::dkim::Dkim;
-use reqwest::Method;
-use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, spawn_app_with};
 use crate::on_both_backends;
-use crate::replies::{eventually, spawn_relay, spawn_sender_with};
+use crate::replies::{spawn_relay, spawn_sender_with};
 
 on_both_backends!(replies_are_signed_with_rsa_and_ed25519_keys_a_receiver_verifies);
 
@@ -72,35 +70,11 @@ async fn sender(backend: Backend, relay: &TestApp, key: &std::path::Path) -> Tes
 
 /// Sends a reply from a new record; the receiver's verdict on it.
 async fn verdict(app: &TestApp, relay: &TestApp) -> String {
-    app.post(
-        CUSTOMER,
-        "sales@localhost",
-        "Quote",
-        "q1@customer.example",
-        &[],
-    )
-    .await;
-    let record = &app.records("Sales").await[0];
-    let (status, body) = app
-        .send_json(
-            Method::POST,
-            &format!(
-                "/api/v1/records/{}/replies",
-                record["id"].as_str().expect("id")
-            ),
-            &app.admin_token,
-            json!({"text": "Here is the quote.\n\nBest,\nBob"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    eventually("the reply at the receiver", || async {
-        relay
-            .inbound(None)
-            .await
-            .into_iter()
-            .find_map(|r| r["auth_results"].as_str().map(str::to_string))
-    })
-    .await
+    let received = crate::replies::reply_from_a_new_record(app, relay, CUSTOMER).await;
+    received["auth_results"]
+        .as_str()
+        .expect("the receiver checked the reply")
+        .to_string()
 }
 
 async fn replies_are_signed_with_rsa_and_ed25519_keys_a_receiver_verifies(backend: Backend) {

@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use emailin::config::{ImapAccountConfig, ImapTls, Secret, Settings};
+use emailin::config::{ImapAccountConfig, ImapTls, LoginMethod, Secret, Settings};
 use std::path::PathBuf;
 
 use tokio::process::{Child, Command};
@@ -16,7 +16,22 @@ pub struct Dovecot {
     pub port: u16,
     /// Implicit-TLS port, when started with TLS.
     pub tls_port: Option<u16>,
+    /// Submission (SMTP) port, when started with a relay for it.
+    pub submission_port: Option<u16>,
     child: Option<Child>,
+}
+
+/// What a test's Dovecot serves besides plain IMAP with passwords.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// IMAPS and STARTTLS with a certificate of the test's own CA.
+    pub tls: bool,
+    /// XOAUTH2 and OAUTHBEARER, checking tokens at this RFC 7662
+    /// introspection URL (the `username` it answers must be the user's).
+    pub oauth_introspection: Option<String>,
+    /// A submission service that relays what it takes to this SMTP port
+    /// on 127.0.0.1 (AUTH required, as at a provider).
+    pub submission_relay: Option<u16>,
 }
 
 pub const USER: &str = "support";
@@ -32,6 +47,16 @@ impl Dovecot {
     /// With `tls`, also serves IMAPS and STARTTLS with a certificate for
     /// 127.0.0.1 signed by a CA of the test's own (`ca.pem` in its folder).
     pub async fn start_with(tls: bool) -> Option<Self> {
+        Self::start_options(Options {
+            tls,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Starts Dovecot with `options`, or `None` where it is not installed.
+    pub async fn start_options(options: Options) -> Option<Self> {
+        let tls = options.tls;
         let binary = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
@@ -59,6 +84,38 @@ impl Dovecot {
             .expect("passwd");
         let port = free_port();
         let tls_port = tls.then(free_port);
+        let submission_port = options.submission_relay.map(|_| free_port());
+        let mut mechanisms = "plain login".to_string();
+        let mut extra = String::new();
+        let mut protocols = "imap".to_string();
+        if let Some(url) = &options.oauth_introspection {
+            mechanisms.push_str(" xoauth2 oauthbearer");
+            std::fs::write(
+                root.join("oauth2.conf"),
+                format!(
+                    "introspection_mode = post\nintrospection_url = {url}\nusername_attribute = username\n\
+active_attribute = active\nactive_value = true\nforce_introspection = yes\n"
+                ),
+            )
+            .expect("oauth2 conf");
+            extra.push_str(&format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/oauth2.conf\n}}\n",
+                root.display()
+            ));
+        }
+        if let (Some(relay), Some(sub)) = (options.submission_relay, submission_port) {
+            assert!(
+                std::path::Path::new("/usr/lib/dovecot/submission").exists()
+                    || std::env::var("CI").map_or(true, |v| v != "true"),
+                "Dovecot's submission service must be installed in CI (apt-get install -y dovecot-submissiond)"
+            );
+            protocols.push_str(" submission");
+            extra.push_str(&format!(
+                "hostname = submission.test\nsubmission_relay_host = 127.0.0.1\nsubmission_relay_port = {relay}\n\
+submission_relay_ssl = no\nsubmission_relay_trusted = no\n\
+service submission-login {{\n  inet_listener submission {{\n    port = {sub}\n  }}\n}}\n"
+            ));
+        }
         let ssl = match tls_port {
             Some(_) => {
                 make_certificates(root).await;
@@ -70,8 +127,8 @@ impl Dovecot {
             None => "ssl = no\n".to_string(),
         };
         let conf = format!(
-            "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\nprotocols = imap\n\
-listen = 127.0.0.1\n{ssl}disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+            "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\nprotocols = {protocols}\n\
+listen = 127.0.0.1\n{ssl}disable_plaintext_auth = no\nauth_mechanisms = {mechanisms}\n{extra}\
 mail_location = maildir:{r}/mail/%u\ndefault_internal_user = dovecot\ndefault_login_user = dovenull\n\
 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {r}/passwd\n}}\n\
 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={r}/mail/%u\n}}\n\
@@ -85,6 +142,7 @@ service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix
             dir,
             port,
             tls_port,
+            submission_port,
             child: None,
         };
         d.spawn(binary).await;
@@ -150,6 +208,8 @@ service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix
             port: Some(self.port),
             tls: ImapTls::None,
             username: USER.into(),
+            auth: LoginMethod::Password,
+            oauth2: None,
             password: Secret::new(PASSWORD),
             password_env: None,
             password_file: None,
@@ -166,9 +226,12 @@ service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix
     /// A logged-in client session (the same async-imap client the poller uses).
     pub async fn client(&self) -> emailin::imap::ImapSession {
         let account = self.account("client", "INBOX", "service@localhost");
-        emailin::imap::connect(&account, PASSWORD)
-            .await
-            .expect("IMAP login")
+        emailin::imap::connect(
+            &account,
+            &emailin::imap::Credential::Password(Secret::new(PASSWORD)),
+        )
+        .await
+        .expect("IMAP login")
     }
 
     /// Appends messages to `folder` (created if needed) with optional flags.
@@ -281,7 +344,7 @@ async fn run(cmd: &str, args: &[&str]) {
     assert!(status.success(), "{cmd} {args:?} failed");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -290,13 +353,13 @@ fn free_port() -> u16 {
 }
 
 /// Settings for a service polling `account`; Service also answers for support@acme.example.
-fn with_account(s: &mut Settings, account: ImapAccountConfig) {
+pub fn with_account(s: &mut Settings, account: ImapAccountConfig) {
     s.aliases[1].also = vec!["support@acme.example".into()];
     s.imap = vec![account];
 }
 
 /// Waits until `n` inbound rows exist and none is pending.
-async fn wait_for(app: &TestApp, n: usize, within: Duration) -> Vec<serde_json::Value> {
+pub async fn wait_for(app: &TestApp, n: usize, within: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + within;
     loop {
         let rows = app.inbound(None).await;
@@ -312,7 +375,7 @@ async fn wait_for(app: &TestApp, n: usize, within: Duration) -> Vec<serde_json::
     }
 }
 
-fn msg(i: usize, subject: &str) -> Vec<u8> {
+pub fn msg(i: usize, subject: &str) -> Vec<u8> {
     mail(
         &format!("Customer {i} <customer{i}@example.com>"),
         "support@acme.example",

@@ -17,6 +17,7 @@ mod machine_mail;
 mod mail_not_lost;
 mod merge;
 mod migrations;
+mod oauth;
 mod records;
 mod replies;
 mod reply_text;

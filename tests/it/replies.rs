@@ -81,6 +81,31 @@ pub async fn spawn_sender_with(
     .await
 }
 
+/// `customer` writes to Sales on `app`, and the record replies: the
+/// inbound row of that reply at `relay`, the service that received it.
+pub async fn reply_from_a_new_record(app: &TestApp, relay: &TestApp, customer: &str) -> Value {
+    app.post(
+        customer,
+        "sales@localhost",
+        "Quote",
+        "q1@customer.example",
+        &[],
+    )
+    .await;
+    let record = &app.records("Sales").await[0];
+    let (status, body) = reply(
+        app,
+        record,
+        json!({"text": "Here is the quote.\n\nBest,\nBob"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the reply at the receiver", || async {
+        relay.inbound(None).await.into_iter().next()
+    })
+    .await
+}
+
 /// A customer's first message to the Service alias; returns its record.
 async fn customer_writes(app: &TestApp, subject: &str, message_id: &str) -> Value {
     app.post(

@@ -102,11 +102,12 @@ pub(super) async fn inbound_page(
         @if !mailboxes.is_empty() {
             h2 { "Polled mailboxes (IMAP)" }
             table.list {
-                thead { tr { th { "Mailbox" } th { "State" } th { "Last UID" } th { "Stored" } th { "Last error" } th { "Updated" } } }
+                thead { tr { th { "Mailbox" } th { "Sign-in" } th { "State" } th { "Last UID" } th { "Stored" } th { "Last error" } th { "Updated" } } }
                 tbody {
                     @for m in &mailboxes {
                         tr {
                             td.mono { (m.account) "/" (m.folder) }
+                            td { (m.login) }
                             td { (serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
                             td { (m.last_uid.map(|u| u.to_string()).unwrap_or_default()) }
                             td { (m.messages_stored) }

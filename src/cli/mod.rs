@@ -20,6 +20,8 @@ use crate::domain::{Envelope, InboundMessage, Source};
 use crate::ingest::{Intake, Policy, Processor, mbox};
 use crate::store::{Role, Store};
 
+pub mod mail_accounts;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "emailin",
@@ -68,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// OAuth 2.0 sign-in for `auth = "oauth2"` accounts.
+    Oauth {
+        #[command(subcommand)]
+        command: OAuthCommand,
+    },
     /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
     Ingest {
         /// Files: one message each, or mbox files with many.
@@ -76,6 +83,17 @@ pub enum Command {
         /// The alias they are delivered to.
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OAuthCommand {
+    /// Sign in once with the device code flow (prints a URL and a code) and
+    /// keep the refresh token, sealed, in the database.
+    Login {
+        /// An `[[imap]]` account's name, or `outbound` for the relay.
+        #[arg(long)]
+        account: String,
     },
 }
 
@@ -169,6 +187,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_counts(store.as_ref()).await
         }
         Command::Token { command } => token(&settings, command).await,
+        Command::Oauth {
+            command: OAuthCommand::Login { account },
+        } => {
+            let store = open_store(&settings).await?;
+            mail_accounts::oauth_login(&settings, store, &account, &mut std::io::stdout()).await
+        }
         Command::User { command } => {
             let store = open_store(&settings).await?;
             let base = settings.http.public_url.trim().trim_end_matches('/');

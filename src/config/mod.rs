@@ -14,10 +14,13 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::EmailAddress;
+
+mod oauth;
 pub use crate::domain::{AliasConfig, AuthPolicy, PipelineConfig, ReopenRuleConfig, StageConfig};
+pub use oauth::{LoginMethod, OAuth2Settings, OAuthGrant, OAuthSettings, SaslMechanism};
 
 /// The defaults, documented key by key.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +52,9 @@ pub struct Settings {
     /// addresses, or domains (with their subdomains).
     #[serde(default)]
     pub blocked_senders: Vec<String>,
+    /// The key refresh tokens are sealed with (`auth = "oauth2"` accounts).
+    #[serde(default)]
+    pub oauth: OAuthSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +211,12 @@ pub struct OutboundSettings {
     pub tls: RelayTls,
     pub username: String,
     pub password: Secret,
+    /// `password` (AUTH with username and password) or `oauth2` (the
+    /// username with a token from `[outbound.oauth2]`).
+    #[serde(default)]
+    pub auth: LoginMethod,
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Settings>,
     /// Domain of reply Message-IDs; empty: `smtp.hostname`.
     pub domain: String,
     /// The sender of the service's own mail (invitations); empty:
@@ -342,6 +354,11 @@ pub struct ImapAccountConfig {
     #[serde(default = "implicit")]
     pub tls: ImapTls,
     pub username: String,
+    /// `password` or `oauth2` (a token from `[imap.oauth2]`).
+    #[serde(default)]
+    pub auth: LoginMethod,
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Settings>,
     #[serde(default)]
     pub password: Secret,
     /// Environment variable holding the password.
@@ -427,23 +444,37 @@ impl ImapAccountConfig {
     /// # Errors
     /// The variable is unset or the file unreadable.
     pub fn resolve_password(&self) -> Result<Secret, ConfigError> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var).map(Secret).map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "imap {:?}: environment variable {var} is not set",
-                    self.name
-                ))
-            });
-        }
-        if let Some(file) = &self.password_file {
-            return std::fs::read_to_string(file)
-                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| {
-                    ConfigError::Invalid(format!("imap {:?}: {}: {e}", self.name, file.display()))
-                });
-        }
-        Ok(self.password.clone())
+        resolve_secret(
+            &format!("imap {:?}", self.name),
+            &self.password,
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
     }
+}
+
+/// A secret given directly, in an environment variable, or in a file
+/// (trailing newline ignored); `owner` names the setting in errors.
+///
+/// # Errors
+/// The variable is unset or the file unreadable.
+pub fn resolve_secret(
+    owner: &str,
+    value: &Secret,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Secret, ConfigError> {
+    if let Some(var) = env {
+        return std::env::var(var).map(Secret).map_err(|_| {
+            ConfigError::Invalid(format!("{owner}: environment variable {var} is not set"))
+        });
+    }
+    if let Some(file) = file {
+        return std::fs::read_to_string(file)
+            .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| ConfigError::Invalid(format!("{owner}: {}: {e}", file.display())));
+    }
+    Ok(value.clone())
 }
 
 /// A configuration that cannot be used, with the key or item it concerns.
@@ -569,6 +600,21 @@ impl Settings {
                 "outbound: max_attempts, retry_initial_secs and timeout_secs must be > 0".into(),
             );
         }
+        let key_set = self.oauth.key_set();
+        match (out.auth, &out.oauth2) {
+            (LoginMethod::Oauth2, None) => {
+                return invalid("outbound: auth = \"oauth2\" needs [outbound.oauth2]".into());
+            }
+            (LoginMethod::Oauth2, Some(o)) => {
+                if out.username.trim().is_empty() {
+                    return invalid(
+                        "outbound: auth = \"oauth2\" needs the mailbox as username".into(),
+                    );
+                }
+                o.check("outbound", key_set)?;
+            }
+            (LoginMethod::Password, _) => {}
+        }
         if !out.domain.is_empty() && EmailAddress::parse(&format!("x@{}", out.domain)).is_err() {
             return invalid(format!("outbound: domain {:?} is not a domain", out.domain));
         }
@@ -640,7 +686,20 @@ impl Settings {
                 account.password_env.is_some(),
                 account.password_file.is_some(),
             ];
-            if sources.iter().filter(|s| **s).count() != 1 {
+            let count = sources.iter().filter(|s| **s).count();
+            if account.auth == LoginMethod::Oauth2 {
+                let Some(o) = &account.oauth2 else {
+                    return invalid(format!(
+                        "imap {name:?}: auth = \"oauth2\" needs [imap.oauth2] (after its [[imap]])"
+                    ));
+                };
+                o.check(&format!("imap {name:?}"), key_set)?;
+                if count != 0 {
+                    return invalid(format!(
+                        "imap {name:?}: auth = \"oauth2\" takes no password"
+                    ));
+                }
+            } else if count != 1 {
                 return invalid(format!(
                     "imap {name:?}: set exactly one of password, password_env, password_file"
                 ));
@@ -746,6 +805,43 @@ mod tests {
         )))
         .extract()
         .expect("account")
+    }
+
+    #[test]
+    fn oauth2_accounts_are_checked_for_what_their_grant_needs() {
+        let cc = "auth = \"oauth2\"\n[oauth2]\ngrant = \"client_credentials\"\n\
+token_url = \"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token\"\ntenant = \"contoso\"\n\
+client_id = \"c\"\nscopes = [\"https://outlook.office365.com/.default\"]\n";
+        let check = |extra: &str, key: &str| {
+            let mut s = Settings::defaults().expect("defaults");
+            s.imap = vec![toml_account(extra)];
+            s.oauth.key = Secret::new(key);
+            s.validate().map_err(|e| e.to_string())
+        };
+        let err = check(cc, "").unwrap_err();
+        assert!(err.contains("needs a client secret"), "{err}");
+        check(&format!("{cc}client_secret = \"s\"\n"), "").expect("valid");
+        let account = toml_account(&format!("{cc}client_secret = \"s\"\n"));
+        assert_eq!(
+            account.oauth2.unwrap().token_endpoint(),
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
+        );
+
+        let rt = cc.replace("client_credentials", "refresh_token");
+        let err = check(&rt, "").unwrap_err();
+        assert!(err.contains("set [oauth] key"), "{err}");
+        check(&rt, "k").expect("valid with a key");
+        let err = check(&format!("password = \"p\"\n{rt}"), "k").unwrap_err();
+        assert!(err.contains("takes no password"), "{err}");
+        let err = check("auth = \"oauth2\"\n", "k").unwrap_err();
+        assert!(err.contains("needs [imap.oauth2]"), "{err}");
+        let err = check(&rt.replace("https://login", "http://login"), "k").unwrap_err();
+        assert!(err.contains("must be https://"), "{err}");
+
+        let mut s = Settings::defaults().expect("defaults");
+        s.oauth.key = Secret::new("c2hvcnQ=");
+        let err = s.oauth.resolve_key().unwrap_err().to_string();
+        assert!(err.contains("must be 32 bytes"), "{err}");
     }
 
     #[test]
