@@ -459,6 +459,16 @@ async fn expired_consent_a_wrong_scope_and_a_refused_token_are_named_in_the_stat
     app.stop().await;
 }
 
+/// The service, replying through a submission server on `port` with `o`.
+async fn sender(port: u16, o: OAuth2Settings) -> TestApp {
+    spawn_sender_with(Backend::Sqlite, port, move |s| {
+        s.outbound.username = USER.into();
+        s.outbound.auth = LoginMethod::Oauth2;
+        s.outbound.oauth2 = Some(o);
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
 async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens() {
@@ -471,12 +481,49 @@ async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens
         return;
     };
     let submission = dovecot.submission_port.expect("submission port");
-    let o = oauth2(&base, OAuthGrant::ClientCredentials, SaslMechanism::Xoauth2);
-    let app = spawn_sender_with(Backend::Sqlite, submission, move |s| {
-        s.outbound.username = USER.into();
-        s.outbound.auth = LoginMethod::Oauth2;
-        s.outbound.oauth2 = Some(o);
+    // A client secret the provider refuses: the reply waits, saying why.
+    let mut bad = oauth2(&base, OAuthGrant::ClientCredentials, SaslMechanism::Xoauth2);
+    bad.client_secret = Secret::new("expired-secret");
+    let app = sender(submission, bad).await;
+    app.post(
+        customer,
+        "sales@localhost",
+        "Order",
+        "o1@customer.example",
+        &[],
+    )
+    .await;
+    let record = app.records("Sales").await.remove(0);
+    let (status, queued) = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/records/{}/replies",
+                record["id"].as_str().expect("id")
+            ),
+            &app.admin_token,
+            json!({"text": "On its way."}),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let message_id = queued["message_id"].as_str().expect("id").to_string();
+    let waiting = eventually("a failed attempt", || async {
+        let d = crate::replies::delivery(&app, &record, &message_id).await;
+        d["last_reply"].is_string().then_some(d)
     })
+    .await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    let said = waiting["last_reply"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("invalid_client") && said.contains("AADSTS7000215"),
+        "{said}"
+    );
+    app.stop().await;
+
+    let app = sender(
+        submission,
+        oauth2(&base, OAuthGrant::ClientCredentials, SaslMechanism::Xoauth2),
+    )
     .await;
     let received = crate::replies::reply_from_a_new_record(&app, &receiver, customer).await;
     assert_eq!(

@@ -134,7 +134,7 @@ async fn reply(app: &TestApp, record: &Value, body: Value) -> (u16, Value) {
 }
 
 /// The delivery state of the reply with `message_id` on the record.
-async fn delivery(app: &TestApp, record: &Value, message_id: &str) -> Value {
+pub async fn delivery(app: &TestApp, record: &Value, message_id: &str) -> Value {
     let detail = app.record(record["id"].as_str().expect("id")).await;
     messages(&detail)
         .into_iter()
