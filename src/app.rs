@@ -179,7 +179,7 @@ impl App {
             intake,
             directory: self.directory.clone(),
             blocked: self.policy.blocked.clone(),
-            auth,
+            auth: auth.clone(),
         });
         let smtp_task = supervisor.vital(
             "smtp",
@@ -192,6 +192,7 @@ impl App {
             self.policy.reply_key.clone(),
             self.dkim.clone(),
             self.tokens.outbound.clone(),
+            auth.clone(),
         ));
         let sender_stop = CancellationToken::new();
         let sender_task = outbound.enabled.then(|| {
@@ -202,7 +203,8 @@ impl App {
                 Arc::clone(&outbound.wake),
                 self.dkim.clone(),
                 self.tokens.outbound.clone(),
-            );
+            )
+            .checking_domains(Arc::clone(&outbound.domains));
             let stop = sender_stop.clone();
             supervisor.restartable("outbox", sender_stop.clone(), move || {
                 sender.clone().run(stop.clone())

@@ -33,7 +33,10 @@ use mail_auth::{
 };
 
 use crate::config::{AuthSettings, ResolverKind};
+
+pub mod domain;
 use crate::domain::Cidr;
+pub use domain::{Check, CheckStatus, DomainReport, Sending};
 
 /// Entries one cache keeps before it starts over.
 const CACHE_CAPACITY: usize = 10_000;
@@ -96,6 +99,8 @@ pub struct Authenticator {
     txt: MapCache<Box<str>, Txt>,
     /// Static answers never expire and never leave the cache.
     statics: HashMap<Box<str>, Txt>,
+    /// The same answers as text, for the sending-domain checks.
+    static_raw: HashMap<Box<str>, String>,
     /// Only static answers exist (`resolver = "static"`).
     static_only: bool,
     mx: MapCache<Box<str>, RecordSet<MX>>,
@@ -185,10 +190,16 @@ impl Authenticator {
             .iter()
             .map(|r| (fqdn(&r.name), parse_txt(&r.name, &r.value)))
             .collect();
+        let static_raw = settings
+            .static_records
+            .iter()
+            .map(|r| (fqdn(&r.name), r.value.clone()))
+            .collect();
         Ok(Self {
             resolver,
             txt: MapCache::new(),
             statics,
+            static_raw,
             static_only: settings.resolver == ResolverKind::Static,
             mx: MapCache::new(),
             ipv4: MapCache::new(),

@@ -1,4 +1,5 @@
-//! Commands about the mail accounts the service uses: OAuth 2.0 sign-in.
+//! Commands about the mail accounts and domains the service uses: OAuth
+//! 2.0 sign-in, the sending-domain check.
 
 use std::sync::Arc;
 
@@ -37,4 +38,58 @@ pub async fn oauth_login(
     crate::oauth::device::login(source, out)
         .await
         .with_context(|| format!("oauth login for {account:?}"))
+}
+
+/// `emailin check-domain DOMAIN`: each check with what to publish.
+///
+/// # Errors
+/// No resolver or an unreadable DKIM key; the domain is not verified.
+pub async fn check_domain(
+    settings: &Settings,
+    domain: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let auth = crate::auth::Authenticator::new(&settings.auth, &settings.smtp.hostname)
+        .map_err(anyhow::Error::msg)?;
+    let dkim = crate::outbound::dkim::Dkim::load(&settings.outbound).map_err(anyhow::Error::msg)?;
+    let checks = crate::outbound::domains::DomainChecks::new(
+        &settings.outbound,
+        Some(Arc::new(auth)),
+        dkim.as_ref(),
+    );
+    let Some(report) = checks.check(domain).await else {
+        anyhow::bail!("no resolver to check with");
+    };
+    let relay = match settings.outbound.host.trim() {
+        "" => "no relay".to_string(),
+        host => format!("relay {host}"),
+    };
+    let key = dkim.as_ref().map_or("no DKIM key".to_string(), |d| {
+        format!("DKIM {}", d.record_name())
+    });
+    writeln!(out, "{} ({relay}, {key})", report.domain)?;
+    for (name, check) in [
+        ("SPF", &report.spf),
+        ("DKIM", &report.dkim),
+        ("DMARC", &report.dmarc),
+    ] {
+        let word = match check.status {
+            crate::auth::CheckStatus::Pass => "pass",
+            crate::auth::CheckStatus::Fail => "FAIL",
+            crate::auth::CheckStatus::Unknown => "unknown",
+        };
+        writeln!(out, "  {name:<6} {word:<8} {}", check.detail)?;
+        if let Some(publish) = &check.publish {
+            writeln!(out, "  {:<6} {:<8} publish: {publish}", "", "")?;
+        }
+    }
+    if report.verified() {
+        writeln!(out, "{} is verified", report.domain)?;
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} is not verified: mail from it may be marked as spam",
+            report.domain
+        )
+    }
 }

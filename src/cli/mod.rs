@@ -75,6 +75,9 @@ pub enum Command {
         #[command(subcommand)]
         command: OAuthCommand,
     },
+    /// Check a sending domain: SPF lets the relay send, the DKIM key is
+    /// published, DMARC aligns; prints what to publish. Exits 1 when not verified.
+    CheckDomain { domain: String },
     /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
     Ingest {
         /// Files: one message each, or mbox files with many.
@@ -187,6 +190,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_counts(store.as_ref()).await
         }
         Command::Token { command } => token(&settings, command).await,
+        Command::CheckDomain { domain } => {
+            mail_accounts::check_domain(&settings, &domain, &mut std::io::stdout()).await
+        }
         Command::Oauth {
             command: OAuthCommand::Login { account },
         } => {

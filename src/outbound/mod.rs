@@ -7,6 +7,7 @@
 
 pub mod compose;
 pub mod dkim;
+pub mod domains;
 pub mod forward;
 pub mod notify;
 pub mod sender;
@@ -39,6 +40,8 @@ pub struct Outbound {
     pub system_from: String,
     /// The DKIM key everything sent is signed with.
     pub dkim: Option<dkim::Dkim>,
+    /// SPF, DKIM and DMARC reports of the domains mail is sent from.
+    pub domains: Arc<domains::DomainChecks>,
 }
 
 impl Outbound {
@@ -47,6 +50,7 @@ impl Outbound {
         key: ReplyKey,
         dkim: Option<dkim::Dkim>,
         tokens: Option<Arc<crate::oauth::TokenSource>>,
+        auth: Option<Arc<crate::auth::Authenticator>>,
     ) -> Self {
         let domain = match settings.outbound.domain.trim() {
             "" => settings.smtp.hostname.clone(),
@@ -57,8 +61,14 @@ impl Outbound {
             "" => format!("emailin@{domain}"),
             from => from.to_string(),
         };
+        let domains = Arc::new(domains::DomainChecks::new(
+            &settings.outbound,
+            auth,
+            dkim.as_ref(),
+        ));
         Self {
             enabled,
+            domains,
             relay: enabled.then(|| {
                 sender::Relay::new(
                     settings.outbound.clone(),

@@ -34,6 +34,8 @@ pub struct Sender {
     settings: OutboundSettings,
     wake: Arc<Notify>,
     relay: Relay,
+    /// Checks each sending domain before its first mail.
+    domains: Option<Arc<super::domains::DomainChecks>>,
 }
 
 /// The configured relay: one SMTP transaction per message.
@@ -117,7 +119,15 @@ impl Sender {
             relay: Relay::new(settings.clone(), helo, dkim, tokens),
             settings,
             wake,
+            domains: None,
         }
+    }
+
+    /// Checks each domain mail is sent from before its first mail goes out.
+    #[must_use]
+    pub fn checking_domains(mut self, domains: Arc<super::domains::DomainChecks>) -> Self {
+        self.domains = Some(domains);
+        self
     }
 
     /// Delivers due replies until `stop` fires.
@@ -165,6 +175,10 @@ impl Sender {
 
     /// One attempt, turned into what the outbox records.
     async fn deliver(&self, item: &OutboxItem) -> DeliveryResult {
+        if let (Some(domains), Some((_, domain))) = (&self.domains, item.mail_from.rsplit_once('@'))
+        {
+            domains.check_once(domain).await;
+        }
         // A panic in the SMTP client must not end the sender: it is one failed attempt.
         let attempt = AssertUnwindSafe(self.relay.attempt(
             &item.mail_from,

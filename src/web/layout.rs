@@ -18,6 +18,7 @@ pub enum Nav {
     Users,
     Tokens,
     Blocked,
+    Domains,
     Webhooks,
     Me,
 }
@@ -27,13 +28,14 @@ const MEMBER_NAV: [(Nav, &str, &str); 2] = [
     (Nav::Contacts, "/contacts", "Contacts"),
 ];
 
-const ADMIN_NAV: [(Nav, &str, &str); 7] = [
+const ADMIN_NAV: [(Nav, &str, &str); 8] = [
     (Nav::Inbound, "/admin/inbound", "Inbound"),
     (Nav::Aliases, "/admin/aliases", "Aliases"),
     (Nav::Pipelines, "/admin/pipelines", "Pipelines"),
     (Nav::Users, "/admin/users", "Users"),
     (Nav::Tokens, "/admin/tokens", "API tokens"),
     (Nav::Blocked, "/admin/blocked", "Blocked senders"),
+    (Nav::Domains, "/admin/domains", "Sending domains"),
     (Nav::Webhooks, "/admin/webhooks", "Webhooks"),
 ];
 

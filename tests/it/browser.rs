@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::helpers::{Backend, mail, messages};
-use crate::replies::{captured, eventually, spawn_relay, spawn_sender};
+use crate::replies::{captured, eventually, spawn_relay, spawn_sender_with};
 use crate::web::{PASSWORD, user};
 use emailin::store::Role;
 
@@ -170,7 +170,12 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
         return;
     }
     let relay = spawn_relay(0, &[CUSTOMER]).await;
-    let app = spawn_sender(Backend::Sqlite, relay.smtp_addr.port()).await;
+    // Offline DNS with nothing published: the sending-domain page shows
+    // what to publish.
+    let app = spawn_sender_with(Backend::Sqlite, relay.smtp_addr.port(), |s| {
+        s.auth.resolver = emailin::config::ResolverKind::Static;
+    })
+    .await;
     user(&app, "ana@acme.test", "佐藤 アナ", Role::Admin).await;
     user(&app, "ben@acme.test", "Ben Carter", Role::Member).await;
     let driver = Driver::start().await;
@@ -382,6 +387,7 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
         ("/admin/users", "09-admin-users"),
         ("/contacts", "10-contacts"),
         ("/admin/webhooks", "11-admin-webhooks"),
+        ("/admin/domains", "17-admin-domains"),
         ("/me", "12-me"),
         ("/records/1", "13-record-conversation"),
     ] {

@@ -15,7 +15,7 @@ const CUSTOMER: &str = "ann@customer.example";
 
 /// A PEM private key of `kind` (`rsa` 2048 bits, or `ed25519`), made by
 /// OpenSSL as an operator would.
-fn key_file(dir: &std::path::Path, kind: &str, name: &str) -> std::path::PathBuf {
+pub fn key_file(dir: &std::path::Path, kind: &str, name: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.pem"));
     let mut cmd = std::process::Command::new("openssl");
     cmd.arg("genpkey").arg("-out").arg(&path);
@@ -70,7 +70,8 @@ async fn sender(backend: Backend, relay: &TestApp, key: &std::path::Path) -> Tes
 
 /// Sends a reply from a new record; the receiver's verdict on it.
 async fn verdict(app: &TestApp, relay: &TestApp) -> String {
-    let received = crate::replies::reply_from_a_new_record(app, relay, CUSTOMER).await;
+    let received =
+        crate::replies::reply_from_a_new_record(app, relay, CUSTOMER, "sales@localhost").await;
     received["auth_results"]
         .as_str()
         .expect("the receiver checked the reply")

@@ -8,6 +8,7 @@ mod cli;
 mod conversations;
 mod corpus;
 mod dkim;
+mod domains;
 mod faults;
 mod helpers;
 mod imap;

@@ -525,7 +525,8 @@ async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens
         oauth2(&base, OAuthGrant::ClientCredentials, SaslMechanism::Xoauth2),
     )
     .await;
-    let received = crate::replies::reply_from_a_new_record(&app, &receiver, customer).await;
+    let received =
+        crate::replies::reply_from_a_new_record(&app, &receiver, customer, "sales@localhost").await;
     assert_eq!(
         received["mail_from"].as_str().map(|s| s.is_empty()),
         Some(false)

@@ -81,17 +81,17 @@ pub async fn spawn_sender_with(
     .await
 }
 
-/// `customer` writes to Sales on `app`, and the record replies: the
-/// inbound row of that reply at `relay`, the service that received it.
-pub async fn reply_from_a_new_record(app: &TestApp, relay: &TestApp, customer: &str) -> Value {
-    app.post(
-        customer,
-        "sales@localhost",
-        "Quote",
-        "q1@customer.example",
-        &[],
-    )
-    .await;
+/// `customer` writes to Sales on `app` (at `alias`), and the record
+/// replies: the inbound row of that reply at `relay`, the service that
+/// received it.
+pub async fn reply_from_a_new_record(
+    app: &TestApp,
+    relay: &TestApp,
+    customer: &str,
+    alias: &str,
+) -> Value {
+    app.post(customer, alias, "Quote", "q1@customer.example", &[])
+        .await;
     let record = &app.records("Sales").await[0];
     let (status, body) = reply(
         app,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 mod aliases;
 mod blocked;
+mod domains;
 mod inbound;
 mod pipelines;
 mod tokens;
@@ -22,6 +23,7 @@ mod users;
 
 use aliases::*;
 use blocked::*;
+use domains::*;
 use inbound::*;
 use pipelines::*;
 use tokens::*;
@@ -54,6 +56,8 @@ pub fn routes() -> Router<ApiState> {
         .route("/admin/tokens", get(tokens).post(create_token))
         .route("/admin/tokens/{id}/revoke", post(revoke_token))
         .route("/admin/blocked", get(blocked).post(add_blocked))
+        .route("/admin/domains", get(domains))
+        .route("/admin/domains/check", post(check_domains))
         .route("/admin/blocked/remove", post(remove_blocked))
         .route("/admin/aliases", get(aliases).post(save_alias))
         .route("/admin/pipelines", get(pipelines).post(create_pipeline))
@@ -83,6 +87,7 @@ impl DoneQuery {
             Some("dropped") => "Dropped. Its raw bytes stay stored.",
             Some("replayed") => "Failed messages are being processed again.",
             Some("saved") => "Saved.",
+            Some("checked") => "Checked again.",
             Some("created") => "Created.",
             Some("deleted") => "Deleted.",
             Some("revoked") => "Revoked.",
