@@ -1,5 +1,5 @@
 //! Commands about the mail accounts and domains the service uses: OAuth
-//! 2.0 sign-in, the sending-domain check.
+//! 2.0 sign-in, the sending-domain check, the forwarding check.
 
 use std::sync::Arc;
 
@@ -91,5 +91,83 @@ pub async fn check_domain(
             "{} is not verified: mail from it may be marked as spam",
             report.domain
         )
+    }
+}
+
+/// What `emailin check-forwarding` was asked.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardingCheck<'a> {
+    pub alias: &'a str,
+    pub to: Option<&'a str>,
+    pub wait: std::time::Duration,
+}
+
+/// `emailin check-forwarding ALIAS`: sends the test message and waits for
+/// it, printing where it came in and the headers that routed it.
+///
+/// # Errors
+/// Unknown alias, no relay, a refused message, or no arrival in time.
+pub async fn check_forwarding(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    check: ForwardingCheck<'_>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    use crate::outbound::forwarding::{find_arrival, send_probe};
+    let Some(alias) = store
+        .list_aliases(None, Some(check.alias), 1)
+        .await?
+        .items
+        .into_iter()
+        .next()
+    else {
+        anyhow::bail!("no alias {:?}", check.alias);
+    };
+    let policy = crate::ingest::Policy::load(settings, store.as_ref()).await?;
+    let dkim = crate::outbound::dkim::Dkim::load(&settings.outbound).map_err(anyhow::Error::msg)?;
+    let tokens = Tokens::new(settings, &(Arc::clone(&store) as Arc<dyn OAuthStore>))?;
+    let outbound = crate::outbound::Outbound::new(
+        settings,
+        policy.reply_key.clone(),
+        dkim,
+        tokens.outbound.clone(),
+        None,
+    );
+    let probe = send_probe(&outbound, &alias, check.to).await?;
+    writeln!(
+        out,
+        "sent {} to {} through {} ({}); waiting up to {} s for it to arrive through {}",
+        probe.message_id,
+        probe.to,
+        settings.outbound.host,
+        probe.relay_answer,
+        check.wait.as_secs(),
+        alias.address
+    )?;
+    out.flush()?;
+    let deadline = tokio::time::Instant::now() + check.wait;
+    loop {
+        if let Some(arrival) = find_arrival(store.as_ref(), &probe).await? {
+            writeln!(
+                out,
+                "arrived after {:.1} s through {} for {}",
+                arrival.after_secs,
+                arrival.source,
+                arrival.rcpt_to.join(", ")
+            )?;
+            for (name, value) in &arrival.headers {
+                writeln!(out, "  {name}: {value}")?;
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the test message did not arrive within {} s: check that {} forwards to {} (or that its IMAP account is polled) and that the service is running",
+                check.wait.as_secs(),
+                probe.to,
+                alias.address
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }

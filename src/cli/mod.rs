@@ -78,6 +78,19 @@ pub enum Command {
     /// Check a sending domain: SPF lets the relay send, the DKIM key is
     /// published, DMARC aligns; prints what to publish. Exits 1 when not verified.
     CheckDomain { domain: String },
+    /// Send a test message through the relay to ALIAS's team address (its
+    /// first `also`, or --to) and wait for it to arrive through the alias or
+    /// an IMAP account, printing the headers that routed it. The service
+    /// must be running to receive it. Exits 1 when it does not arrive in time.
+    CheckForwarding {
+        alias: String,
+        /// The team address to send to (default: the alias's first `also`).
+        #[arg(long)]
+        to: Option<String>,
+        /// Seconds to wait for it.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
     /// Store and process .eml or mbox files as if they had been mailed to ALIAS.
     Ingest {
         /// Files: one message each, or mbox files with many.
@@ -192,6 +205,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token(&settings, command).await,
         Command::CheckDomain { domain } => {
             mail_accounts::check_domain(&settings, &domain, &mut std::io::stdout()).await
+        }
+        Command::CheckForwarding { alias, to, wait } => {
+            let store = open_store(&settings).await?;
+            let check = mail_accounts::ForwardingCheck {
+                alias: &alias,
+                to: to.as_deref(),
+                wait: Duration::from_secs(wait),
+            };
+            mail_accounts::check_forwarding(&settings, store, check, &mut std::io::stdout()).await
         }
         Command::Oauth {
             command: OAuthCommand::Login { account },

@@ -9,6 +9,7 @@ pub mod compose;
 pub mod dkim;
 pub mod domains;
 pub mod forward;
+pub mod forwarding;
 pub mod notify;
 pub mod sender;
 
@@ -42,6 +43,8 @@ pub struct Outbound {
     pub dkim: Option<dkim::Dkim>,
     /// SPF, DKIM and DMARC reports of the domains mail is sent from.
     pub domains: Arc<domains::DomainChecks>,
+    /// The latest forwarding check of each alias.
+    pub probes: Arc<forwarding::Probes>,
 }
 
 impl Outbound {
@@ -69,6 +72,7 @@ impl Outbound {
         Self {
             enabled,
             domains,
+            probes: Arc::default(),
             relay: enabled.then(|| {
                 sender::Relay::new(
                     settings.outbound.clone(),

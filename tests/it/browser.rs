@@ -174,6 +174,7 @@ async fn an_agent_works_a_record_end_to_end_in_chromium() {
     // what to publish.
     let app = spawn_sender_with(Backend::Sqlite, relay.smtp_addr.port(), |s| {
         s.auth.resolver = emailin::config::ResolverKind::Static;
+        s.aliases[1].also = vec!["support@acme.example".into()];
     })
     .await;
     user(&app, "ana@acme.test", "佐藤 アナ", Role::Admin).await;

@@ -10,6 +10,7 @@ mod corpus;
 mod dkim;
 mod domains;
 mod faults;
+mod forwarding;
 mod helpers;
 mod imap;
 mod lifecycle;

@@ -320,6 +320,8 @@ async fn every_form_needs_its_csrf_token_and_admin_pages_need_an_admin(backend: 
         "/logout",
         "/admin/users",
         "/admin/blocked",
+        "/admin/domains/check",
+        "/admin/domains/forwarding",
     ];
     for path in forms {
         let resp = member.post_raw(path, &[("text", "hi")]).await;
@@ -354,6 +356,8 @@ async fn every_form_needs_its_csrf_token_and_admin_pages_need_an_admin(backend: 
         "/admin/blocked",
         "/admin/aliases",
         "/admin/pipelines",
+        "/admin/domains",
+        "/admin/domains/forwarding?alias=sales%40localhost",
     ] {
         let (status, html, _) = member.get(page).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{page}");

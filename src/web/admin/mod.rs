@@ -58,6 +58,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/admin/blocked", get(blocked).post(add_blocked))
         .route("/admin/domains", get(domains))
         .route("/admin/domains/check", post(check_domains))
+        .route(
+            "/admin/domains/forwarding",
+            get(forwarding_fragment).post(check_forwarding),
+        )
         .route("/admin/blocked/remove", post(remove_blocked))
         .route("/admin/aliases", get(aliases).post(save_alias))
         .route("/admin/pipelines", get(pipelines).post(create_pipeline))
@@ -88,6 +92,7 @@ impl DoneQuery {
             Some("replayed") => "Failed messages are being processed again.",
             Some("saved") => "Saved.",
             Some("checked") => "Checked again.",
+            Some("sent") => "Test message sent: its arrival shows below.",
             Some("created") => "Created.",
             Some("deleted") => "Deleted.",
             Some("revoked") => "Revoked.",
