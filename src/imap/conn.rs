@@ -145,12 +145,24 @@ pub async fn connect(
                 .await
                 .map_err(|(err, _)| {
                     let said = refusal.lock().ok().and_then(|mut r| r.take());
+                    let answer = server_text(&err);
                     ConnectError::Token(match said {
-                        Some(said) => format!("{} {said}: {err}", mechanism.name()),
-                        None => format!("{}: {err}", mechanism.name()),
+                        Some(said) => format!("{} {said}: {answer}", mechanism.name()),
+                        None => format!("{}: {answer}", mechanism.name()),
                     })
                 })
         }
+    }
+}
+
+/// What the server said in a NO or BAD answer, without the client's framing.
+fn server_text(err: &async_imap::error::Error) -> String {
+    match err {
+        async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => text
+            .split_once("info: Some(\"")
+            .and_then(|(_, rest)| rest.rsplit_once("\")"))
+            .map_or_else(|| text.clone(), |(said, _)| said.to_string()),
+        other => other.to_string(),
     }
 }
 

@@ -37,6 +37,8 @@ struct Issued {
     /// Tokens the mailbox refuses though the endpoint issued them (the
     /// app was not granted the mailbox).
     refused_by_mailbox: HashSet<String>,
+    /// `expires_in` of the tokens issued (default one hour).
+    lifetime: Option<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -60,7 +62,9 @@ fn issue(issued: &mut Issued, with_refresh: bool) -> Response {
     issued.next += 1;
     let access = format!("at-{}", issued.next);
     issued.access.insert(access.clone());
-    let mut answer = json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600});
+    let lifetime = issued.lifetime.unwrap_or(3600);
+    let mut answer =
+        json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime});
     if with_refresh {
         let refresh = format!("rt-{}", issued.next);
         issued.refresh.insert(refresh.clone());
@@ -542,4 +546,34 @@ async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens
     assert!(dovecot.log().contains("submission"), "{}", dovecot.log());
     app.stop().await;
     receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_reused_while_fresh_and_fetched_again_before_it_expires() {
+    let provider = Provider::default();
+    let base = start_provider(provider.clone()).await;
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let source = emailin::oauth::TokenSource::new(
+        "support",
+        oauth2(&base, OAuthGrant::ClientCredentials, SaslMechanism::Xoauth2),
+        Arc::clone(&app.store) as Arc<dyn emailin::store::OAuthStore>,
+        None,
+    )
+    .expect("source");
+    // An hour's token: fetched once, then reused.
+    let first = source.access_token().await.expect("token");
+    assert_eq!(source.access_token().await.expect("token"), first);
+    assert_eq!(provider.issued().grants.len(), 1);
+
+    // A two-second token is fetched again after half its life, before it
+    // runs out (long ones five minutes before).
+    provider.issued().lifetime = Some(2);
+    source.forget().await;
+    let short = source.access_token().await.expect("token");
+    assert_eq!(source.access_token().await.expect("token"), short);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let next = source.access_token().await.expect("token");
+    assert_ne!(next, short, "fetched again before expiry");
+    assert_eq!(provider.issued().grants.len(), 3);
+    app.stop().await;
 }
