@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::EmailAddress;
 
+mod imap;
 mod oauth;
 pub use crate::domain::{AliasConfig, AuthPolicy, PipelineConfig, ReopenRuleConfig, StageConfig};
+pub use imap::{AfterStore, ImapAccountConfig, ImapTls};
 pub use oauth::{LoginMethod, OAuth2Settings, OAuthGrant, OAuthSettings, SaslMechanism};
 
 /// The defaults, documented key by key.
@@ -303,18 +305,6 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
-/// How to reach an IMAP server.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ImapTls {
-    /// TLS from the first byte (port 993).
-    Implicit,
-    /// Plain connection upgraded with STARTTLS (port 143).
-    Starttls,
-    /// No TLS: only allowed for a server on 127.0.0.1.
-    None,
-}
-
 /// A password: given directly, read from an environment variable, or read
 /// from a file. Never printed: `Debug` and serialisation show `***`.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -339,117 +329,6 @@ impl std::fmt::Debug for Secret {
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(if self.0.is_empty() { "" } else { "***" })
-    }
-}
-
-/// One polled mailbox.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ImapAccountConfig {
-    /// Unique name, used for the cursor, the lease and the status API.
-    pub name: String,
-    pub host: String,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default = "implicit")]
-    pub tls: ImapTls,
-    pub username: String,
-    /// `password` or `oauth2` (a token from `[imap.oauth2]`).
-    #[serde(default)]
-    pub auth: LoginMethod,
-    #[serde(default)]
-    pub oauth2: Option<OAuth2Settings>,
-    #[serde(default)]
-    pub password: Secret,
-    /// Environment variable holding the password.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// File holding the password (trailing newline ignored).
-    #[serde(default)]
-    pub password_file: Option<std::path::PathBuf>,
-    #[serde(default = "inbox")]
-    pub folders: Vec<String>,
-    /// Alias for messages whose headers name none.
-    pub alias: String,
-    /// Seconds between polls when the server has no IDLE.
-    #[serde(default = "sixty")]
-    pub poll_interval_secs: u64,
-    /// After a message is stored: "keep", "seen", "move:FOLDER" or "delete".
-    #[serde(default = "keep")]
-    pub after: String,
-    /// On the first run, ingest the last N days once (0: start at the end of the mailbox).
-    #[serde(default)]
-    pub backfill_days: u32,
-    /// Extra CA certificates (PEM) trusted besides the system roots.
-    #[serde(default)]
-    pub ca_file: Option<std::path::PathBuf>,
-    /// The mailbox provider's `Authentication-Results` authserv-id whose
-    /// verdicts are trusted for mail polled from this account.
-    #[serde(default)]
-    pub authserv_id: Option<String>,
-}
-
-fn implicit() -> ImapTls {
-    ImapTls::Implicit
-}
-fn inbox() -> Vec<String> {
-    vec!["INBOX".into()]
-}
-fn sixty() -> u64 {
-    60
-}
-fn keep() -> String {
-    "keep".into()
-}
-
-/// What the poller does with a message once it is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AfterStore {
-    Keep,
-    Seen,
-    Move(String),
-    Delete,
-}
-
-impl AfterStore {
-    /// Parses `keep`, `seen`, `move:FOLDER`, `delete`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "keep" => Some(AfterStore::Keep),
-            "seen" => Some(AfterStore::Seen),
-            "delete" => Some(AfterStore::Delete),
-            other => other
-                .strip_prefix("move:")
-                .filter(|f| !f.trim().is_empty())
-                .map(|f| AfterStore::Move(f.trim().to_string())),
-        }
-    }
-}
-
-impl ImapAccountConfig {
-    /// The port, defaulting by TLS mode (993 implicit, 143 otherwise).
-    pub fn port(&self) -> u16 {
-        self.port.unwrap_or(match self.tls {
-            ImapTls::Implicit => 993,
-            _ => 143,
-        })
-    }
-
-    pub fn after_store(&self) -> AfterStore {
-        AfterStore::parse(&self.after).unwrap_or(AfterStore::Keep)
-    }
-
-    /// The password from wherever it is configured.
-    ///
-    /// # Errors
-    /// The variable is unset or the file unreadable.
-    pub fn resolve_password(&self) -> Result<Secret, ConfigError> {
-        resolve_secret(
-            &format!("imap {:?}", self.name),
-            &self.password,
-            self.password_env.as_deref(),
-            self.password_file.as_deref(),
-        )
     }
 }
 
@@ -663,191 +542,14 @@ impl Settings {
         }
         let mut accounts = HashSet::new();
         for account in &self.imap {
-            let name = &account.name;
-            if !accounts.insert(name.as_str()) {
-                return invalid(format!("imap account {name:?} is defined twice"));
+            if !accounts.insert(account.name.as_str()) {
+                return invalid(format!("imap account {:?} is defined twice", account.name));
             }
-            if account.tls == ImapTls::None && !is_loopback_host(&account.host) {
-                return invalid(format!(
-                    "imap {name:?}: tls = \"none\" is only allowed for a server on 127.0.0.1"
-                ));
-            }
-            if AfterStore::parse(&account.after).is_none() {
-                return invalid(format!(
-                    "imap {name:?}: after = {:?} must be keep, seen, move:FOLDER or delete",
-                    account.after
-                ));
-            }
-            if account.folders.is_empty() {
-                return invalid(format!("imap {name:?}: folders is empty"));
-            }
-            let sources = [
-                !account.password.expose().is_empty(),
-                account.password_env.is_some(),
-                account.password_file.is_some(),
-            ];
-            let count = sources.iter().filter(|s| **s).count();
-            if account.auth == LoginMethod::Oauth2 {
-                let Some(o) = &account.oauth2 else {
-                    return invalid(format!(
-                        "imap {name:?}: auth = \"oauth2\" needs [imap.oauth2] (after its [[imap]])"
-                    ));
-                };
-                o.check(&format!("imap {name:?}"), key_set)?;
-                if count != 0 {
-                    return invalid(format!(
-                        "imap {name:?}: auth = \"oauth2\" takes no password"
-                    ));
-                }
-            } else if count != 1 {
-                return invalid(format!(
-                    "imap {name:?}: set exactly one of password, password_env, password_file"
-                ));
-            }
-            let known = self.aliases.iter().any(|a| {
-                a.address.eq_ignore_ascii_case(&account.alias)
-                    || a.also
-                        .iter()
-                        .any(|x| x.eq_ignore_ascii_case(&account.alias))
-            });
-            if !known {
-                return invalid(format!(
-                    "imap {name:?}: alias {:?} is not a configured alias",
-                    account.alias
-                ));
-            }
+            account.check(&self.aliases, key_set)?;
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compiled_in_defaults_are_valid_and_ship_two_demo_pipelines() {
-        let s = Settings::defaults().expect("defaults");
-        let names: Vec<_> = s.pipelines.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["Sales", "Service"]);
-        assert_eq!(s.aliases.len(), 2);
-        assert_eq!(s.smtp.listen.port(), 2525);
-        assert!(s.database.url.starts_with("sqlite://"));
-    }
-
-    #[test]
-    fn unknown_key_is_an_error_that_names_it() {
-        let err = Settings::from_figment(
-            Figment::from(Toml::string(DEFAULT_TOML))
-                .merge(Toml::string("[smtp]\nlisten_port = 25\n")),
-        )
-        .expect_err("unknown key must fail");
-        assert!(err.to_string().contains("listen_port"), "{err}");
-    }
-
-    #[test]
-    fn alias_pointing_at_a_missing_pipeline_is_rejected() {
-        let mut s = Settings::defaults().expect("defaults");
-        s.aliases[0].pipeline = "Nope".into();
-        let err = s.validate().expect_err("must fail");
-        assert!(err.to_string().contains("Nope"), "{err}");
-    }
-
-    #[test]
-    fn names_and_tags_over_their_length_are_refused_at_start() {
-        let mut s = Settings::defaults().expect("defaults");
-        s.aliases[0].tags.push("t".repeat(65));
-        let err = s.validate().expect_err("long tag").to_string();
-        assert!(err.contains("tags[1]: at most 64 characters"), "{err}");
-        let mut s = Settings::defaults().expect("defaults");
-        s.pipelines[1].stages[0].name = "s".repeat(201);
-        let err = s.validate().expect_err("long stage").to_string();
-        assert!(err.contains("stage: at most 200 characters"), "{err}");
-        let mut s = Settings::defaults().expect("defaults");
-        s.http.max_body_bytes = 10;
-        assert!(s.validate().is_err());
-    }
-
-    #[test]
-    fn imap_password_is_redacted_everywhere() {
-        let account: ImapAccountConfig = toml_account("password = \"hunter2\"");
-        assert!(!format!("{account:?}").contains("hunter2"));
-        assert!(!serde_json::to_string(&account).unwrap().contains("hunter2"));
-        assert_eq!(account.resolve_password().unwrap().expose(), "hunter2");
-        assert_eq!(account.port(), 993);
-        assert_eq!(account.after_store(), AfterStore::Keep);
-    }
-
-    #[test]
-    fn imap_plaintext_only_on_loopback() {
-        let mut s = Settings::defaults().expect("defaults");
-        let mut account = toml_account("password = \"x\"\ntls = \"none\"");
-        s.imap.push(account.clone());
-        assert!(s.validate().is_err());
-        account.host = "127.0.0.1".into();
-        s.imap = vec![account];
-        s.validate().expect("loopback plaintext is fine");
-    }
-
-    #[test]
-    fn after_store_forms() {
-        assert_eq!(
-            AfterStore::parse("move:Processed"),
-            Some(AfterStore::Move("Processed".into()))
-        );
-        assert_eq!(AfterStore::parse("move:"), None);
-        assert_eq!(AfterStore::parse("archive"), None);
-    }
-
-    fn toml_account(extra: &str) -> ImapAccountConfig {
-        Figment::from(Toml::string(&format!(
-            "name = \"support\"\nhost = \"imap.example.com\"\nusername = \"u\"\nalias = \"service@localhost\"\n{extra}\n"
-        )))
-        .extract()
-        .expect("account")
-    }
-
-    #[test]
-    fn oauth2_accounts_are_checked_for_what_their_grant_needs() {
-        let cc = "auth = \"oauth2\"\n[oauth2]\ngrant = \"client_credentials\"\n\
-token_url = \"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token\"\ntenant = \"contoso\"\n\
-client_id = \"c\"\nscopes = [\"https://outlook.office365.com/.default\"]\n";
-        let check = |extra: &str, key: &str| {
-            let mut s = Settings::defaults().expect("defaults");
-            s.imap = vec![toml_account(extra)];
-            s.oauth.key = Secret::new(key);
-            s.validate().map_err(|e| e.to_string())
-        };
-        let err = check(cc, "").unwrap_err();
-        assert!(err.contains("needs a client secret"), "{err}");
-        check(&format!("{cc}client_secret = \"s\"\n"), "").expect("valid");
-        let account = toml_account(&format!("{cc}client_secret = \"s\"\n"));
-        assert_eq!(
-            account.oauth2.unwrap().token_endpoint(),
-            "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
-        );
-
-        let rt = cc.replace("client_credentials", "refresh_token");
-        let err = check(&rt, "").unwrap_err();
-        assert!(err.contains("set [oauth] key"), "{err}");
-        check(&rt, "k").expect("valid with a key");
-        let err = check(&format!("password = \"p\"\n{rt}"), "k").unwrap_err();
-        assert!(err.contains("takes no password"), "{err}");
-        let err = check("auth = \"oauth2\"\n", "k").unwrap_err();
-        assert!(err.contains("needs [imap.oauth2]"), "{err}");
-        let err = check(&rt.replace("https://login", "http://login"), "k").unwrap_err();
-        assert!(err.contains("must be https://"), "{err}");
-
-        let mut s = Settings::defaults().expect("defaults");
-        s.oauth.key = Secret::new("c2hvcnQ=");
-        let err = s.oauth.resolve_key().unwrap_err().to_string();
-        assert!(err.contains("must be 32 bytes"), "{err}");
-    }
-
-    #[test]
-    fn reopen_rule_from_an_open_stage_is_rejected() {
-        let mut s = Settings::defaults().expect("defaults");
-        s.aliases[1].reopen[0].from = "Open".into();
-        assert!(s.validate().is_err());
-    }
-}
+mod tests;
