@@ -34,7 +34,9 @@
 //!   bounces, complaints, with their reasons), `thread` (the keys that find
 //!   a record), [`decide`](ingest::decide) (every rule, pure), `apply`
 //!   (lookups and writes), `outcome`.
-//! - [`store`]: the only place SQL lives; SQLite and PostgreSQL behind one trait.
+//! - [`store`]: the only place SQL lives, one trait and file per feature
+//!   (inbound, processing, records, outbox, mailbox, team…); SQLite and
+//!   PostgreSQL behind them.
 //! - [`config`]: typed settings, defaults → file → `EMAILIN__*` env.
 //! - [`domain`]: types and rules without I/O: addresses, messages and their
 //!   [`Source`](domain::Source), pipelines with their stage and reopen rules

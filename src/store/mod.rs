@@ -1,23 +1,37 @@
 //! Storage: the only place SQL lives.
 //!
-//! [`Store`] is what the rest of the service sees; [`Tx`] is one processing
-//! transaction. Both are implemented once, in `sql.rs`, for SQLite (the
-//! embedded default) and PostgreSQL (many replicas, one database): the SQL is
-//! written for both dialects, and each backend supplies only how it connects,
-//! migrates and begins a write. No policy lives here: which record a message
-//! joins, or whether a stage reopens, is decided in `ingest`.
+//! [`Store`] is what the rest of the service sees: one trait per feature,
+//! each in its own file with its queries — `inbound` (stored mail, for
+//! people), `processing` ([`Tx`], one processing transaction), `records`,
+//! `outbox`, `mailbox` (IMAP cursors, known hashes, leases), `tokens`,
+//! `team` (users, pipelines, aliases, contacts, blocked senders),
+//! `sessions`, `webhooks`, `conversations`, `lifecycle`, `merge`, `search`,
+//! `oauth`; `sql.rs` keeps intake, bootstrap, the directory and the helpers
+//! the others share. A consumer that needs one feature takes its trait
+//! (the IMAP poller takes [`MailboxStore`]). Each file's macro is expanded
+//! once per backend, SQLite (the embedded default) and PostgreSQL (many
+//! replicas, one database): the SQL is written for both dialects, and each
+//! backend supplies only how it connects, migrates and begins a write. No
+//! policy lives here: which record a message joins, or whether a stage
+//! reopens, is decided in `ingest`.
 
 mod behind;
 pub(crate) mod conversations;
+pub(crate) mod inbound;
 pub(crate) mod lifecycle;
+mod mailbox;
 pub(crate) mod merge;
 pub(crate) mod oauth;
+pub(crate) mod outbox;
 mod postgres;
+mod processing;
+pub(crate) mod records;
 pub(crate) mod search;
 pub(crate) mod sessions;
 mod sql;
 mod sqlite;
 mod team;
+pub(crate) mod tokens;
 mod types;
 pub(crate) mod webhooks;
 
@@ -31,14 +45,19 @@ use crate::domain::Directory;
 use crate::domain::InboundMessage;
 
 pub use conversations::{ConversationStore, MessageHtml, StoredAttachment};
+pub use inbound::InboundStore;
 pub use lifecycle::{Erasure, LifecycleStore, RawRemoval};
+pub use mailbox::MailboxStore;
 pub use merge::{MergeStore, Moved, RecordLink};
 pub use oauth::OAuthStore;
+pub use outbox::OutboxStore;
 pub use postgres::PgStore;
+pub use records::RecordStore;
 pub use search::{Hit, SearchStore};
 pub use sessions::{NewSession, SessionStore, SessionUser};
 pub use sqlite::SqliteStore;
 pub use team::{TeamStore, now_ms};
+pub use tokens::TokenStore;
 pub use types::*;
 pub use webhooks::{
     AttemptResult, ClaimedDelivery, DeliveryRow, LoggedEvent, NewDelivery, StoredWebhook,
@@ -99,45 +118,15 @@ pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Arc<dyn Store>>
     }
 }
 
-/// What an IMAP poller needs of the database: its folder's cursor, the
-/// content hashes already stored from its mailbox, and the lease that lets
-/// one replica poll a folder at a time. Messages themselves go through intake.
-#[async_trait]
-pub trait MailboxStore: Send + Sync {
-    /// The stored cursor of an IMAP account's folder: (UIDVALIDITY, last UID).
-    async fn imap_cursor(&self, account: &str, folder: &str) -> StoreResult<Option<(u32, u32)>>;
-
-    /// Sets a cursor without storing messages (first run, skipped messages).
-    async fn set_imap_cursor(
-        &self,
-        account: &str,
-        folder: &str,
-        uidvalidity: u32,
-        uid: u32,
-    ) -> StoreResult<()>;
-
-    /// Which of these content hashes are already stored from the IMAP
-    /// mailbox `origin` (the envelope's `helo` of polled mail).
-    async fn known_sha256(&self, origin: &str, hashes: &[String]) -> StoreResult<Vec<String>>;
-
-    /// Takes or renews the lease `name` for `holder` until `ttl` from now;
-    /// `false` while another holder's lease is unexpired.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> StoreResult<bool>;
-
-    /// Gives a lease up early (on shutdown), if `holder` has it.
-    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
-}
-
 /// The service's view of the database.
 #[async_trait]
 pub trait Store:
     TeamStore
     + MailboxStore
+    + TokenStore
+    + OutboxStore
+    + RecordStore
+    + InboundStore
     + SessionStore
     + WebhookStore
     + ConversationStore
@@ -189,61 +178,8 @@ pub trait Store:
     /// wait for it.
     fn intake_in_processing(&self) -> bool;
 
-    /// Puts stored messages back to `pending` so processing runs again; by id,
-    /// by status, or both. Returns how many rows were reset.
-    async fn reset_for_replay(&self, status: Option<&str>, id: Option<Uuid>) -> StoreResult<u64>;
-
     /// Which of these Message-IDs are in the thread index (for load checks).
     async fn stored_message_ids(&self, message_ids: &[String]) -> StoreResult<Vec<String>>;
-
-    /// Releases a quarantined message: back to `pending`, processed
-    /// normally (its quarantine reason no longer applies). `false` when it
-    /// is not quarantined.
-    async fn release_inbound(&self, id: Uuid) -> StoreResult<bool>;
-
-    /// Drops a quarantined message: status `dropped`, raw bytes kept.
-    /// `false` when it is not quarantined.
-    async fn drop_inbound(&self, id: Uuid) -> StoreResult<bool>;
-
-    /// Stores a new API token's hash under a unique name.
-    ///
-    /// # Errors
-    /// [`StoreError::Conflict`] when the name is taken.
-    async fn create_token(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> StoreResult<TokenView>;
-
-    /// The unrevoked token with this hash.
-    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenView>>;
-
-    async fn list_tokens(&self) -> StoreResult<Vec<TokenView>>;
-
-    /// Revokes a token by id or name; `false` when there is no such active token.
-    async fn revoke_token(&self, id_or_name: &str) -> StoreResult<bool>;
-
-    /// Applies a person's change to a record, writing one event per field
-    /// that changed (`stage_changed`, `owner_changed`, `tags_changed`).
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] for an unknown record; [`StoreError::Conflict`]
-    /// naming the field for a stage not in its pipeline or an unknown owner.
-    async fn update_record(&self, id: Uuid, change: &RecordChange, actor: &str) -> StoreResult<()>;
-
-    /// Adds an internal comment (never emailed) with its resolved mentions
-    /// and a `commented` event; returns the comment's id.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] for an unknown record.
-    async fn add_comment(
-        &self,
-        record: Uuid,
-        text: &str,
-        actor: &str,
-        mentions: &[String],
-    ) -> StoreResult<Uuid>;
 
     /// Which of these addresses are users.
     async fn existing_users(&self, emails: &[String]) -> StoreResult<Vec<String>>;
@@ -254,25 +190,6 @@ pub trait Store:
     /// # Errors
     /// [`StoreError::Conflict`] naming what does not resolve.
     async fn save_alias(&self, alias: &AliasConfig) -> StoreResult<()>;
-
-    /// Counts inbound rows per status.
-    async fn inbound_counts(&self) -> StoreResult<Vec<(String, i64)>>;
-
-    /// How many stored messages wait for processing. Reads the index of
-    /// pending rows alone, so it costs the same on a database of any size
-    /// (counting every status reads an entry per stored message).
-    async fn pending_count(&self) -> StoreResult<i64>;
-
-    async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Page<RecordView>>;
-    /// These records, in the order given (unknown ids are left out).
-    async fn records_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<RecordView>>;
-    async fn get_record(&self, id: Uuid) -> StoreResult<Option<RecordDetail>>;
-    async fn list_inbound(&self, filter: &InboundFilter) -> StoreResult<Page<InboundView>>;
-    async fn get_inbound(&self, id: Uuid) -> StoreResult<Option<InboundView>>;
-    /// The messages (and their records) an inbound row became.
-    async fn inbound_messages(&self, id: Uuid) -> StoreResult<Vec<InboundMessageLink>>;
-
-    async fn inbound_raw(&self, id: Uuid) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// One processing transaction. Dropping it without [`Tx::commit`] rolls back.

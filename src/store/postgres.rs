@@ -11,13 +11,19 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::conversations::sql_conversation_store;
+use super::inbound::sql_inbound_store;
 use super::lifecycle::sql_lifecycle_store;
+use super::mailbox::sql_mailbox_store;
 use super::merge::sql_merge_store;
 use super::oauth::sql_oauth_store;
+use super::outbox::sql_outbox_store;
+use super::processing::sql_processing_tx;
+use super::records::sql_record_store;
 use super::search::sql_search_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
+use super::tokens::sql_token_store;
 use super::webhooks::sql_webhook_store;
 use crate::config::DatabaseSettings;
 
@@ -79,7 +85,13 @@ sql_store!(
     several_statements_per_call = false,
     intake_in_processing = false
 );
+sql_inbound_store!(PgStore, Postgres);
+sql_mailbox_store!(PgStore, Postgres);
+sql_token_store!(PgStore, Postgres);
+sql_record_store!(PgStore, Postgres);
+sql_processing_tx!(PgTx, Postgres);
 sql_team_store!(PgStore, Postgres);
+sql_outbox_store!(PgStore, Postgres);
 sql_session_store!(PgStore, Postgres);
 sql_oauth_store!(PgStore, Postgres);
 sql_webhook_store!(PgStore, Postgres);

@@ -17,13 +17,19 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::conversations::sql_conversation_store;
+use super::inbound::sql_inbound_store;
 use super::lifecycle::sql_lifecycle_store;
+use super::mailbox::sql_mailbox_store;
 use super::merge::sql_merge_store;
 use super::oauth::sql_oauth_store;
+use super::outbox::sql_outbox_store;
+use super::processing::sql_processing_tx;
+use super::records::sql_record_store;
 use super::search::sql_search_store;
 use super::sessions::sql_session_store;
 use super::sql::{insert_message_sql, sql_store};
 use super::team::{sql_team_store, user_columns};
+use super::tokens::sql_token_store;
 use super::webhooks::sql_webhook_store;
 use crate::config::DatabaseSettings;
 
@@ -198,7 +204,13 @@ sql_store!(
     several_statements_per_call = true,
     intake_in_processing = true
 );
+sql_inbound_store!(SqliteStore, Sqlite);
+sql_mailbox_store!(SqliteStore, Sqlite);
+sql_token_store!(SqliteStore, Sqlite);
+sql_record_store!(SqliteStore, Sqlite);
+sql_processing_tx!(SqliteTx, Sqlite);
 sql_team_store!(SqliteStore, Sqlite);
+sql_outbox_store!(SqliteStore, Sqlite);
 sql_session_store!(SqliteStore, Sqlite);
 sql_oauth_store!(SqliteStore, Sqlite);
 sql_webhook_store!(SqliteStore, Sqlite);
