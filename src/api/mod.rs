@@ -522,7 +522,9 @@ mod tests {
     fn no_route_bypasses_the_document() {
         for (file, source) in [
             ("mod.rs", include_str!("mod.rs")),
-            ("admin.rs", include_str!("admin.rs")),
+            ("admin/mod.rs", include_str!("admin/mod.rs")),
+            ("admin/pipelines.rs", include_str!("admin/pipelines.rs")),
+            ("admin/blocked.rs", include_str!("admin/blocked.rs")),
             ("contacts.rs", include_str!("contacts.rs")),
             ("inbound.rs", include_str!("inbound.rs")),
             ("records.rs", include_str!("records.rs")),
