@@ -245,6 +245,7 @@ impl App {
         let search_stop = CancellationToken::new();
         let search_task = {
             let store = Arc::clone(&self.store);
+            let intake = intake_health.clone();
             let holder = format!("search-{}", uuid::Uuid::new_v4().simple());
             let stop = search_stop.clone();
             supervisor.restartable("search", search_stop.clone(), move || {
@@ -252,6 +253,7 @@ impl App {
                     Arc::clone(&store),
                     holder.clone(),
                     Duration::from_millis(300),
+                    Some(intake.clone()),
                     stop.clone(),
                 )
             })

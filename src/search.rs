@@ -14,15 +14,43 @@ const LEASE: &str = "search-index";
 const LEASE_TTL: Duration = Duration::from_secs(30);
 /// Queue entries one transaction indexes.
 pub const BATCH: i64 = 500;
+/// While intake commits mail, indexing waits (search lags by at most this),
+/// so intake's commits (one writer on SQLite) do not queue behind index
+/// writes; the backlog is caught up in full batches once mail stops.
+pub const MAX_DEFER: Duration = Duration::from_secs(30);
+/// Queue entries one transaction indexes once mail has been arriving for
+/// longer than [`MAX_DEFER`], with a pause of `idle` after each: short
+/// write transactions, so commits never wait long behind one.
+pub const ARRIVING_BATCH: i64 = 50;
 /// Documents written since the last statistics refresh that call for one.
 pub const ANALYZE_AFTER: usize = 10_000;
 
 /// Indexes until `stop`; when the queue is empty it looks again after
-/// `idle`.
-pub async fn run(store: Arc<dyn Store>, holder: String, idle: Duration, stop: CancellationToken) {
+/// `idle`. While intake commits mail (`intake`), it indexes in small steps.
+pub async fn run(
+    store: Arc<dyn Store>,
+    holder: String,
+    idle: Duration,
+    intake: Option<crate::ingest::IntakeHealth>,
+    stop: CancellationToken,
+) {
     let mut leased_at: Option<Instant> = None;
     let mut since_analyze = 0;
+    let mut commits = intake.as_ref().map(|i| i.commits());
+    let mut arriving_since: Option<Instant> = None;
     while !stop.is_cancelled() {
+        let now = intake.as_ref().map(|i| i.commits());
+        let arriving = std::mem::replace(&mut commits, now) != now;
+        if !arriving {
+            arriving_since = None;
+        } else if arriving_since.get_or_insert_with(Instant::now).elapsed() < MAX_DEFER {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(idle) => {}
+            }
+            continue;
+        }
+        let batch = if arriving { ARRIVING_BATCH } else { BATCH };
         let held = leased_at.is_some_and(|at| at.elapsed() < LEASE_TTL / 2)
             || match store.try_lease(LEASE, &holder, LEASE_TTL).await {
                 Ok(true) => {
@@ -36,7 +64,7 @@ pub async fn run(store: Arc<dyn Store>, holder: String, idle: Duration, stop: Ca
                 }
             };
         let busy = if held {
-            match store.index_pending(BATCH).await {
+            match store.index_pending(batch).await {
                 Ok(n) => {
                     since_analyze += n;
                     // A large backlog drained (a migration, a reindex): the
@@ -47,7 +75,7 @@ pub async fn run(store: Arc<dyn Store>, holder: String, idle: Duration, stop: Ca
                             tracing::warn!(error = %e, "search index: analyze");
                         }
                     }
-                    n > 0
+                    n > 0 && !arriving
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "search index: batch failed; trying again");

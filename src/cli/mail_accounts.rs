@@ -18,7 +18,7 @@ pub async fn oauth_login(
     settings: &Settings,
     store: Arc<dyn Store>,
     account: &str,
-    out: &mut dyn std::io::Write,
+    out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<()> {
     let tokens = Tokens::new(settings, &(store as Arc<dyn OAuthStore>))?;
     let Some(source) = tokens.named(account) else {
@@ -47,7 +47,7 @@ pub async fn oauth_login(
 pub async fn check_domain(
     settings: &Settings,
     domain: &str,
-    out: &mut dyn std::io::Write,
+    out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<()> {
     let auth = crate::auth::Authenticator::new(&settings.auth, &settings.smtp.hostname)
         .map_err(anyhow::Error::msg)?;
@@ -111,7 +111,7 @@ pub async fn check_forwarding(
     settings: &Settings,
     store: Arc<dyn Store>,
     check: ForwardingCheck<'_>,
-    out: &mut dyn std::io::Write,
+    out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<()> {
     use crate::outbound::forwarding::{find_arrival, send_probe};
     let Some(alias) = store

@@ -10,8 +10,8 @@ use emailin::config::{RelayTls, Secret, Settings};
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, TestApp, spawn_app_with};
-use crate::imap::{Dovecot, Options, PASSWORD, USER, free_port};
-use crate::replies::eventually;
+use crate::imap::{Dovecot, Options, PASSWORD, USER, free_port, with_account};
+use crate::replies::{captured, eventually, spawn_relay, spawn_sender_with};
 use crate::web::{Web, csrf_of, user};
 
 const TEAM: &str = "support@acme.example";
@@ -132,4 +132,54 @@ async fn a_test_message_to_the_team_address_is_seen_arriving_through_the_alias()
     );
     assert_eq!(app.inbound(None).await.len(), 2);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(emailin_no_dovecot, ignore = "skipped: Dovecot is not installed")]
+async fn a_test_message_that_lands_in_the_polled_team_mailbox_is_seen_through_imap() {
+    let Some(dovecot) = Dovecot::start().await else {
+        return;
+    };
+    // The team's provider takes the test message from the relay (a second
+    // service stands in for its MX) and puts it in the team mailbox, which
+    // the service polls.
+    let provider = spawn_relay(0, &[TEAM]).await;
+    let mut account = dovecot.account("support", "INBOX", "service@localhost");
+    account.backfill_days = 1;
+    let mut used = None;
+    let app = spawn_sender_with(Backend::Sqlite, provider.smtp_addr.port(), |s| {
+        with_account(s, account);
+        used = Some(s.clone());
+    })
+    .await;
+    let settings = used.expect("settings");
+    let store = app.store.clone();
+    let check = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let check = ForwardingCheck {
+            alias: "service@localhost",
+            to: None,
+            wait: Duration::from_secs(30),
+        };
+        let result = check_forwarding(&settings, store, check, &mut out).await;
+        (
+            result.map_err(|e| e.to_string()),
+            String::from_utf8(out).expect("utf-8"),
+        )
+    });
+    let raw = eventually("the test message at the provider", || async {
+        captured(&provider).await.into_iter().next()
+    })
+    .await;
+    dovecot.append("INBOX", &[raw], None).await;
+    let (result, out) = check.await.expect("the check");
+    eprintln!("{out}");
+    result.expect("arrived");
+    assert!(out.contains("through imap for service@localhost"), "{out}");
+    let rows = app.inbound(None).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["outcome"], "ignored: loop", "{}", rows[0]);
+    assert!(app.records("Service").await.is_empty());
+    app.stop().await;
+    provider.stop().await;
 }

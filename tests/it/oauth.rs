@@ -543,7 +543,48 @@ async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens
             .any(|g| g == "client_credentials"),
         "the relay login used a token"
     );
-    assert!(dovecot.log().contains("submission"), "{}", dovecot.log());
+    app.stop().await;
+
+    // OAUTHBEARER (RFC 7628) at the same server.
+    let app = sender(
+        submission,
+        oauth2(
+            &base,
+            OAuthGrant::ClientCredentials,
+            SaslMechanism::Oauthbearer,
+        ),
+    )
+    .await;
+    app.post(
+        customer,
+        "sales@localhost",
+        "Again",
+        "q2@customer.example",
+        &[],
+    )
+    .await;
+    let record = app.records("Sales").await.remove(0);
+    let (status, body) = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/records/{}/replies",
+                record["id"].as_str().expect("id")
+            ),
+            &app.admin_token,
+            json!({"text": "And again."}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the second reply at the receiver", || async {
+        (receiver.inbound(None).await.len() == 2).then_some(())
+    })
+    .await;
+    let log = dovecot.log();
+    assert!(
+        log.contains("method=XOAUTH2") && log.contains("method=OAUTHBEARER"),
+        "{log}"
+    );
     app.stop().await;
     receiver.stop().await;
 }
