@@ -463,6 +463,27 @@ async fn expired_consent_a_wrong_scope_and_a_refused_token_are_named_in_the_stat
     app.stop().await;
 }
 
+/// `customer` writes to Sales on `app` and the new record replies: the
+/// record and the queued reply.
+async fn reply_to_new_mail(app: &TestApp, customer: &str, message_id: &str) -> (Value, Value) {
+    app.post(customer, "sales@localhost", "Order", message_id, &[])
+        .await;
+    let record = app.records("Sales").await.remove(0);
+    let (status, queued) = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/records/{}/replies",
+                record["id"].as_str().expect("id")
+            ),
+            &app.admin_token,
+            json!({"text": "On its way."}),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    (record, queued)
+}
+
 /// The service, replying through a submission server on `port` with `o`.
 async fn sender(port: u16, o: OAuth2Settings) -> TestApp {
     spawn_sender_with(Backend::Sqlite, port, move |s| {
@@ -489,27 +510,7 @@ async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens
     let mut bad = oauth2(&base, OAuthGrant::ClientCredentials, SaslMechanism::Xoauth2);
     bad.client_secret = Secret::new("expired-secret");
     let app = sender(submission, bad).await;
-    app.post(
-        customer,
-        "sales@localhost",
-        "Order",
-        "o1@customer.example",
-        &[],
-    )
-    .await;
-    let record = app.records("Sales").await.remove(0);
-    let (status, queued) = app
-        .send_json(
-            reqwest::Method::POST,
-            &format!(
-                "/api/v1/records/{}/replies",
-                record["id"].as_str().expect("id")
-            ),
-            &app.admin_token,
-            json!({"text": "On its way."}),
-        )
-        .await;
-    assert_eq!(status, 202, "{queued}");
+    let (record, queued) = reply_to_new_mail(&app, customer, "o1@customer.example").await;
     let message_id = queued["message_id"].as_str().expect("id").to_string();
     let waiting = eventually("a failed attempt", || async {
         let d = crate::replies::delivery(&app, &record, &message_id).await;
@@ -555,27 +556,7 @@ async fn replies_go_out_through_a_submission_server_that_takes_only_oauth_tokens
         ),
     )
     .await;
-    app.post(
-        customer,
-        "sales@localhost",
-        "Again",
-        "q2@customer.example",
-        &[],
-    )
-    .await;
-    let record = app.records("Sales").await.remove(0);
-    let (status, body) = app
-        .send_json(
-            reqwest::Method::POST,
-            &format!(
-                "/api/v1/records/{}/replies",
-                record["id"].as_str().expect("id")
-            ),
-            &app.admin_token,
-            json!({"text": "And again."}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    reply_to_new_mail(&app, customer, "q2@customer.example").await;
     eventually("the second reply at the receiver", || async {
         (receiver.inbound(None).await.len() == 2).then_some(())
     })
