@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::ingest::{IntakeHealth, Pace, Pacing};
 use crate::store::Store;
 
 const LEASE: &str = "search-index";
@@ -26,31 +27,25 @@ pub const ARRIVING_BATCH: i64 = 50;
 pub const ANALYZE_AFTER: usize = 10_000;
 
 /// Indexes until `stop`; when the queue is empty it looks again after
-/// `idle`. While intake commits mail (`intake`), it indexes in small steps.
+/// `idle`. While intake commits mail (`intake`) it waits, for at most
+/// [`MAX_DEFER`], then indexes in small steps until mail stops.
 pub async fn run(
     store: Arc<dyn Store>,
     holder: String,
     idle: Duration,
-    intake: Option<crate::ingest::IntakeHealth>,
+    intake: Option<IntakeHealth>,
     stop: CancellationToken,
 ) {
     let mut leased_at: Option<Instant> = None;
     let mut since_analyze = 0;
-    let mut commits = intake.as_ref().map(|i| i.commits());
-    let mut arriving_since: Option<Instant> = None;
+    let mut pacing = Pacing::new(intake, MAX_DEFER);
     while !stop.is_cancelled() {
-        let now = intake.as_ref().map(|i| i.commits());
-        let arriving = std::mem::replace(&mut commits, now) != now;
-        if !arriving {
-            arriving_since = None;
-        } else if arriving_since.get_or_insert_with(Instant::now).elapsed() < MAX_DEFER {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(idle) => {}
-            }
-            continue;
-        }
-        let batch = if arriving { ARRIVING_BATCH } else { BATCH };
+        let pace = pacing.round();
+        let batch = if pace == Pace::Busy {
+            ARRIVING_BATCH
+        } else {
+            BATCH
+        };
         let held = leased_at.is_some_and(|at| at.elapsed() < LEASE_TTL / 2)
             || match store.try_lease(LEASE, &holder, LEASE_TTL).await {
                 Ok(true) => {
@@ -63,7 +58,9 @@ pub async fn run(
                     false
                 }
             };
-        let busy = if held {
+        let busy = if pace == Pace::Defer {
+            false
+        } else if held {
             match store.index_pending(batch).await {
                 Ok(n) => {
                     since_analyze += n;
@@ -75,7 +72,7 @@ pub async fn run(
                             tracing::warn!(error = %e, "search index: analyze");
                         }
                     }
-                    n > 0 && !arriving
+                    n > 0 && pace == Pace::Quiet
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "search index: batch failed; trying again");

@@ -350,24 +350,11 @@ fn spf_word(result: SpfResult) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthSettings, ResolverKind, StaticTxtRecord};
 
     const OURS: &str = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
 
     fn checker(records: &[(&str, &str)]) -> Authenticator {
-        let settings = AuthSettings {
-            trusted_networks: vec![],
-            dns_timeout_ms: 2000,
-            resolver: ResolverKind::Static,
-            static_records: records
-                .iter()
-                .map(|(name, value)| StaticTxtRecord {
-                    name: (*name).into(),
-                    value: (*value).into(),
-                })
-                .collect(),
-        };
-        Authenticator::new(&settings, "mx.emailin.test").unwrap()
+        Authenticator::new(&crate::auth::tests::settings(records), "mx.emailin.test").unwrap()
     }
 
     fn sending(relay: &str, ip: &str, dkim_domain: &str) -> Sending {

@@ -328,7 +328,8 @@ mod tests {
     use crate::config::StaticTxtRecord;
     use crate::domain::{Dmarc, dmarc_verdict};
 
-    fn settings(records: &[(&str, &str)]) -> AuthSettings {
+    /// Offline settings answering only `records` (also the domain checks').
+    pub(super) fn settings(records: &[(&str, &str)]) -> AuthSettings {
         AuthSettings {
             trusted_networks: vec!["127.0.0.0/8".into()],
             dns_timeout_ms: 2000,

@@ -146,8 +146,9 @@ pub async fn check_forwarding(
     )?;
     out.flush()?;
     let deadline = tokio::time::Instant::now() + check.wait;
+    let mut looked_at = std::collections::HashSet::new();
     loop {
-        if let Some(arrival) = find_arrival(store.as_ref(), &probe).await? {
+        if let Some(arrival) = find_arrival(store.as_ref(), &probe, &mut looked_at).await? {
             writeln!(
                 out,
                 "arrived after {:.1} s through {} for {}",

@@ -7,7 +7,7 @@
 //! back it is stored and ignored (`ignored: loop`), never a record; it is
 //! found again by the token in its Message-ID.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -142,11 +142,17 @@ pub async fn send_probe(
     })
 }
 
-/// The stored message the probe became, if it has arrived.
+/// The stored message the probe became, if it has arrived. `looked_at`
+/// keeps the rows already read, so a caller that asks again (every second,
+/// while it waits) reads each stored message's bytes once.
 ///
 /// # Errors
 /// The store's.
-pub async fn find_arrival(store: &dyn Store, probe: &Probe) -> StoreResult<Option<Arrival>> {
+pub async fn find_arrival(
+    store: &dyn Store,
+    probe: &Probe,
+    looked_at: &mut HashSet<Uuid>,
+) -> StoreResult<Option<Arrival>> {
     let page = store
         .list_inbound(&InboundFilter {
             status: None,
@@ -159,10 +165,13 @@ pub async fn find_arrival(store: &dyn Store, probe: &Probe) -> StoreResult<Optio
     // row's time is taken when intake stored it, rounded by the database.
     let since = probe.sent_at - chrono::Duration::seconds(1);
     for row in page.items.iter().filter(|r| r.received_at >= since) {
+        if !looked_at.insert(row.id) {
+            continue;
+        }
         let Some(raw) = store.inbound_raw(row.id).await? else {
             continue;
         };
-        if !raw.windows(needle.len()).any(|w| w == needle) {
+        if memchr::memmem::find(&raw, needle).is_none() {
             continue;
         }
         let after = (row.received_at - probe.sent_at).num_milliseconds().max(0) as f64 / 1000.0;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{Target, Webhook, config_webhook_id, secret_key, sign};
 use crate::config::{WebhookConfig, WebhookDeliverySettings};
+use crate::ingest::{Pace, Pacing};
 use crate::store::{
     AttemptResult, ClaimedDelivery, ConversationItem, LoggedEvent, NewDelivery, Store, StoreResult,
     now_ms,
@@ -88,9 +89,9 @@ impl Webhooks {
         let lease = Duration::from_millis(self.settings.poll_interval_ms.max(1000) * 10);
         // When this worker last took the lease; it is renewed at half its time.
         let mut leased_at: Option<Instant> = None;
-        let mut pacing = Pacing::new(self.intake.clone());
+        let mut pacing = Pacing::new(self.intake.clone(), MAX_DEFER);
         while !stop.is_cancelled() {
-            let defer = pacing.defer();
+            let defer = pacing.round() == Pace::Defer;
             let (events, deliveries) = if defer {
                 (EVENTS_PER_ROUND / 10, DELIVERIES_PER_ROUND / 5)
             } else {
@@ -321,35 +322,6 @@ impl Webhooks {
             http_status,
             response,
         }
-    }
-}
-
-/// Whether the worker holds back: intake committed since the last round
-/// (mail is arriving), and that has not gone on for [`MAX_DEFER`] yet.
-struct Pacing {
-    intake: Option<crate::ingest::IntakeHealth>,
-    commits: Option<u64>,
-    since: Option<Instant>,
-}
-
-impl Pacing {
-    fn new(intake: Option<crate::ingest::IntakeHealth>) -> Self {
-        let commits = intake.as_ref().map(|i| i.commits());
-        Pacing {
-            intake,
-            commits,
-            since: None,
-        }
-    }
-
-    fn defer(&mut self) -> bool {
-        let now = self.intake.as_ref().map(|i| i.commits());
-        let busy = std::mem::replace(&mut self.commits, now) != now;
-        if !busy {
-            self.since = None;
-            return false;
-        }
-        self.since.get_or_insert_with(Instant::now).elapsed() < MAX_DEFER
     }
 }
 

@@ -140,15 +140,8 @@ async fn admin_page(app: &TestApp) -> String {
 async fn a_domain_is_checked_before_its_first_reply_and_marked_red_until_verified() {
     let d = domain();
     let relay = spawn_relay(0, &[CUSTOMER]).await;
-    let key = d.key.clone();
-    let unpublished = records(&d, false);
-    let app = spawn_sender_with(Backend::Sqlite, relay.smtp_addr.port(), move |s| {
-        s.outbound.dkim_domain = "acme.test".into();
-        s.outbound.dkim_selector = "mail".into();
-        s.outbound.dkim_private_key_file = key;
-        s.auth.resolver = ResolverKind::Static;
-        s.auth.static_records = unpublished;
-        s.aliases[0].address = "sales@acme.test".into();
+    let app = spawn_sender_with(Backend::Sqlite, relay.smtp_addr.port(), |s| {
+        sending(s, &d, false);
     })
     .await;
     let before = chrono::Utc::now();
@@ -171,18 +164,9 @@ async fn a_domain_is_checked_before_its_first_reply_and_marked_red_until_verifie
     app.stop().await;
 
     // Published: verified, no red mark for it.
-    let key = d.key.clone();
-    let published = records(&d, true);
-    let app = spawn_sender_with(Backend::Sqlite, relay.smtp_addr.port(), move |s| {
-        s.outbound.dkim_domain = "acme.test".into();
-        s.outbound.dkim_selector = "mail".into();
-        s.outbound.dkim_private_key_file = key;
-        s.auth.resolver = ResolverKind::Static;
-        s.auth.static_records = published;
-        s.aliases = vec![emailin::config::AliasConfig {
-            address: "sales@acme.test".into(),
-            ..s.aliases[0].clone()
-        }];
+    let app = spawn_sender_with(Backend::Sqlite, relay.smtp_addr.port(), |s| {
+        sending(s, &d, true);
+        s.aliases.truncate(1);
         s.outbound.system_from = "emailin@acme.test".into();
     })
     .await;

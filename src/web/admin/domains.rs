@@ -168,7 +168,7 @@ async fn forwarding_state(state: &ApiState, alias: &str) -> PageResult<Markup> {
     let Some(probe) = state.outbound.probes.latest(alias) else {
         return Ok(html! { span.muted { "Not checked yet." } });
     };
-    let arrival = find_arrival(state.store.as_ref(), &probe).await?;
+    let arrival = find_arrival(state.store.as_ref(), &probe, &mut Default::default()).await?;
     Ok(forwarding_cell(&probe, arrival.as_ref()))
 }
 
