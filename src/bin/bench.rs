@@ -499,9 +499,14 @@ fn cpu_time(pid: u32) -> Option<CpuTime> {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
-        // A thread may end between the listing and the read.
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // A thread may end between the listing and the reads: it is left out
+        // (its time is in the process's total).
+        let (Ok(stat), Ok(name)) = (
+            std::fs::read_to_string(task.path().join("stat")),
+            std::fs::read_to_string(task.path().join("comm")),
+        ) else {
+            continue;
+        };
         if let Some(ticks) = stat_ticks(&stat) {
             threads.insert(tid, (name.trim().to_string(), ticks));
         }
